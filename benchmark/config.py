@@ -1,0 +1,319 @@
+"""The run configuration: frozen dataclasses loaded from YAML, with ``section.key=value`` CLI overrides.
+
+Precedence is defaults < YAML file < CLI overrides. An unknown key is a one-line
+:class:`~benchmark.errors.ConfigError` naming the key and listing the valid ones; values are type-checked
+and range-checked here, before any data is read or any model built.
+
+Every knob that the SFPrompt paper (Cao et al., arXiv 2407.17533) leaves open is a field below, and its
+default is marked "our choice" (see ``shared/PAPER.md`` for the reasoning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from benchmark.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where it lives, and how much of it a CPU-sized run uses."""
+
+    dataset: str = "digits"
+    """Registered dataset name (``python -m benchmark data --list``)."""
+    data_root: Optional[str] = None
+    """Folder of local parquet mirrors (``ROOT/<name>/{split}-*.parquet``); None: ``$BENCHMARK_DATA_ROOT``."""
+    cache_dir: str = "results/cache"
+    """Where decoded uint8 image arrays are cached, one file per (dataset, image size)."""
+    max_train_samples: Optional[int] = None
+    """Stratified, seeded subsample of the train split (None: all)."""
+    max_test_samples: Optional[int] = None
+    """Stratified, seeded subsample of the test split (None: all)."""
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the train split is divided among clients (flwr-datasets partitioners)."""
+
+    scheme: str = "iid"
+    """``iid``, ``dirichlet`` or ``pathological``."""
+    num_clients: int = 10
+    alpha: float = 0.5
+    """Dirichlet concentration (smaller: more skew). Used by ``dirichlet``."""
+    classes_per_client: int = 2
+    """Classes per client. Used by ``pathological``."""
+    min_partition_size: int = 2
+    """Dirichlet resamples until every client has at least this many samples."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The timm backbone, its weights, and the head/body/tail split with prompts."""
+
+    backbone: str = "vit_tiny_patch16_224"
+    """timm architecture name (``timm.list_models('vit_*')``)."""
+    weights: str = "scratch"
+    """``scratch``, ``timm:<pretrained tag>`` (hub weights) or ``file:<path.safetensors>``."""
+    img_size: Optional[int] = None
+    """Input resolution; None keeps the architecture's default."""
+    patch_size: Optional[int] = None
+    embed_dim: Optional[int] = None
+    depth: Optional[int] = None
+    num_heads: Optional[int] = None
+    head_blocks: int = 1
+    """Transformer blocks on the client before the cut (our choice: 1)."""
+    tail_blocks: int = 1
+    """Transformer blocks on the client after the body (our choice: 1)."""
+    prompt_len: int = 10
+    """Soft prompt tokens (VPT); 0 disables prompts (our choice: 10)."""
+    prompt_depth: str = "shallow"
+    """``shallow`` (tokens inserted once, before the first block) or ``client`` (fresh tokens before every
+    client-side block, VPT-deep restricted to the blocks the client holds). Our choice: shallow."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The federated method and its optimisation settings."""
+
+    method: str = "sfprompt"
+    """Registered method name: sfprompt, fedavg, fedprompt, sfl_v1, sfl_v2."""
+    rounds: int = 10
+    participation: float = 1.0
+    """Fraction of clients sampled each round, in (0, 1]."""
+    local_epochs: int = 1
+    """Local epochs per round for the baselines (FedAvg, FedPrompt, SplitFed)."""
+    batch_size: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = None
+    """Clip the global gradient norm of each step to this value (None: no clipping)."""
+    weighting: str = "samples"
+    """FedAvg weights: ``samples`` (local samples used, our choice) or ``uniform``."""
+    eval_every: int = 1
+    """Evaluate the global model every this many rounds (the last round is always evaluated)."""
+    eval_batch_size: int = 256
+    keep_ratio: float = 0.5
+    """SFPrompt: fraction of local samples kept for split training, highest EL2N first (our choice)."""
+    local_loss_epochs: int = 1
+    """SFPrompt: epochs of the local-loss update (head -> tail, body skipped); 0 disables it."""
+    split_epochs: int = 1
+    """SFPrompt: epochs of split training on the kept samples."""
+    prompt_grad_via_server: bool = True
+    """SFPrompt: prompts get gradients in split training through the server's frozen body (our choice)."""
+    el2n_every_round: bool = True
+    """SFPrompt: re-score EL2N every round (True, our choice) or only in the first round."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Supervised pre-training of the backbone on a source dataset (CPU profiles: no hub weights)."""
+
+    dataset: str = "cifar100"
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    max_train_samples: Optional[int] = None
+    max_test_samples: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs. ``seed`` feeds partitions, init and data order (SeedSequence)."""
+
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    threads: Optional[int] = None
+    """``torch.set_num_threads``; None leaves torch's default."""
+    data: DataConfig = field(default_factory=DataConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """Short content hash of the resolved config (stamped on every result row)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        """A copy with dotted-key overrides applied, e.g. ``cfg.replace(**{"train.rounds": 2})``."""
+        return from_dict(_apply_overrides(self.to_dict(), overrides))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loading
+
+
+def from_dict(raw: Mapping[str, Any]) -> RunConfig:
+    """Build a :class:`RunConfig` from nested dicts, rejecting unknown keys and wrong types."""
+    return _build(RunConfig, raw, prefix="")
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | list[str] | None = None) -> RunConfig:
+    """Load YAML (if given) and apply overrides (``{"train.rounds": 3}`` or ``["train.rounds=3"]``)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping, got {type(loaded).__name__}")
+        raw = loaded
+    if overrides:
+        if isinstance(overrides, list):
+            overrides = parse_overrides(overrides)
+        raw = _apply_overrides(raw, overrides)
+    return from_dict(raw)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``section.key=value`` strings; values are read as YAML scalars (``3``, ``0.5``, ``null``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(raw))  # deep copy of plain data
+    for dotted, value in overrides.items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"config key {dotted!r}: {part!r} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config section {where!r} must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + str(unknown[0])!r}; valid keys in {where}: {', '.join(fields)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value if value is not None else {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as exc:  # pragma: no cover - defensive
+        raise ConfigError(f"config section {where!r}: {exc}") from None
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a simple type hint (int, float, str, bool, Optional[...])."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(hint)
+    if ok is None:  # pragma: no cover - only simple types are used above
+        raise ConfigError(f"config key {key!r} has an unsupported type {hint}")
+    if not ok:
+        raise ConfigError(f"config key {key!r} must be {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+# ----------------------------------------------------------------------------------------------------------
+# range checks (names are checked against the registries where they are used, to avoid import cycles)
+
+
+def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
+
+
+def _validate(cfg: RunConfig) -> None:
+    p, m, t, pre = cfg.partition, cfg.model, cfg.train, cfg.pretrain
+    _check(cfg.threads is None or cfg.threads >= 1, "threads", ">= 1 or null", cfg.threads)
+    _check(
+        cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+        "device", "auto, cpu, cuda or cuda:N", cfg.device,
+    )
+    for key in ("max_train_samples", "max_test_samples"):
+        v = getattr(cfg.data, key)
+        _check(v is None or v > 0, f"data.{key}", "> 0 or null", v)
+    _check(p.scheme in ("iid", "dirichlet", "pathological"), "partition.scheme",
+           "one of iid, dirichlet, pathological", p.scheme)
+    _check(p.num_clients >= 1, "partition.num_clients", ">= 1", p.num_clients)
+    _check(p.alpha > 0, "partition.alpha", "> 0", p.alpha)
+    _check(p.classes_per_client >= 1, "partition.classes_per_client", ">= 1", p.classes_per_client)
+    _check(p.min_partition_size >= 0, "partition.min_partition_size", ">= 0", p.min_partition_size)
+    _check(m.weights == "scratch" or m.weights.startswith(("timm:", "file:")), "model.weights",
+           "scratch, timm:<tag> or file:<path>", m.weights)
+    for key in ("img_size", "patch_size", "embed_dim", "depth", "num_heads"):
+        v = getattr(m, key)
+        _check(v is None or v >= 1, f"model.{key}", ">= 1 or null", v)
+    _check(m.head_blocks >= 0, "model.head_blocks", ">= 0", m.head_blocks)
+    _check(m.tail_blocks >= 0, "model.tail_blocks", ">= 0", m.tail_blocks)
+    _check(m.prompt_len >= 0, "model.prompt_len", ">= 0", m.prompt_len)
+    _check(m.prompt_depth in ("shallow", "client"), "model.prompt_depth", "shallow or client", m.prompt_depth)
+    _check(t.rounds >= 1, "train.rounds", ">= 1", t.rounds)
+    _check(0 < t.participation <= 1, "train.participation", "in (0, 1]", t.participation)
+    _check(t.local_epochs >= 1, "train.local_epochs", ">= 1", t.local_epochs)
+    _check(t.batch_size >= 1, "train.batch_size", ">= 1", t.batch_size)
+    _check(t.eval_batch_size >= 1, "train.eval_batch_size", ">= 1", t.eval_batch_size)
+    _check(t.lr > 0, "train.lr", "> 0", t.lr)
+    _check(t.momentum >= 0, "train.momentum", ">= 0", t.momentum)
+    _check(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay)
+    _check(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0 or null", t.grad_clip)
+    _check(t.weighting in ("samples", "uniform"), "train.weighting", "samples or uniform", t.weighting)
+    _check(t.eval_every >= 1, "train.eval_every", ">= 1", t.eval_every)
+    _check(0 < t.keep_ratio <= 1, "train.keep_ratio", "in (0, 1]", t.keep_ratio)
+    _check(t.local_loss_epochs >= 0, "train.local_loss_epochs", ">= 0", t.local_loss_epochs)
+    _check(t.split_epochs >= 1, "train.split_epochs", ">= 1", t.split_epochs)
+    _check(pre.epochs >= 1, "pretrain.epochs", ">= 1", pre.epochs)
+    _check(pre.batch_size >= 1, "pretrain.batch_size", ">= 1", pre.batch_size)
+    _check(pre.lr > 0, "pretrain.lr", "> 0", pre.lr)

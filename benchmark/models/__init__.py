@@ -1,0 +1,1 @@
+"""Model layer: timm backbones, the head/body/tail split and VPT prompts."""

@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny timm ViTs and offline settings for every test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+TINY = dict(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=2)
+
+
+@pytest.fixture
+def tiny_vit():
+    """A 4-block, 32-wide timm ViT on 16 px inputs (pretrained=False), in eval mode."""
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, **TINY).eval()
