@@ -1,0 +1,186 @@
+"""Command line: ``python -m benchmark <verb> ...``; the Snakefile's rules are one call each.
+
+Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``, ``pretrain``, ``train``,
+``accounting`` (per-round FLOPs and bytes without training), ``report`` (tables, figures, manifest).
+Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: ...``, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+VERBS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def verb(name: str, help: str):
+    """Register ``add_arguments`` for a verb; the decorated function runs it."""
+
+    def deco(run: Callable[[argparse.Namespace], int]):
+        VERBS[name] = (help, run)  # type: ignore[assignment]
+        return run
+
+    return deco
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="YAML run config (defaults for anything it omits)")
+    p.add_argument("--set", "-s", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.rounds=3 (repeatable)")
+    p.add_argument("--data-root", help="folder of local parquet mirrors (overrides data.data_root)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides device)")
+    p.add_argument("--threads", type=int, help="torch threads (overrides threads)")
+    p.add_argument("--seed", type=int, help="run seed (overrides seed)")
+
+
+def _load_cfg(a: argparse.Namespace):
+    from benchmark.config import load_config, parse_overrides
+
+    over = parse_overrides(a.set)
+    for key, attr in (("data.data_root", "data_root"), ("device", "device"), ("threads", "threads"), ("seed", "seed")):
+        if getattr(a, attr, None) is not None:
+            over[key] = getattr(a, attr)
+    return load_config(a.config, over)
+
+
+# ---------------------------------------------------------------------------------------------------------
+@verb("data", "describe a dataset (sizes, classes) or list the registered ones")
+def cmd_data(a: argparse.Namespace) -> int:
+    from benchmark.data.datasets import DATASETS, describe
+
+    if a.list or not a.dataset:
+        for name in DATASETS.names():
+            print(name)
+        return 0
+    print(describe(a.dataset, a.data_root))
+    return 0
+
+
+@verb("cache", "decode a dataset once into the uint8 array cache")
+def cmd_cache(a: argparse.Namespace) -> int:
+    from benchmark.data.cache import build_cache
+    from benchmark.models.vit import input_spec
+
+    cfg = _load_cfg(a)
+    size = a.img_size or input_spec(cfg.model)[0]
+    path = build_cache(a.dataset or cfg.data.dataset, size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
+    print(path)
+    return 0
+
+
+@verb("partition", "partition a dataset's train split among clients and save it as JSON")
+def cmd_partition(a: argparse.Namespace) -> int:
+    from benchmark.run import load_federated_data
+
+    cfg = _load_cfg(a)
+    _, part = load_federated_data(cfg)
+    part.save(a.out)
+    print(f"{a.out}: {len(part.client_indices)} clients, hash {part.hash}")
+    return 0
+
+
+@verb("pretrain", "supervised pre-training of the backbone on a source dataset")
+def cmd_pretrain(a: argparse.Namespace) -> int:
+    from benchmark.pretrain import pretrain
+
+    cfg = _load_cfg(a)
+    card = pretrain(cfg, Path(a.out), progress=not a.quiet)
+    print(f"{a.out}: test accuracy {card['test_accuracy']:.4f} after {card['epochs']} epochs "
+          f"({card['wall_seconds']:.0f} s)")
+    return 0
+
+
+@verb("train", "run one federated method and write its result files")
+def cmd_train(a: argparse.Namespace) -> int:
+    from benchmark.run import train
+
+    cfg = _load_cfg(a)
+    metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet, resume=not a.no_resume)
+    acc = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
+    if len(acc):
+        print(f"{cfg.train.method}: final test accuracy {acc.value.iloc[-1]:.4f} -> {a.out}")
+    return 0
+
+
+@verb("accounting", "per-round client FLOPs and bytes of every method, without training")
+def cmd_accounting(a: argparse.Namespace) -> int:
+    from benchmark.accounting.analytic import accounting_table, format_table
+
+    cfg = _load_cfg(a)
+    table = accounting_table(cfg, backbone=a.backbone, samples_per_client=a.samples_per_client,
+                             num_classes=a.num_classes, methods=a.methods)
+    if a.out:
+        from benchmark.io import write_csv
+
+        write_csv(a.out, table)
+    print(format_table(table))
+    return 0
+
+
+@verb("report", "render tables, figures and the manifest from finished runs")
+def cmd_report(a: argparse.Namespace) -> int:
+    from benchmark.report.build import build_report
+
+    outputs = build_report(Path(a.results), Path(a.out), a.workflow_config)
+    print(f"wrote {len(outputs)} files under {a.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for name, (help_, _) in VERBS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == "data":
+            p.add_argument("--dataset")
+            p.add_argument("--data-root")
+            p.add_argument("--list", action="store_true")
+        elif name == "report":
+            p.add_argument("--results", default="results")
+            p.add_argument("--out", default="results")
+            p.add_argument("--workflow-config", help="the workflow config the runs came from")
+        else:
+            _config_args(p)
+            p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        if name == "cache":
+            p.add_argument("--dataset")
+            p.add_argument("--img-size", type=int)
+            p.add_argument("--cache-dir")
+        if name == "partition":
+            p.add_argument("--out", required=True)
+        if name == "pretrain":
+            p.add_argument("--out", required=True, help="weights file (.safetensors); a .json card is written beside it")
+        if name == "train":
+            p.add_argument("--out", required=True, help="run folder")
+            p.add_argument("--partition", help="partition JSON from the partition verb (computed if absent)")
+            p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
+        if name == "accounting":
+            p.add_argument("--backbone", help="timm ViT name (overrides model.backbone), e.g. vit_base_patch16_224")
+            p.add_argument("--samples-per-client", type=int, default=500)
+            p.add_argument("--num-classes", type=int, default=10)
+            p.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
+            p.add_argument("--out", help="CSV file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmark.errors import BenchmarkError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return VERBS[args.verb][1](args)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""The ``Method`` base class: it owns the federated round loop; each method implements only its hooks.
+
+Shape taken from Flower's ``Strategy``: the base runs client sampling, the broadcast of the trainable
+global state, each sampled client's local work (the ``local_update`` hook), FedAvg aggregation, and
+evaluation every ``eval_every`` rounds; every tensor that crosses client <-> server is recorded in the
+communication ledger where it is sent, and every sample a party processes in the compute ledger.
+
+Which parameters each party trains is declared by state-dict key prefixes of the
+:class:`~benchmark.models.split.SplitViT` (``client_prefixes``, ``server_prefixes``), so a method is a
+small class, and registered by name in ``METHODS``.
+
+Choices shared by every method (ours, the papers are silent): a fresh SGD optimiser per client and round
+(optimiser state is not carried across rounds, as in FedAvg's Alg. 1); partial last batches are kept;
+frozen weights are assumed installed on the devices once and are not counted as per-round traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark import seeding
+from benchmark.accounting.comm import CommLedger
+from benchmark.accounting.compute import ComputeLedger
+from benchmark.accounting.flops import FlopCount
+from benchmark.config import RunConfig
+from benchmark.data.federated import FederatedData
+from benchmark.errors import NumericError
+from benchmark.federation.aggregation import WeightedAverage
+from benchmark.models.split import SplitViT
+from benchmark.models.vit import create_backbone
+from benchmark.registry import Registry
+
+METHODS: Registry[type["Method"]] = Registry("method")
+"""Every federated method, by lowercase name (``sfprompt``, ``fedavg``, ``fedprompt``, ``sfl_v1``, ...)."""
+
+METRIC_COLUMNS = ["round", "client", "split", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One expected exchange, for analytic accounting: ``messages`` tensors totalling ``numel`` elements."""
+
+    phase: str
+    direction: str
+    kind: str
+    dtype: torch.dtype
+    numel: int
+    messages: int
+
+
+@dataclass
+class ClientUpdate:
+    """What a client's local work returns to the loop."""
+
+    samples: int
+    """Samples the client trained on (the FedAvg weight under ``weighting: samples``)."""
+    loss: float
+    """Mean training loss over the client's last phase."""
+    extra: dict[str, float] = field(default_factory=dict)
+    """Method-specific per-client metrics (e.g. SFPrompt's kept samples)."""
+
+
+def build_split_model(cfg: RunConfig, num_classes: int, prompt_len: int) -> SplitViT:
+    """The configured backbone, initialised from the run's seed, cut as configured."""
+    torch.manual_seed(seeding.seed_for(cfg.seed, "init"))
+    vit = create_backbone(cfg.model, num_classes)
+    return SplitViT(vit, cfg.model.head_blocks, cfg.model.tail_blocks, prompt_len, cfg.model.prompt_depth)
+
+
+def image_input(model: SplitViT) -> tuple[torch.Tensor]:
+    """A one-sample image for per-sample FLOP counting (fvcore counts are linear in the batch size)."""
+    size = model.head.patch_embed.img_size
+    dev = next(model.parameters()).device
+    return (torch.zeros(1, 3, *size, device=dev),)
+
+
+def token_input(model: SplitViT) -> tuple[torch.Tensor]:
+    """A one-sample token sequence as it crosses the cut (patches + prefix + prompts, width D)."""
+    dev = next(model.parameters()).device
+    return (torch.zeros(1, model.num_tokens, model.embed_dim, device=dev),)
+
+
+def state_kind(key: str) -> str:
+    """Ledger kind of a state-dict entry: ``prompts`` for prompt tokens, ``params`` otherwise."""
+    return "prompts" if ".prompts." in f".{key}" else "params"
+
+
+class Method:
+    """Base of every federated method. Subclasses set the class attributes and implement the hooks.
+
+    Attributes:
+        name: Registry name (set by ``@METHODS.register``).
+        client_prefixes: State-dict prefixes trained on the client, broadcast, uploaded and averaged.
+        server_prefixes: State-dict prefixes trained on the server.
+        server_copies: ``per_client`` (a copy per client, averaged each round: SFL-V1) or ``shared``
+            (one copy trained by the clients in turn: SFL-V2). Ignored without server prefixes.
+        uses_prompts: Whether the model gets ``model.prompt_len`` prompt tokens.
+    """
+
+    name: str = ""
+    client_prefixes: tuple[str, ...] = ()
+    server_prefixes: tuple[str, ...] = ()
+    server_copies: str = "per_client"
+    uses_prompts: bool = False
+
+    def __init__(self, cfg: RunConfig, data: FederatedData, device: torch.device | str = "cpu") -> None:
+        self.cfg, self.t, self.data = cfg, cfg.train, data
+        self.device = torch.device(device)
+        self.model = self.prepare_model(cfg, data.num_classes).to(self.device)
+        self._params = dict(self.model.named_parameters())
+        self.global_client = self._snapshot(self.client_keys())
+        self.global_server = self._snapshot(self.server_keys())
+        self.comm = CommLedger()
+        self.compute = ComputeLedger()
+        self.metrics: list[tuple[int, int, str, str, float]] = []
+        self.next_round = 0
+        self.costs = self.per_sample_costs(self.model, cfg)
+        self.warnings: list[str] = list(self.check_settings())
+        for w in self.warnings:
+            warnings.warn(w, stacklevel=2)
+
+    # ------------------------------------------------------------------ model and parameter groups
+    @classmethod
+    def build_model(cls, cfg: RunConfig, num_classes: int) -> SplitViT:
+        return build_split_model(cfg, num_classes, cfg.model.prompt_len if cls.uses_prompts else 0)
+
+    @classmethod
+    def prepare_model(cls, cfg: RunConfig, num_classes: int) -> SplitViT:
+        """The method's model with exactly its trainable parameters requiring gradients."""
+        model = cls.build_model(cfg, num_classes)
+        for name, p in model.named_parameters():
+            p.requires_grad_(cls.is_client_param(name) or cls.is_server_param(name))
+        return model
+
+    @classmethod
+    def is_client_param(cls, key: str) -> bool:
+        return key.startswith(cls.client_prefixes)
+
+    @classmethod
+    def is_server_param(cls, key: str) -> bool:
+        return bool(cls.server_prefixes) and key.startswith(cls.server_prefixes)
+
+    def client_keys(self) -> list[str]:
+        return [k for k in self._params if self.is_client_param(k)]
+
+    def server_keys(self) -> list[str]:
+        return [k for k in self._params if self.is_server_param(k)]
+
+    def _snapshot(self, keys: Iterable[str]) -> dict[str, torch.Tensor]:
+        return {k: self._params[k].detach().clone() for k in keys}
+
+    def _load(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for k, v in state.items():
+                self._params[k].copy_(v)
+
+    def trainable(self, keys: Iterable[str]) -> list[nn.Parameter]:
+        return [self._params[k] for k in keys]
+
+    # ------------------------------------------------------------------ hooks
+    @classmethod
+    def per_sample_costs(cls, model: SplitViT, cfg: RunConfig) -> dict[str, tuple[str, FlopCount]]:
+        """Per-sample FLOPs of each (phase, party) the method executes: ``{"phase/party": (party, cost)}``.
+        ``model`` has the method's trainability already set (``requires_grad``)."""
+        raise NotImplementedError
+
+    def local_update(self, rnd: int, client: int) -> ClientUpdate:
+        """The client's local work for round ``rnd`` (global state already loaded into ``self.model``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def expected_transfers(cls, model: SplitViT, cfg: RunConfig, samples: int) -> list[Transfer]:
+        """Analytic per-round exchanges of one client holding ``samples`` samples (no training)."""
+        raise NotImplementedError
+
+    @classmethod
+    def expected_samples(cls, cfg: RunConfig, samples: int) -> dict[str, int]:
+        """Samples each cost phase processes per round for a client holding ``samples`` samples."""
+        raise NotImplementedError
+
+    def check_settings(self) -> Iterable[str]:
+        """Warnings about degenerate settings (shown in the run and recorded in ``env.json``)."""
+        return ()
+
+    # ------------------------------------------------------------------ helpers for hooks
+
+    def optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.t.lr, momentum=self.t.momentum, weight_decay=self.t.weight_decay)
+
+    def step(self, opt: torch.optim.Optimizer) -> None:
+        if self.t.grad_clip is not None:
+            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def generator(self, *names: str | int) -> torch.Generator:
+        return seeding.torch_generator(self.cfg.seed, *names)
+
+    def batches(self, indices: np.ndarray, rnd: int, client: int, phase: str, epoch: int):
+        """Seeded, shuffled batches of a client's samples: the order depends only on (seed, round, client,
+        phase, epoch), so every method sees the same order and a resumed run replays it exactly."""
+        gen = self.generator("batches", rnd, client, phase, epoch)
+        return self.data.batches(indices, self.t.batch_size, self.device, gen)
+
+    def record_compute(self, rnd: int, client: int, phase: str, samples: int) -> None:
+        """Charge ``samples`` samples of every cost registered under ``phase``."""
+        for key, (party, cost) in self.costs.items():
+            if key.split("/")[0] == phase:
+                self.compute.record(rnd, client, phase, party, cost, samples)
+
+    def check_loss(self, loss_sum: torch.Tensor, rnd: int, client: int) -> float:
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise NumericError(
+                f"{self.name}: non-finite training loss ({value}) in round {rnd}, client {client}; "
+                "lower train.lr or set train.grad_clip"
+            )
+        return value
+
+    # ------------------------------------------------------------------ the round loop
+    def sample_clients(self, rnd: int) -> list[int]:
+        """``max(1, round(participation × K))`` clients without replacement, seeded by (seed, round)."""
+        k = self.data.num_clients
+        m = max(1, int(round(self.t.participation * k)))
+        if m >= k:
+            return list(range(k))
+        return sorted(seeding.rng(self.cfg.seed, "sampling", rnd).choice(k, size=m, replace=False).tolist())
+
+    def _send_state(self, rnd: int, client: int, phase: str, direction: str, state: dict[str, torch.Tensor]) -> None:
+        for kind in ("params", "prompts"):
+            tensors = [v for k, v in state.items() if state_kind(k) == kind]
+            if tensors:
+                self.comm.record(rnd, client, phase, direction, kind, tensors)
+
+    def run_round(self, rnd: int) -> None:
+        clients = self.sample_clients(rnd)
+        client_avg, server_avg = WeightedAverage(), WeightedAverage()
+        self._load(self.global_server)
+        for c in clients:
+            # Broadcast: the global trainable client state goes down to client c.
+            self._load(self.global_client)
+            self._send_state(rnd, c, "broadcast", "down", self.global_client)
+            if self.server_keys() and self.server_copies == "per_client":
+                self._load(self.global_server)
+            self.model.train()
+            upd = self.local_update(rnd, c)
+            # Upload: the client's trained state goes up for aggregation.
+            state = {k: self._params[k].detach() for k in self.global_client}
+            self._send_state(rnd, c, "upload", "up", state)
+            weight = float(upd.samples) if self.t.weighting == "samples" else 1.0
+            if weight > 0:
+                client_avg.add(state, weight)
+                if self.server_keys() and self.server_copies == "per_client":
+                    server_avg.add({k: self._params[k] for k in self.global_server}, weight)
+            self.metrics.append((rnd, c, "train", "loss", upd.loss))
+            self.metrics.append((rnd, c, "train", "samples", float(upd.samples)))
+            for name, value in upd.extra.items():
+                self.metrics.append((rnd, c, "train", name, float(value)))
+        if client_avg.count:
+            self.global_client = client_avg.result()
+        if self.server_keys():
+            if self.server_copies == "per_client" and server_avg.count:
+                self.global_server = server_avg.result()
+            elif self.server_copies == "shared":
+                self.global_server = self._snapshot(self.server_keys())
+        last = rnd == self.t.rounds - 1
+        if last or (rnd + 1) % self.t.eval_every == 0:
+            self.evaluate(rnd, per_client=last)
+        self.next_round = rnd + 1
+
+    def run(self, on_round: Callable[[int], None] | None = None) -> None:
+        """Run the remaining rounds (all of them unless restored from a checkpoint)."""
+        for rnd in range(self.next_round, self.t.rounds):
+            self.run_round(rnd)
+            if on_round is not None:
+                on_round(rnd)
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def accuracy(self, indices: np.ndarray | None, split: str) -> tuple[float, float]:
+        """(top-1 accuracy, mean cross-entropy) of the current model on ``indices`` of ``split``."""
+        self.model.eval()
+        if indices is None:
+            indices = np.arange(len(self.data.test_labels if split == "test" else self.data.train_labels))
+        correct, loss, n = 0, 0.0, 0
+        for x, y in self.data.batches(indices, self.t.eval_batch_size, self.device, None, split=split):
+            logits = self.model(x)
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(-1) == y).sum())
+            n += len(y)
+        return correct / max(n, 1), loss / max(n, 1)
+
+    def evaluate(self, rnd: int, per_client: bool = False) -> None:
+        """The global model (aggregated client state + server state) on the test split; with
+        ``per_client``, also each client's accuracy on its own training data."""
+        self._load(self.global_client)
+        self._load(self.global_server)
+        acc, loss = self.accuracy(None, "test")
+        self.metrics.append((rnd, -1, "test", "accuracy", acc))
+        self.metrics.append((rnd, -1, "test", "loss", loss))
+        if per_client:
+            for c, idx in enumerate(self.data.client_indices):
+                acc_c, _ = self.accuracy(idx, "train")
+                self.metrics.append((rnd, c, "client_train", "accuracy", acc_c))
+
+    # ------------------------------------------------------------------ outputs
+    def metrics_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.metrics, columns=METRIC_COLUMNS)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume after the last completed round (the RNG streams are derived from
+        (seed, round, client), so no generator state needs saving)."""
+        return {
+            "next_round": self.next_round,
+            "global_client": self.global_client,
+            "global_server": self.global_server,
+            "comm": self.comm.state_dict(),
+            "compute": self.compute.state_dict(),
+            "metrics": list(self.metrics),
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.next_round = int(state["next_round"])
+        self.global_client = {k: v.to(self.device) for k, v in state["global_client"].items()}
+        self.global_server = {k: v.to(self.device) for k, v in state["global_server"].items()}
+        self.comm.load_state_dict(state["comm"])
+        self.compute.load_state_dict(state["compute"])
+        self.metrics = [tuple(m) for m in state["metrics"]]
+        self.load_extra_state(state.get("extra", {}))
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific state that persists across rounds (override with :meth:`load_extra_state`)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def create_method(cfg: RunConfig, data: FederatedData, device: torch.device | str = "cpu") -> Method:
+    """The one factory: ``cfg.train.method`` looked up in :data:`METHODS` (unknown names list the valid)."""
+    import baselines  # noqa: F401  (registers fedavg, fedprompt, sfl_v1, sfl_v2)
+    import benchmark.sfprompt  # noqa: F401  (registers sfprompt)
+
+    return METHODS.get(cfg.train.method)(cfg, data, device)
+
+
+def method_class(name: str) -> type[Method]:
+    import baselines  # noqa: F401
+    import benchmark.sfprompt  # noqa: F401
+
+    return METHODS.get(name)

@@ -1,0 +1,173 @@
+"""One federated run, end to end: data, partition, method, round loop, result files.
+
+Outputs (in ``out_dir``), each written atomically (temporary file, then rename):
+
+* ``metrics.csv``: tidy, one row per (round, client, split, metric); client -1 means the global model or a
+  round total. Splits: ``test`` (global model), ``train`` (a client's local work), ``client_train`` (the
+  final global model on each client's own data), ``comm`` (bytes per round and cumulative), ``compute``
+  (FLOPs per round and cumulative). Every row carries the method, dataset, partition, seed, config hash
+  and git revision.
+* ``comm.csv``: the communication ledger (:mod:`benchmark.accounting.comm`).
+* ``flops.csv``: the compute ledger (:mod:`benchmark.accounting.compute`), fvcore convention.
+* ``config.resolved.yaml`` and ``env.json`` (package versions, device, git revision, seed, warnings).
+
+``metrics.csv`` is written last, so its presence marks a complete run. A checkpoint
+(``checkpoint.pt``) is written after every round and removed at the end; a rerun resumes from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.config import RunConfig
+from benchmark.data.cache import load_image_data
+from benchmark.data.federated import FederatedData
+from benchmark.data.partition import Partition, make_partition
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.federation.method import Method, create_method
+from benchmark.io import atomic_path, environment, git_revision, write_csv, write_json, write_text
+from benchmark.models.vit import input_spec
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit CUDA device that is absent is an error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} requested but CUDA is not available; use device=auto or cpu")
+    return torch.device(spec)
+
+
+def configure_torch(cfg: RunConfig, device: torch.device) -> int:
+    """Apply the thread count and determinism settings; return the thread count in force.
+
+    On CUDA we set ``cudnn.benchmark = False`` and ``torch.use_deterministic_algorithms(True,
+    warn_only=True)``: ViT training uses matmuls and (fused) attention whose CUDA kernels may still
+    reorder floating-point sums (atomics in some backward kernels), so GPU runs are repeatable only up to
+    float rounding; the warn-only mode names any such operation in the log. CPU runs are bit-identical.
+    """
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.get_num_threads()
+
+
+def load_federated_data(cfg: RunConfig, partition_path: str | Path | None = None) -> tuple[FederatedData, Partition]:
+    """Decoded data (from the cache) and the client partition (loaded from ``partition_path`` when given,
+    computed from the config otherwise)."""
+    img_size, mean, std = input_spec(cfg.model)
+    train, test = load_image_data(cfg.data, img_size, cfg.seed)
+    labels = train.labels.numpy()
+    if partition_path is not None:
+        part = Partition.load(partition_path)
+        n = sum(len(c) for c in part.client_indices)
+        if part.meta.get("num_samples", n) != len(labels) or len(part.client_indices) != cfg.partition.num_clients:
+            raise BenchmarkError(
+                f"partition file {str(partition_path)!r} does not fit this config "
+                f"({len(part.client_indices)} clients over {part.meta.get('num_samples', n)} samples; the config "
+                f"has {cfg.partition.num_clients} clients over {len(labels)} samples)"
+            )
+    else:
+        part = make_partition(labels, len(train.classes), cfg.partition, cfg.seed, cfg.data.dataset)
+    data = FederatedData(
+        train_images=train.images, train_labels=train.labels, test_images=test.images, test_labels=test.labels,
+        client_indices=[np.asarray(c, dtype=np.int64) for c in part.client_indices], classes=list(train.classes),
+        mean=mean, std=std, img_size=img_size,
+    )
+    return data, part
+
+
+def _round_totals(method: Method) -> list[tuple[int, int, str, str, float]]:
+    rows: list[tuple[int, int, str, str, float]] = []
+    comm = method.comm.totals()
+    for r in comm.itertuples(index=False):
+        for name in ("bytes_up", "bytes_down", "bytes_total", "cumulative_bytes"):
+            rows.append((int(r.round), -1, "comm", name, float(getattr(r, name))))
+    flops = method.compute.frame()
+    if len(flops):
+        per = flops.groupby(["round", "party"])["total"].sum().unstack(fill_value=0)
+        cum = per.cumsum()
+        for rnd in per.index:
+            for party in per.columns:
+                rows.append((int(rnd), -1, "compute", f"{party}_flops", float(per.loc[rnd, party])))
+                rows.append((int(rnd), -1, "compute", f"{party}_flops_cumulative", float(cum.loc[rnd, party])))
+    return rows
+
+
+def _tidy(method: Method, cfg: RunConfig, rows: list[tuple], git: str) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["round", "client", "split", "metric", "value"])
+    frame = frame.sort_values(["round", "split", "client", "metric"], kind="stable").reset_index(drop=True)
+    frame.insert(0, "method", cfg.train.method)
+    frame.insert(1, "dataset", cfg.data.dataset)
+    frame.insert(2, "partition", cfg.partition.scheme)
+    frame.insert(3, "seed", cfg.seed)
+    frame["config_hash"] = cfg.hash()
+    frame["git_revision"] = git
+    return frame
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    partition_path: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> pd.DataFrame:
+    """Run ``cfg`` and write its result files into ``out_dir``; return the metrics frame."""
+    out = Path(out_dir)
+    device = resolve_device(cfg.device)
+    threads = configure_torch(cfg, device)
+    data, part = load_federated_data(cfg, partition_path)
+    method = create_method(cfg, data, device)
+    ckpt = out / CHECKPOINT
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state.get("config_hash") != cfg.hash():
+            raise BenchmarkError(f"checkpoint {str(ckpt)!r} belongs to another config; delete it to start afresh")
+        method.load_state_dict(state["method"])
+        log.info("resumed %s from round %d", cfg.train.method, method.next_round)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=cfg.train.rounds, initial=method.next_round, disable=not progress,
+               desc=f"{cfg.train.method} {cfg.data.dataset}/{cfg.partition.scheme} seed{cfg.seed}", unit="round")
+    t0 = time.perf_counter()
+
+    def after_round(rnd: int) -> None:
+        acc = [m[4] for m in method.metrics if m[0] == rnd and m[2] == "test" and m[3] == "accuracy"]
+        if acc:
+            bar.set_postfix(acc=f"{acc[-1]:.3f}")
+        bar.update(1)
+        if rnd < cfg.train.rounds - 1:
+            with atomic_path(ckpt) as tmp:
+                torch.save({"config_hash": cfg.hash(), "method": method.state_dict()}, tmp)
+
+    method.run(after_round)
+    bar.close()
+    wall = time.perf_counter() - t0
+    git = git_revision(Path(__file__).resolve().parent)
+    metrics = _tidy(method, cfg, method.metrics + _round_totals(method), git)
+    env = environment(str(device), cfg.seed, cfg.hash(), threads)
+    env.update({
+        "method": cfg.train.method, "partition_hash": part.hash, "warnings": method.warnings,
+        "wall_seconds_this_process": round(wall, 3), "flop_convention": method.compute.convention,
+    })
+    write_text(out / "config.resolved.yaml", cfg.to_yaml())
+    write_json(out / "env.json", env)
+    write_csv(out / "comm.csv", method.comm.frame())
+    write_csv(out / "flops.csv", method.compute.frame())
+    write_csv(out / "metrics.csv", metrics)  # last: its presence marks a complete run
+    if ckpt.exists():
+        ckpt.unlink()
+    return metrics
