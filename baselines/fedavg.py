@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 from benchmark.accounting.flops import FlopCount, training_flops
 from benchmark.config import RunConfig
-from benchmark.federation.method import METHODS, ClientUpdate, Method, Transfer, image_input
+from benchmark.federation.method import ClientUpdate, register_method, Method, Transfer, image_input
 from benchmark.models.split import SplitViT
 
 
-@METHODS.register("fedavg")
+@register_method("fedavg")
 class FedAvg(Method):
     """Federated full fine-tuning: all parameters on the client, FedAvg over the full model."""
 
@@ -49,7 +49,7 @@ class FedAvg(Method):
         opt = self.optimizer(self.trainable(self.global_client))
         loss_sum, n = torch.zeros((), device=self.device), 0
         for epoch in range(self.t.local_epochs):
-            for x, y in self.batches(idx, rnd, client, self.phase, epoch):
+            for x, y in self.batches(idx, rnd, client, epoch):
                 loss = F.cross_entropy(self.model(x), y)
                 loss.backward()
                 self.step(opt)

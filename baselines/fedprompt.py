@@ -10,10 +10,10 @@ model; here, as in SFPrompt's comparison, it is visual prompt tuning of the same
 from __future__ import annotations
 
 from baselines.fedavg import FedAvg
-from benchmark.federation.method import METHODS
+from benchmark.federation.method import register_method
 
 
-@METHODS.register("fedprompt")
+@register_method("fedprompt")
 class FedPrompt(FedAvg):
     """FedAvg over prompts + classifier, frozen backbone; the whole forward runs on the client."""
 

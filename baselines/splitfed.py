@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from benchmark.accounting.flops import FlopCount, training_flops
 from benchmark.config import RunConfig
-from benchmark.federation.method import METHODS, ClientUpdate, Method, Transfer, image_input, token_input
+from benchmark.federation.method import ClientUpdate, register_method, Method, Transfer, image_input, token_input
 from benchmark.models.split import SplitViT
 
 
@@ -68,7 +68,7 @@ class SplitFed(Method):
         server_opt = self.optimizer(self.trainable(self.server_keys()))
         loss_sum, n = torch.zeros((), device=self.device), 0
         for epoch in range(self.t.local_epochs):
-            for x, y in self.batches(idx, rnd, client, self.phase, epoch):
+            for x, y in self.batches(idx, rnd, client, epoch):
                 h = self.model.head(x)  # client forward
                 smashed = h.detach().requires_grad_(True)
                 self.comm.record(rnd, client, self.phase, "up", "smashed", smashed)
@@ -85,14 +85,14 @@ class SplitFed(Method):
         return ClientUpdate(samples=len(idx), loss=self.check_loss(loss_sum, rnd, client) / max(n, 1))
 
 
-@METHODS.register("sfl_v1")
+@register_method("sfl_v1")
 class SFLV1(SplitFed):
     """SFL-V1: a server copy per client, averaged each round."""
 
     server_copies = "per_client"
 
 
-@METHODS.register("sfl_v2")
+@register_method("sfl_v2")
 class SFLV2(SplitFed):
     """SFL-V2: one server part, clients served in turn."""
 

@@ -16,17 +16,30 @@ from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-VERBS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+Runner = Callable[[argparse.Namespace], int]
+VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]] = {}
 
 
-def verb(name: str, help: str):
-    """Register ``add_arguments`` for a verb; the decorated function runs it."""
+def verb(name: str, help: str, args: Callable[[argparse.ArgumentParser], None]):
+    """Register a verb: its help line, a function adding its arguments, and the decorated runner."""
 
-    def deco(run: Callable[[argparse.Namespace], int]):
-        VERBS[name] = (help, run)  # type: ignore[assignment]
+    def deco(run: Runner) -> Runner:
+        VERBS[name] = (help, args, run)
         return run
 
     return deco
+
+
+def _with(*adders: Callable[[argparse.ArgumentParser], None], **options: dict):
+    """Compose argument adders with extra ``--option`` definitions (name -> add_argument kwargs)."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        for fn in adders:
+            fn(p)
+        for name, kw in options.items():
+            p.add_argument("--" + name.replace("_", "-"), **kw)
+
+    return add
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -37,6 +50,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (overrides device)")
     p.add_argument("--threads", type=int, help="torch threads (overrides threads)")
     p.add_argument("--seed", type=int, help="run seed (overrides seed)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def _load_cfg(a: argparse.Namespace):
@@ -50,7 +64,8 @@ def _load_cfg(a: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------------------------------------
-@verb("data", "describe a dataset (sizes, classes) or list the registered ones")
+@verb("data", "describe a dataset (sizes, classes) or list the registered ones",
+      _with(dataset={}, data_root={}, list={"action": "store_true"}))
 def cmd_data(a: argparse.Namespace) -> int:
     from benchmark.data.datasets import DATASETS, describe
 
@@ -62,7 +77,8 @@ def cmd_data(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("cache", "decode a dataset once into the uint8 array cache")
+@verb("cache", "decode a dataset once into the uint8 array cache",
+      _with(_config_args, dataset={}, img_size={"type": int}, cache_dir={}))
 def cmd_cache(a: argparse.Namespace) -> int:
     from benchmark.data.cache import build_cache
     from benchmark.models.vit import input_spec
@@ -74,7 +90,8 @@ def cmd_cache(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("partition", "partition a dataset's train split among clients and save it as JSON")
+@verb("partition", "partition a dataset's train split among clients and save it as JSON",
+      _with(_config_args, out={"required": True, "help": "partition JSON file"}))
 def cmd_partition(a: argparse.Namespace) -> int:
     from benchmark.run import load_federated_data
 
@@ -85,7 +102,8 @@ def cmd_partition(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("pretrain", "supervised pre-training of the backbone on a source dataset")
+@verb("pretrain", "supervised pre-training of the backbone on a source dataset",
+      _with(_config_args, out={"required": True, "help": "weights (.safetensors); a .json card goes beside it"}))
 def cmd_pretrain(a: argparse.Namespace) -> int:
     from benchmark.pretrain import pretrain
 
@@ -96,7 +114,10 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("train", "run one federated method and write its result files")
+@verb("train", "run one federated method and write its result files",
+      _with(_config_args, out={"required": True, "help": "run folder"},
+            partition={"help": "partition JSON from the partition verb (computed if absent)"},
+            no_resume={"action": "store_true", "help": "ignore a checkpoint in --out"}))
 def cmd_train(a: argparse.Namespace) -> int:
     from benchmark.run import train
 
@@ -108,7 +129,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("accounting", "per-round client FLOPs and bytes of every method, without training")
+@verb("accounting", "per-round client FLOPs and bytes of every method, without training",
+      _with(_config_args,
+            backbone={"help": "timm ViT name (overrides model.backbone), e.g. vit_base_patch16_224"},
+            samples_per_client={"type": int, "default": 500},
+            num_classes={"type": int, "default": 10},
+            methods={"nargs": "*", "help": "subset of methods (default: all)"},
+            out={"help": "CSV file"}))
 def cmd_accounting(a: argparse.Namespace) -> int:
     from benchmark.accounting.analytic import accounting_table, format_table
 
@@ -123,7 +150,9 @@ def cmd_accounting(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("report", "render tables, figures and the manifest from finished runs")
+@verb("report", "render tables, figures and the manifest from finished runs",
+      _with(results={"default": "results"}, out={"default": "results"},
+            workflow_config={"help": "the workflow config the runs came from"}))
 def cmd_report(a: argparse.Namespace) -> int:
     from benchmark.report.build import build_report
 
@@ -136,37 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for name, (help_, _) in VERBS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name == "data":
-            p.add_argument("--dataset")
-            p.add_argument("--data-root")
-            p.add_argument("--list", action="store_true")
-        elif name == "report":
-            p.add_argument("--results", default="results")
-            p.add_argument("--out", default="results")
-            p.add_argument("--workflow-config", help="the workflow config the runs came from")
-        else:
-            _config_args(p)
-            p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-        if name == "cache":
-            p.add_argument("--dataset")
-            p.add_argument("--img-size", type=int)
-            p.add_argument("--cache-dir")
-        if name == "partition":
-            p.add_argument("--out", required=True)
-        if name == "pretrain":
-            p.add_argument("--out", required=True, help="weights file (.safetensors); a .json card is written beside it")
-        if name == "train":
-            p.add_argument("--out", required=True, help="run folder")
-            p.add_argument("--partition", help="partition JSON from the partition verb (computed if absent)")
-            p.add_argument("--no-resume", action="store_true", help="ignore a checkpoint in --out")
-        if name == "accounting":
-            p.add_argument("--backbone", help="timm ViT name (overrides model.backbone), e.g. vit_base_patch16_224")
-            p.add_argument("--samples-per-client", type=int, default=500)
-            p.add_argument("--num-classes", type=int, default=10)
-            p.add_argument("--methods", nargs="*", help="subset of methods (default: all)")
-            p.add_argument("--out", help="CSV file")
+    for name, (help_, add_args, _) in VERBS.items():
+        add_args(sub.add_parser(name, help=help_, description=help_))
     return parser
 
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return VERBS[args.verb][1](args)
+        return VERBS[args.verb][2](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

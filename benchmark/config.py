@@ -92,6 +92,9 @@ class TrainConfig:
     local_epochs: int = 1
     """Local epochs per round for the baselines (FedAvg, FedPrompt, SplitFed)."""
     batch_size: int = 32
+    optimizer: str = "sgd"
+    """``sgd`` (with ``momentum``; FedAvg's classic choice, ours) or ``adamw``. A fresh optimiser is made for
+    each client and round, so AdamW's moment estimates restart every round."""
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -305,6 +308,7 @@ def _validate(cfg: RunConfig) -> None:
     _check(t.local_epochs >= 1, "train.local_epochs", ">= 1", t.local_epochs)
     _check(t.batch_size >= 1, "train.batch_size", ">= 1", t.batch_size)
     _check(t.eval_batch_size >= 1, "train.eval_batch_size", ">= 1", t.eval_batch_size)
+    _check(t.optimizer in ("sgd", "adamw"), "train.optimizer", "sgd or adamw", t.optimizer)
     _check(t.lr > 0, "train.lr", "> 0", t.lr)
     _check(t.momentum >= 0, "train.momentum", ">= 0", t.momentum)
     _check(t.weight_decay >= 0, "train.weight_decay", ">= 0", t.weight_decay)

@@ -35,11 +35,11 @@ import torch.nn.functional as F
 from benchmark.accounting.flops import FlopCount, forward_flops, training_flops
 from benchmark.config import RunConfig
 from benchmark.federation.method import (
-    METHODS,
     ClientUpdate,
     Method,
     Transfer,
     image_input,
+    register_method,
     token_input,
 )
 from benchmark.models.split import SplitViT
@@ -57,7 +57,7 @@ def kept_count(n: int, keep_ratio: float) -> int:
     return 0 if n == 0 else max(1, math.ceil(keep_ratio * n - 1e-9))
 
 
-@METHODS.register("sfprompt")
+@register_method("sfprompt")
 class SFPrompt(Method):
     """SFPrompt: frozen head and body, trainable tail + prompts on the client, three-phase rounds."""
 
@@ -150,7 +150,7 @@ class SFPrompt(Method):
         opt = self.optimizer(self.trainable(self.global_client))
         loss_sum, n = torch.zeros((), device=self.device), 0
         for epoch in range(self.t.local_loss_epochs):
-            for x, y in self.batches(kept, rnd, client, "local_loss", epoch):
+            for x, y in self.batches(kept, rnd, client, epoch, stream="local_loss"):
                 loss = F.cross_entropy(self.model.client_path(x), y)
                 loss.backward()
                 self.step(opt)
@@ -165,7 +165,7 @@ class SFPrompt(Method):
         opt = self.optimizer(self.trainable(self.global_client))
         loss_sum, n = torch.zeros((), device=self.device), 0
         for epoch in range(self.t.split_epochs):
-            for x, y in self.batches(kept, rnd, client, "split", epoch):
+            for x, y in self.batches(kept, rnd, client, epoch):
                 # client: head (+ prompts) -> smashed data up
                 with torch.set_grad_enabled(pg):
                     h = self.model.head(x)

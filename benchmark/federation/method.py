@@ -42,6 +42,17 @@ from benchmark.registry import Registry
 METHODS: Registry[type["Method"]] = Registry("method")
 """Every federated method, by lowercase name (``sfprompt``, ``fedavg``, ``fedprompt``, ``sfl_v1``, ...)."""
 
+
+def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
+    """Class decorator: register a :class:`Method` subclass under ``name`` and set its ``name``."""
+
+    def deco(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return deco
+
+
 METRIC_COLUMNS = ["round", "client", "split", "metric", "value"]
 
 
@@ -194,6 +205,9 @@ class Method:
     # ------------------------------------------------------------------ helpers for hooks
 
     def optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        """A fresh optimiser for one client's round (``train.optimizer``)."""
+        if self.t.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay)
         return torch.optim.SGD(params, lr=self.t.lr, momentum=self.t.momentum, weight_decay=self.t.weight_decay)
 
     def step(self, opt: torch.optim.Optimizer) -> None:
@@ -206,10 +220,11 @@ class Method:
     def generator(self, *names: str | int) -> torch.Generator:
         return seeding.torch_generator(self.cfg.seed, *names)
 
-    def batches(self, indices: np.ndarray, rnd: int, client: int, phase: str, epoch: int):
+    def batches(self, indices: np.ndarray, rnd: int, client: int, epoch: int, stream: str = "train"):
         """Seeded, shuffled batches of a client's samples: the order depends only on (seed, round, client,
-        phase, epoch), so every method sees the same order and a resumed run replays it exactly."""
-        gen = self.generator("batches", rnd, client, phase, epoch)
+        epoch, stream), so every method's main training loop sees the same order for the same samples
+        (what the equivalence tests rely on) and a resumed run replays it exactly."""
+        gen = self.generator("batches", stream, rnd, client, epoch)
         return self.data.batches(indices, self.t.batch_size, self.device, gen)
 
     def record_compute(self, rnd: int, client: int, phase: str, samples: int) -> None:
