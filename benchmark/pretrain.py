@@ -27,6 +27,7 @@ from benchmark.data.federated import FederatedData
 from benchmark.errors import NumericError
 from benchmark.io import write_json
 from benchmark.models.vit import create_backbone, input_spec, save_weights
+from benchmark.preflight import check_run
 from benchmark.run import configure_torch, resolve_device
 
 
@@ -44,12 +45,13 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def pretrain(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
     """Pre-train ``cfg.model`` (with ``weights: scratch``) on ``cfg.pretrain.dataset``; return the card."""
     pre = cfg.pretrain
+    check_run(cfg.replace(**{"data.dataset": pre.dataset, "model.weights": "scratch"}), needs_method=False)
     device = resolve_device(cfg.device)
     configure_torch(cfg, device)
     img_size, mean, std = input_spec(cfg.model)
     data_cfg = dataclasses.replace(cfg.data, dataset=pre.dataset, max_train_samples=pre.max_train_samples,
                                    max_test_samples=pre.max_test_samples)
-    train, test = load_image_data(data_cfg, img_size, cfg.seed)
+    train, test = load_image_data(data_cfg, cfg.data.cache_img_size or img_size, cfg.seed)
     data = FederatedData(train.images, train.labels, test.images, test.labels, [], list(train.classes),
                          mean, std, img_size)
     torch.manual_seed(seeding.seed_for(cfg.seed, "pretrain", "init"))

@@ -34,6 +34,7 @@ from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.federation.method import Method, create_method
 from benchmark.io import atomic_path, environment, git_revision, write_csv, write_json, write_text
 from benchmark.models.vit import input_spec
+from benchmark.preflight import check_run
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def load_federated_data(cfg: RunConfig, partition_path: str | Path | None = None
     """Decoded data (from the cache) and the client partition (loaded from ``partition_path`` when given,
     computed from the config otherwise)."""
     img_size, mean, std = input_spec(cfg.model)
-    train, test = load_image_data(cfg.data, img_size, cfg.seed)
+    train, test = load_image_data(cfg.data, cfg.data.cache_img_size or img_size, cfg.seed)
     labels = train.labels.numpy()
     if partition_path is not None:
         part = Partition.load(partition_path)
@@ -127,6 +128,7 @@ def train(
     resume: bool = True,
 ) -> pd.DataFrame:
     """Run ``cfg`` and write its result files into ``out_dir``; return the metrics frame."""
+    check_run(cfg)
     out = Path(out_dir)
     device = resolve_device(cfg.device)
     threads = configure_torch(cfg, device)
