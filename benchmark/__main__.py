@@ -1,7 +1,8 @@
 """Command line: ``python -m benchmark <verb> ...``; the Snakefile's rules are one call each.
 
 Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``, ``pretrain``, ``train``,
-``accounting`` (per-round FLOPs and bytes without training), ``report`` (tables, figures, manifest).
+``accounting`` (per-round FLOPs and bytes without training), ``report`` (tables, figures, manifest),
+``grid`` (validate a workflow config, list its runs) and ``runconfig`` (one grid run's RunConfig YAML).
 Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: ...``, with exit status 2.
 """
 
@@ -84,7 +85,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
     from benchmark.models.vit import input_spec
 
     cfg = _load_cfg(a)
-    size = a.img_size or input_spec(cfg.model)[0]
+    size = a.img_size or cfg.data.cache_img_size or input_spec(cfg.model)[0]
     path = build_cache(a.dataset or cfg.data.dataset, size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
     print(path)
     return 0
@@ -93,9 +94,11 @@ def cmd_cache(a: argparse.Namespace) -> int:
 @verb("partition", "partition a dataset's train split among clients and save it as JSON",
       _with(_config_args, out={"required": True, "help": "partition JSON file"}))
 def cmd_partition(a: argparse.Namespace) -> int:
+    from benchmark.preflight import check_run
     from benchmark.run import load_federated_data
 
     cfg = _load_cfg(a)
+    check_run(cfg, needs_method=False)
     _, part = load_federated_data(cfg)
     part.save(a.out)
     print(f"{a.out}: {len(part.client_indices)} clients, hash {part.hash}")
@@ -150,14 +153,67 @@ def cmd_accounting(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("report", "render tables, figures and the manifest from finished runs",
-      _with(results={"default": "results"}, out={"default": "results"},
-            workflow_config={"help": "the workflow config the runs came from"}))
+@verb("report", "render tables, figures and the manifest from a workflow's results folder",
+      _with(results={"default": "results", "help": "results root holding grid.json (written by the workflow)"},
+            only={"choices": ["all", "tables", "figures", "manifest"], "default": "all",
+                  "help": "render one kind of output (the workflow runs them as separate rules)"}))
 def cmd_report(a: argparse.Namespace) -> int:
     from benchmark.report.build import build_report
 
-    outputs = build_report(Path(a.results), Path(a.out), a.workflow_config)
-    print(f"wrote {len(outputs)} files under {a.out}")
+    outputs = build_report(Path(a.results), only=a.only)
+    print(f"wrote {len(outputs)} files under {a.results}")
+    return 0
+
+
+def _workflow_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workflow-config", "-w", help="workflow config YAML (config/smoke.yaml, ...)")
+    p.add_argument("--config-json", help="the validated workflow config as JSON (what the Snakefile passes)")
+    p.add_argument("--results", help="override the config's results root")
+
+
+def _load_workflow(a: argparse.Namespace):
+    import json
+
+    from benchmark.errors import ConfigError
+    from benchmark.workflow import load_workflow, load_workflow_file
+
+    over = {"results": a.results} if a.results else {}
+    if a.config_json:
+        return load_workflow({**json.loads(a.config_json), **over})
+    if a.workflow_config:
+        return load_workflow_file(a.workflow_config, over)
+    raise ConfigError("give --workflow-config FILE or --config-json JSON")
+
+
+@verb("grid", "validate a workflow config and list (or write) its run grid",
+      _with(_workflow_args, out={"help": "write the grid as JSON (grid.json, read by the report)"}))
+def cmd_grid(a: argparse.Namespace) -> int:
+    from benchmark.io import write_json
+
+    wf = _load_workflow(a)
+    if a.out:
+        write_json(a.out, wf.grid())
+    else:
+        for run in wf.runs.values():
+            roles = ", ".join(r.kind + ":" + r.name + ("" if r.value is None else f"={r.value}") for r in run.roles)
+            print(f"{run.dir}  [{roles}]")
+    print(wf.summary())
+    return 0
+
+
+@verb("runconfig", "write one grid run's full RunConfig YAML (to rerun or inspect it by hand)",
+      _with(_workflow_args, run={"required": True, "help": "BACKBONE/DATASET/PARTITION/VARIANT/seedN"},
+            out={"help": "YAML file (default: print)"}))
+def cmd_runconfig(a: argparse.Namespace) -> int:
+    from benchmark.io import write_text
+    from benchmark.workflow import find_run
+
+    wf = _load_workflow(a)
+    text = wf.run_config_yaml(find_run(wf, a.run))
+    if a.out:
+        write_text(a.out, text)
+    else:
+        print(text, end="")
     return 0
 
 

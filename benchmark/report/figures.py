@@ -1,0 +1,207 @@
+"""The benchmark's figures: pure functions, a tidy DataFrame in, a :class:`matplotlib.figure.Figure` out.
+
+No pyplot and no global state: each function builds its own ``Figure`` (render it with ``fig.savefig`` or
+display it in a notebook). Inputs are the frames of :class:`benchmark.report.load.Results` (``curves``,
+``runs``, ``histograms``, role selections); curves are averaged over seeds with a ±1 std band.
+
+Units: accuracy in percent; communication in MB (1e6 bytes) cumulated over all clients; FLOPs in GFLOPs in
+fvcore's convention (1 FLOP = 1 multiply-add), per participating client per round.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from benchmark.report.tables import CELL, METHOD_ORDER, _sort_key, method_label, order_methods
+
+_COLORS = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#AA3377", "#66CCEE", "#BBBBBB", "#000000"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def method_style(method: str) -> dict:
+    """A fixed colour and marker per method (the same in every figure)."""
+    i = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + hash(method) % 3
+    return {"color": _COLORS[i % len(_COLORS)], "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)) -> tuple[Figure, list]:
+    ncols = max(1, min(ncols, n))
+    nrows = max(1, math.ceil(n / ncols))
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:max(n, 1)]
+
+
+def _cells(frame: pd.DataFrame) -> list[tuple]:
+    return list(dict.fromkeys(map(tuple, frame[CELL].itertuples(index=False)))) if len(frame) else []
+
+
+def _title(cell: tuple, show_backbone: bool) -> str:
+    backbone, dataset, partition = cell
+    return f"{backbone} · {dataset} · {partition}" if show_backbone else f"{dataset} · {partition}"
+
+
+def _empty(message: str) -> Figure:
+    fig = Figure(figsize=(5, 2.5))
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    return fig
+
+
+def _seed_mean(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Mean and std of ``y`` over seeds at each ``x`` (curves share rounds across seeds)."""
+    g = frame.groupby(x)[y]
+    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0)}).reset_index()
+
+
+def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: str) -> Figure:
+    if curves.empty:
+        return _empty("no finished runs")
+    cells = _cells(curves)
+    fig, axes = _grid(len(cells))
+    show_backbone = curves.backbone.nunique() > 1
+    for ax, cell in zip(axes, cells):
+        sub = curves[(curves[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
+        for method in order_methods(sub.method):
+            runs = sub[sub.method == method]
+            xs = _seed_mean(runs, "round", x)["mean"].to_numpy()
+            stats = _seed_mean(runs, "round", "accuracy")
+            style = method_style(method)
+            ax.plot(xs, stats["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
+                    markersize=3, linewidth=1.4)
+            ax.fill_between(xs, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=style["color"],
+                            alpha=0.15, linewidth=0)
+        if logx:
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(_title(cell, show_backbone), fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def accuracy_vs_round(curves: pd.DataFrame) -> Figure:
+    """Test accuracy of the global model per round, one panel per (backbone, dataset, partition).
+
+    Args:
+        curves: ``backbone, dataset, partition, method, seed, round, accuracy`` (method runs).
+    """
+    frame = curves.assign(round_1=curves["round"] + 1) if len(curves) else curves
+    return _curve_panels(frame, "round_1", "round", False, "Accuracy vs round (mean ± std over seeds)")
+
+
+def accuracy_vs_comm(curves: pd.DataFrame) -> Figure:
+    """Test accuracy against cumulative communication (all clients, up + down, MB; log scale).
+
+    Args:
+        curves: As :func:`accuracy_vs_round`, with ``comm_mb_cumulative``.
+    """
+    return _curve_panels(curves, "comm_mb_cumulative", "cumulative communication (MB, log)", True,
+                         "Accuracy vs cumulative communication")
+
+
+def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
+    """Client GFLOPs per participating client per round (log) against final test accuracy, per method.
+
+    Args:
+        runs: ``backbone, dataset, partition, method, seed, final_accuracy, client_gflops_round``.
+    """
+    if runs.empty:
+        return _empty("no finished runs")
+    cells = _cells(runs)
+    fig, axes = _grid(len(cells))
+    show_backbone = runs.backbone.nunique() > 1
+    for ax, cell in zip(axes, cells):
+        sub = runs[(runs[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
+        for method in order_methods(sub.method):
+            pts = sub[sub.method == method]
+            style = method_style(method)
+            ax.errorbar(pts.client_gflops_round.mean(), pts.final_accuracy.mean(),
+                        yerr=pts.final_accuracy.std(ddof=1) if len(pts) > 1 else None, fmt=style["marker"],
+                        color=style["color"], label=method_label(method), capsize=2)
+        ax.set_xscale("log")
+        ax.set_title(_title(cell, show_backbone), fontsize=9)
+        ax.set_xlabel("client GFLOPs per client-round (log)")
+        ax.set_ylabel("final test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle("Client computation vs final accuracy (fvcore FLOPs: 1 FLOP = 1 multiply-add)", fontsize=10)
+    return fig
+
+
+def partition_heatmaps(histograms: pd.DataFrame) -> Figure:
+    """Samples per class held by each client (client × class), one panel per (dataset, partition).
+
+    Args:
+        histograms: ``dataset, partition, seed, client, class, count`` (the first seed of each is drawn).
+    """
+    if histograms.empty:
+        return _empty("no partition files")
+    first = histograms[histograms.seed == histograms.groupby(["dataset", "partition"]).seed.transform("min")]
+    keys = list(dict.fromkeys(map(tuple, first[["dataset", "partition"]].itertuples(index=False))))
+    fig, axes = _grid(len(keys), ncols=2, size=(4.5, 3.2))
+    for ax, (dataset, partition) in zip(axes, keys):
+        sub = first[(first.dataset == dataset) & (first.partition == partition)]
+        mat = sub.pivot_table(index="client", columns="class", values="count", aggfunc="sum").fillna(0)
+        im = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_title(f"{dataset} · {partition} (seed {int(sub.seed.iloc[0])})", fontsize=9)
+        ax.set_xlabel("class")
+        ax.set_ylabel("client")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.colorbar(im, ax=ax, label="samples")
+    fig.suptitle("Client partitions (samples per client and class)", fontsize=10)
+    return fig
+
+
+def sensitivity(points: pd.DataFrame) -> Figure:
+    """SFPrompt's final accuracy against keep_ratio, prompt_len and split point, one panel per parameter.
+
+    Args:
+        points: ``role`` (parameter), ``role_value``, ``backbone, dataset, partition``, ``seed``,
+            ``final_accuracy`` (sensitivity runs).
+    """
+    if points.empty:
+        return _empty("no sensitivity runs")
+    params = [p for p in ("keep_ratio", "prompt_len", "split") if p in set(points.role)] + sorted(
+        set(points.role) - {"keep_ratio", "prompt_len", "split"})
+    fig, axes = _grid(len(params))
+    cells = _cells(points)
+    for ax, param in zip(axes, params):
+        sub = points[points.role == param]
+        values = sorted(set(sub.role_value), key=_sort_key)
+        categorical = any(isinstance(v, str) for v in values)
+        for i, cell in enumerate(cells):
+            c = sub[(sub[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
+            if c.empty:
+                continue
+            stats = c.groupby("role_value").final_accuracy.agg(["mean", "std"]).reindex(
+                [v for v in values if v in set(c.role_value)])
+            xs = [values.index(v) for v in stats.index] if categorical else list(stats.index)
+            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), marker=_MARKERS[i % len(_MARKERS)],
+                        color=_COLORS[i % len(_COLORS)], capsize=2, label=" · ".join(map(str, cell)))
+        if categorical:
+            ax.set_xticks(range(len(values)), [_split_tick(v) for v in values])
+        ax.set_xlabel({"keep_ratio": "keep_ratio (fraction kept by EL2N)", "prompt_len": "prompt tokens",
+                       "split": "client blocks head/tail"}.get(param, param))
+        ax.set_ylabel("final test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle("SFPrompt sensitivity (one setting at a time)", fontsize=10)
+    return fig
+
+
+def _split_tick(value) -> str:
+    text = str(value)
+    return text[1:].replace("t", "/") if text.startswith("h") and "t" in text else text

@@ -1,0 +1,155 @@
+"""Read a workflow's results folder into tidy DataFrames (the only I/O of the report; the rest is pure).
+
+``results/grid.json`` (written by the workflow's ``grid`` rule) says which runs exist and which role each
+plays (method, ablation, sensitivity point); every run folder holds ``metrics.csv``, ``flops.csv``,
+``comm.csv`` and ``env.json`` (see :mod:`benchmark.run`). Units used from here on: accuracy in percent,
+FLOPs in GFLOPs (1e9, fvcore convention: 1 FLOP = 1 multiply-add), traffic in MB (1e6 bytes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchmarkError
+
+RUN_KEYS = ["backbone", "dataset", "partition", "variant", "method", "seed"]
+
+
+@dataclass
+class Results:
+    """Everything the tables and figures are drawn from.
+
+    Attributes:
+        root: The results folder.
+        grid: ``grid.json`` (validated workflow config, runs with roles, accounting entries).
+        runs: One row per finished run: ``RUN_KEYS``, ``dir``, ``config_hash``, ``partition_hash``,
+            ``final_accuracy`` (%), ``rounds``, per participating client per round ``client_gflops_round``,
+            ``server_gflops_round``, ``comm_mb_up_round``, ``comm_mb_down_round``, ``comm_mb_round``, totals
+            ``comm_mb_total`` and ``client_gflops_total``, ``head_blocks``, ``tail_blocks``, ``warnings``.
+        roles: Long form of the runs' roles: ``dir``, ``kind``, ``name``, ``value``.
+        curves: Per run and evaluated round: ``RUN_KEYS``, ``dir``, ``round``, ``accuracy`` (%), ``loss``,
+            ``comm_mb_cumulative``, ``client_gflops_cumulative``.
+        accounting: The accounting CSVs with ``label``, ``split``, ``head_blocks``, ``tail_blocks``, ``file``.
+        histograms: Partition class counts, long form: ``dataset``, ``partition``, ``seed``, ``client``,
+            ``class``, ``count``; ``partition_files`` maps (dataset, partition, seed) to file and hash.
+        missing: Run folders listed in the grid without a finished ``metrics.csv``.
+    """
+
+    root: Path
+    grid: dict[str, Any]
+    runs: pd.DataFrame
+    roles: pd.DataFrame
+    curves: pd.DataFrame
+    accounting: pd.DataFrame
+    histograms: pd.DataFrame
+    partition_files: dict[tuple, dict[str, str]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def with_role(self, kind: str, name: str | None = None) -> pd.DataFrame:
+        """Runs that play a role of ``kind`` (and ``name``), with the role's ``name`` and ``value`` columns."""
+        sel = self.roles[(self.roles.kind == kind) & ((self.roles.name == name) if name else True)]
+        return self.runs.merge(sel.rename(columns={"name": "role", "value": "role_value"}), on="dir")
+
+
+def read_grid(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / "grid.json"
+    if not path.is_file():
+        raise BenchmarkError(f"{str(path)!r} does not exist: run the workflow (snakemake ... all) to create it")
+    return json.loads(path.read_text())
+
+
+def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    metrics = pd.read_csv(folder / "metrics.csv", dtype={"config_hash": str, "git_revision": str})
+    test = metrics[(metrics.split == "test") & (metrics.client == -1)].pivot_table(
+        index="round", columns="metric", values="value")
+    totals = metrics[metrics.client == -1].pivot_table(index="round", columns="metric", values="value")
+    curve = pd.DataFrame({
+        "round": test.index.astype(int),
+        "accuracy": 100 * test["accuracy"].to_numpy(),
+        "loss": test["loss"].to_numpy() if "loss" in test else np.nan,
+        "comm_mb_cumulative": totals["cumulative_bytes"].reindex(test.index).to_numpy() / 1e6,
+        "client_gflops_cumulative": totals.get("client_flops_cumulative", pd.Series(0.0, totals.index))
+        .reindex(test.index).fillna(0).to_numpy() / 1e9,
+    })
+    flops = pd.read_csv(folder / "flops.csv")
+    comm = pd.read_csv(folder / "comm.csv")
+    # Per participating client per round: the (round, client) pairs that exchanged anything.
+    pairs = comm.groupby(["round", "client"]).size().index
+    n_pairs = max(len(pairs), 1)
+    per_party = flops.groupby("party")["total"].sum() / 1e9
+    direction = comm.groupby("direction")["bytes"].sum() / 1e6
+    env = json.loads((folder / "env.json").read_text()) if (folder / "env.json").is_file() else {}
+    settings = run.get("settings", {})
+    row = {
+        **{k: run[k] for k in RUN_KEYS}, "dir": run["dir"],
+        "config_hash": str(metrics.config_hash.iloc[0]), "git_revision": str(metrics.git_revision.iloc[0]),
+        "partition_hash": env.get("partition_hash"),
+        "final_accuracy": float(curve.accuracy.iloc[-1]) if len(curve) else np.nan,
+        "rounds": int(metrics["round"].max()) + 1,
+        "client_gflops_round": float(per_party.get("client", 0.0)) / n_pairs,
+        "server_gflops_round": float(per_party.get("server", 0.0)) / n_pairs,
+        "comm_mb_up_round": float(direction.get("up", 0.0)) / n_pairs,
+        "comm_mb_down_round": float(direction.get("down", 0.0)) / n_pairs,
+        "comm_mb_total": float(direction.sum()),
+        "client_gflops_total": float(per_party.get("client", 0.0)),
+        "head_blocks": int(settings.get("model.head_blocks", 1)),
+        "tail_blocks": int(settings.get("model.tail_blocks", 1)),
+        "warnings": " | ".join(env.get("warnings", [])),
+    }
+    row["comm_mb_round"] = row["comm_mb_up_round"] + row["comm_mb_down_round"]
+    for k in ("backbone", "dataset", "partition", "variant", "method", "seed", "dir"):
+        curve[k] = row[k]
+    return row, curve
+
+
+def load_results(root: str | Path) -> Results:
+    """Load ``root/grid.json`` and everything it points to that exists (missing runs are listed, not fatal)."""
+    root = Path(root)
+    grid = read_grid(root)
+    rows, curves, roles, missing = [], [], [], []
+    for run in grid["runs"]:
+        folder = root / run["dir"]
+        if not (folder / "metrics.csv").is_file():
+            missing.append(run["dir"])
+            continue
+        row, curve = _run_summary(run, folder)
+        rows.append(row)
+        curves.append(curve)
+        roles += [{"dir": run["dir"], **role} for role in run["roles"]]
+    runs = pd.DataFrame(rows, columns=None if rows else RUN_KEYS + ["dir", "final_accuracy"])
+    acc_frames = []
+    for entry in grid["accounting"]:
+        path = root / entry["file"]
+        if path.is_file():
+            frame = pd.read_csv(path)
+            for k in ("label", "split", "head_blocks", "tail_blocks", "trained", "file"):
+                frame[k] = entry[k]
+            acc_frames.append(frame)
+    hist, pfiles = [], {}
+    for run in grid["runs"]:
+        key = (run["dataset"], run["partition"], run["seed"])
+        path = root / run["partition_file"]
+        if key in pfiles or not path.is_file():
+            continue
+        doc = json.loads(path.read_text())
+        pfiles[key] = {"file": run["partition_file"], "hash": doc.get("hash", "")}
+        counts = np.asarray(doc["histogram"])
+        c, k = np.meshgrid(np.arange(counts.shape[0]), np.arange(counts.shape[1]), indexing="ij")
+        hist.append(pd.DataFrame({"dataset": key[0], "partition": key[1], "seed": key[2], "client": c.ravel(),
+                                  "class": k.ravel(), "count": counts.ravel()}))
+    return Results(
+        root=root, grid=grid, runs=runs,
+        roles=pd.DataFrame(roles, columns=["dir", "kind", "name", "value"]),
+        curves=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
+            columns=RUN_KEYS + ["dir", "round", "accuracy", "comm_mb_cumulative", "client_gflops_cumulative"]),
+        accounting=pd.concat(acc_frames, ignore_index=True) if acc_frames else pd.DataFrame(),
+        histograms=pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(
+            columns=["dataset", "partition", "seed", "client", "class", "count"]),
+        partition_files=pfiles, missing=missing,
+    )

@@ -1,0 +1,624 @@
+"""The Snakemake workflow's logic: validate its config, expand the run grid, and format each rule's CLI call.
+
+The ``Snakefile`` is a table of contents; every rule is one ``python -m benchmark <verb>`` line whose
+arguments come from here. A workflow config (``config/{smoke,default,paper}.yaml``) is checked against
+``workflow/schemas/config.schema.yaml`` (one-line errors naming the key), then every run's
+:class:`~benchmark.config.RunConfig` is built, so a bad config fails before any job starts.
+
+The grid is backbones x datasets x partitions x seeds x variants. A *variant* is a method (its name), a named
+SFPrompt ablation (``ablations.variants``), or a one-at-a-time sensitivity point (``sensitivity``), each a
+method plus RunConfig overrides. Runs of one cell whose resolved configs are identical are run once: a
+sensitivity point ``keep_ratio: 1.0`` *is* the ``no_pruning`` ablation and reuses its run, carrying both
+roles. Paths (relative to ``results``)::
+
+    backbones/{backbone}.safetensors                     (pretrain; only for weights: pretrain)
+    partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
+    runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
+    accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
+    grid.json, tables/, figures/, manifest.json          (report)
+
+A run's settings reach the CLI as ``--set section.key=value`` arguments (the difference from RunConfig's
+defaults), so they are Snakemake ``params``: editing the config reruns exactly the jobs whose settings changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import yaml
+
+from benchmark.config import RunConfig, from_dict
+from benchmark.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+"""The schema in a source checkout (the Snakefile passes its own copy explicitly)."""
+
+ARCH_KEYS = ("backbone", "img_size", "patch_size", "embed_dim", "depth", "num_heads")
+"""``model`` keys a backbone entry owns (split and prompt keys belong in ``run.model``)."""
+GRID_KEYS = ("seed", "threads", "data.dataset", "train.method", "model.backbone", "model.weights",
+             "partition.scheme")
+"""Keys the grid sets; the base ``run`` section may not."""
+VARIANT_FORBIDDEN = ("seed", "threads", "data.", "partition.", "train.method", "model.weights") + tuple(
+    f"model.{k}" for k in ARCH_KEYS)
+"""Variants share a cell's partition and backbone, so they may not change data, partition or architecture."""
+OPTIMISER_KEYS = ("train.lr", "train.momentum", "train.weight_decay", "train.grad_clip")
+"""The only keys ``method_settings`` may set: anything that changes cost belongs in ``run``, so the analytic
+accounting (one config for every method) describes the runs."""
+RULES = ("partition", "pretrain", "train", "accounting", "report")
+DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+SENSITIVITY_KEYS = {"keep_ratio": ("train.keep_ratio",), "prompt_len": ("model.prompt_len",),
+                    "split": ("model.head_blocks", "model.tail_blocks")}
+TABLES = ("accuracy", "resources", "ablation", "claims", "sensitivity")
+FIGURES = ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions", "sensitivity")
+TABLE_FORMATS = ("csv", "md", "tex")
+FIGURE_FORMATS = ("pdf", "png")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small helpers
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 0.1}`` -> ``{"train": {"lr": 0.1}}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def yaml_scalar(value: Any) -> str:
+    """A string that ``yaml.safe_load`` (the CLI's ``--set`` parser) reads back as exactly ``value``."""
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+        if "e" in text:  # YAML 1.1 floats need a dot in the mantissa and a signed exponent: 1e-05 -> 1.0e-05
+            mant, exp = text.split("e")
+            text = f"{mant if '.' in mant else mant + '.0'}e{exp if exp[0] in '+-' else '+' + exp}"
+    elif value is None or isinstance(value, (bool, int)):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    if yaml.safe_load(text) != value or text.strip() != text or text == "":
+        text = json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+    return text
+
+
+def set_args(overrides: Mapping[str, Any]) -> str:
+    """Shell-quoted ``--set key=value`` arguments, in key order."""
+    return " ".join(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in sorted(overrides.items()))
+
+
+def split_label(split: Iterable[int]) -> str:
+    head, tail = split
+    return f"h{head}t{tail}"
+
+
+def _fmt(value: Any) -> str:
+    return split_label(value) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _err(where: str, exc: ConfigError) -> ConfigError:
+    return ConfigError(f"workflow config {where}: {exc}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# schema validation with defaults
+
+
+def _validator(schema: dict):
+    """A Draft 2020-12 validator that also fills in ``default`` values of absent properties."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+
+    def properties(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in props.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, props, instance, schema)
+
+    cls = jsonschema.validators.extend(base, {"properties": properties})
+    return cls(schema)
+
+
+def _schema_error(error: Any) -> ConfigError:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in known]
+        key = f"{path}.{extra[0]}" if path else str(extra[0]) if extra else path
+        return ConfigError(f"unknown workflow config key {key!r}; valid keys{' in ' + path if path else ''}: "
+                           f"{', '.join(known)}")
+    if error.validator == "required":
+        return ConfigError(f"workflow config {path or 'top level'}: {error.message}")
+    if error.validator == "oneOf" and error.context:
+        sub = min(error.context, key=lambda e: (-len(e.absolute_path), str(e.message)))
+        sub_path = ".".join(str(p) for p in sub.absolute_path) or path
+        return ConfigError(f"workflow config key {sub_path!r}: {sub.message}")
+    return ConfigError(f"workflow config key {path or 'top level'!r}: {error.message}")
+
+
+def validate_schema(raw: Mapping[str, Any], schema_path: str | Path | None = None) -> dict[str, Any]:
+    """Validate ``raw`` against the schema; return a copy with defaults filled in.
+
+    Raises:
+        ConfigError: one line naming the first offending key.
+    """
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path or SCHEMA_PATH).read_text())
+    doc = json.loads(json.dumps(dict(raw)))  # plain, deep copy
+    errors = list(_validator(schema).iter_errors(doc))
+    if errors:
+        raise _schema_error(jsonschema.exceptions.best_match(errors))
+    return doc
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the grid
+
+
+@dataclass(frozen=True)
+class Role:
+    """Why a run is in the grid: ``method`` (name), ``ablation`` (name) or ``sensitivity`` (param, value)."""
+
+    kind: str
+    name: str
+    value: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "value": self.value}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the grid."""
+
+    backbone: str
+    dataset: str
+    partition: str
+    variant: str
+    seed: int
+    method: str
+    settings: tuple[tuple[str, Any], ...]
+    """The run's RunConfig as ``(dotted key, value)`` pairs that differ from RunConfig's defaults."""
+    roles: tuple[Role, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (self.backbone, self.dataset, self.partition, self.variant, self.seed)
+
+    @property
+    def dir(self) -> str:
+        """Run folder, relative to the results root."""
+        return f"runs/{self.backbone}/{self.dataset}/{self.partition}/{self.variant}/seed{self.seed}"
+
+    @property
+    def partition_file(self) -> str:
+        return f"partitions/{self.dataset}/{self.partition}/seed{self.seed}.json"
+
+    def config(self) -> RunConfig:
+        return from_dict(unflatten(dict(self.settings)))
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """One analytic accounting table (all methods) for a backbone at a split point."""
+
+    label: str
+    """A backbone label (CPU-sized, trained) or a timm name (paper-scale, default resolution)."""
+    split: tuple[int, int]
+    trained: bool
+    settings: tuple[tuple[str, Any], ...]
+    samples_per_client: int
+    num_classes: int
+
+    @property
+    def file(self) -> str:
+        return f"accounting/{self.label}_{split_label(self.split)}.csv"
+
+
+class Workflow:
+    """A validated workflow config and its expanded grid. Build with :func:`load_workflow`."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.results: str = doc["results"]
+        self.seeds: list[int] = list(doc["seeds"])
+        self.base: dict[str, Any] = doc["run"]
+        self.backbones: dict[str, dict[str, Any]] = doc["backbones"]
+        ds = doc["datasets"]
+        self.datasets: dict[str, dict[str, Any]] = {d: {} for d in ds} if isinstance(ds, list) else {
+            d: dict(v or {}) for d, v in ds.items()}
+        self.partitions: dict[str, dict[str, Any]] = doc["partitions"]
+        self.methods: list[str] = list(doc["methods"])
+        self._check_sections()
+        self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
+        self.accounting: dict[tuple[str, str], Accounting] = {
+            (a.label, split_label(a.split)): a for a in self._accounting()}
+
+    # ------------------------------------------------------------------ checks
+    def _check_sections(self) -> None:
+        flat = flatten(self.base)
+        for key in flat:
+            if key in GRID_KEYS:
+                raise ConfigError(f"workflow config key 'run.{key}' is set by the grid (seeds, datasets, "
+                                  f"partitions, backbones, methods, resources.*.threads); remove it")
+        for name, b in self.backbones.items():
+            extra = [k for k in b["model"] if k not in ARCH_KEYS]
+            if extra:
+                raise ConfigError(f"workflow config key 'backbones.{name}.model.{extra[0]}': a backbone holds only "
+                                  f"{', '.join(ARCH_KEYS)}; put split and prompt keys in run.model")
+            if "backbone" not in b["model"]:
+                raise ConfigError(f"workflow config key 'backbones.{name}.model.backbone' is required (a timm ViT name)")
+        for method, sets in self.doc["method_settings"].items():
+            bad = [k for k in sets if k not in OPTIMISER_KEYS]
+            if bad:
+                raise ConfigError(f"workflow config key 'method_settings.{method}.{bad[0]}': method_settings may set "
+                                  f"{', '.join(OPTIMISER_KEYS)} only; cost-relevant keys belong in run")
+        for name, sets in self.doc["ablations"].get("variants", {}).items():
+            self._check_variant(f"ablations.variants.{name}", sets)
+            if name in self.methods:
+                raise ConfigError(f"workflow config key 'ablations.variants.{name}': a variant may not be named "
+                                  f"like a method")
+        for block in ("ablations", "sensitivity"):
+            scope = self.doc[block].get("scope", {})
+            for axis, known in (("backbones", self.backbones), ("datasets", self.datasets),
+                                ("partitions", self.partitions), ("seeds", self.seeds)):
+                for item in scope.get(axis, []):
+                    if item not in known:
+                        raise ConfigError(f"workflow config key '{block}.scope.{axis}': {item!r} is not one of "
+                                          f"{', '.join(map(str, known))}")
+        if "sfprompt" not in self.methods and (self.doc["ablations"].get("variants") or any(
+                self.doc["sensitivity"].get(k) for k in SENSITIVITY_KEYS)):
+            raise ConfigError("workflow config: ablations and sensitivity are SFPrompt variants; add sfprompt to "
+                              "methods (their tables compare against it)")
+
+    @staticmethod
+    def _check_variant(where: str, sets: Mapping[str, Any]) -> None:
+        for key in sets:
+            if key.startswith(VARIANT_FORBIDDEN) or key in VARIANT_FORBIDDEN:
+                raise ConfigError(f"workflow config key '{where}.{key}': variants share their cell's data, "
+                                  f"partition and backbone, so they may not set it")
+
+    # ------------------------------------------------------------------ configs
+    def _cache_dir(self) -> dict[str, Any]:
+        return {} if "cache_dir" in self.base.get("data", {}) else {"data.cache_dir": f"{self.results}/cache"}
+
+    def _backbone_settings(self, label: str) -> dict[str, Any]:
+        b = self.backbones[label]
+        out = {f"model.{k}": v for k, v in b["model"].items()}
+        weights = b["weights"]
+        out["model.weights"] = f"file:{self.results}/backbones/{label}.safetensors" if weights == "pretrain" else weights
+        return out
+
+    def _resolve(self, where: str, *layers: Mapping[str, Any], keep: tuple[str, ...] = ("",)) -> dict[str, Any]:
+        """Flat RunConfig (defaults < base run < layers), validated; only the keys that differ from defaults
+        and start with one of ``keep`` (a job's params hold only what its output depends on)."""
+        flat = flatten(self.base)
+        flat.update(self._cache_dir())
+        for layer in layers:
+            flat.update(layer)
+        try:
+            cfg = from_dict(unflatten(flat))
+        except ConfigError as exc:
+            raise _err(where, exc) from None
+        resolved, defaults = flatten(cfg.to_dict()), flatten(RunConfig().to_dict())
+        return {k: v for k, v in resolved.items() if k.startswith(keep) and (
+            defaults.get(k) != v or k in ("data.dataset", "train.method"))}
+
+    def _cell_settings(self, backbone: str, dataset: str, partition: str, seed: int) -> dict[str, Any]:
+        return {**self._backbone_settings(backbone), "data.dataset": dataset,
+                **{f"data.{k}": v for k, v in self.datasets[dataset].items()},
+                **{f"partition.{k}": v for k, v in self.partitions[partition].items()}, "seed": seed}
+
+    def _in_scope(self, block: str, backbone: str, dataset: str, partition: str, seed: int) -> bool:
+        scope = self.doc[block].get("scope", {})
+        return all(v in scope.get(axis, [v]) for axis, v in
+                   (("backbones", backbone), ("datasets", dataset), ("partitions", partition), ("seeds", seed)))
+
+    def _candidates(self, cell: tuple) -> Iterator[tuple[str, str, dict[str, Any], Role]]:
+        """(variant, method, overrides, role) of one cell, methods first."""
+        for m in self.methods:
+            yield m, m, dict(self.doc["method_settings"].get(m, {})), Role("method", m)
+        sf = dict(self.doc["method_settings"].get("sfprompt", {}))
+        if self._in_scope("ablations", *cell):
+            for name, sets in self.doc["ablations"].get("variants", {}).items():
+                yield name, "sfprompt", {**sf, **sets}, Role("ablation", name)
+        if self._in_scope("sensitivity", *cell):
+            for param, keys in SENSITIVITY_KEYS.items():
+                for value in self.doc["sensitivity"].get(param, []):
+                    values = value if param == "split" else [value]
+                    sets = dict(zip(keys, values))
+                    label = f"split_{split_label(value)}" if param == "split" else f"{param}{_fmt(value)}"
+                    yield f"sfprompt-{label}", "sfprompt", {**sf, **sets}, Role(
+                        "sensitivity", param, split_label(value) if param == "split" else value)
+
+    def _expand(self) -> list[Run]:
+        runs: list[Run] = []
+        for backbone in self.backbones:
+            depth = self.backbones[backbone]["model"].get("depth")
+            for dataset in self.datasets:
+                for partition in self.partitions:
+                    for seed in self.seeds:
+                        cell = (backbone, dataset, partition, seed)
+                        base = self._cell_settings(*cell)
+                        by_config: dict[tuple, list] = {}
+                        for variant, method, sets, role in self._candidates(cell):
+                            where = f"run {backbone}/{dataset}/{partition}/{variant}/seed{seed}"
+                            settings = self._resolve(where, base, {"train.method": method}, sets)
+                            self._check_depth(where, settings, depth)
+                            ident = tuple(sorted(settings.items()))
+                            if ident in by_config:
+                                by_config[ident][2].append(role)
+                            else:
+                                by_config[ident] = [variant, method, [role], settings]
+                        for ident, (variant, method, roles, settings) in by_config.items():
+                            runs.append(Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles)))
+        return runs
+
+    @staticmethod
+    def _check_depth(where: str, settings: Mapping[str, Any], depth: int | None) -> None:
+        head, tail = settings.get("model.head_blocks", 1), settings.get("model.tail_blocks", 1)
+        if depth is not None and head + tail >= depth:
+            raise ConfigError(f"workflow config {where}: model.head_blocks + model.tail_blocks = {head + tail} must "
+                              f"be below the backbone depth {depth}")
+
+    def _accounting(self) -> list[Accounting]:
+        acc = self.doc["accounting"]
+        labels = acc.get("backbones", list(self.backbones))
+        spc = acc["samples_per_client"]
+        if spc == "auto":
+            spc = self.run_samples_per_client()
+        out = []
+        for label in labels:
+            trained = label in self.backbones
+            arch = ({k: v for k, v in self._backbone_settings(label).items() if k != "model.weights"} if trained
+                    else {"model.backbone": label, **{f"model.{k}": None for k in ARCH_KEYS[1:]}})
+            for split in acc["splits"]:
+                sets = {**arch, "model.weights": "scratch", "model.head_blocks": split[0],
+                        "model.tail_blocks": split[1]}
+                settings = self._resolve(f"accounting {label} {split_label(split)}", sets, keep=("model.", "train."))
+                out.append(Accounting(label, tuple(split), trained, tuple(sorted(settings.items())), spc,
+                                      acc["num_classes"]))
+        return out
+
+    def run_samples_per_client(self) -> int:
+        """Samples per client of the runs: the first dataset's train size over the first partition's clients."""
+        dataset, partition = next(iter(self.datasets)), next(iter(self.partitions))
+        data = {**self.base.get("data", {}), **self.datasets[dataset]}
+        clients = self.partitions[partition].get("num_clients", self.base.get("partition", {}).get("num_clients", 10))
+        if data.get("max_train_samples") is None:
+            raise ConfigError("workflow config key 'accounting.samples_per_client': auto needs "
+                              f"data.max_train_samples for {dataset!r}; give an integer instead")
+        return max(1, int(data["max_train_samples"]) // int(clients))
+
+    # ------------------------------------------------------------------ lookups used by the rules
+    def run(self, wc: Any) -> Run:
+        key = (wc.backbone, wc.dataset, wc.partition, wc.variant, int(wc.seed))
+        if key not in self.runs:
+            raise ConfigError(f"no run {'/'.join(map(str, key))} in this workflow config")
+        return self.runs[key]
+
+    def path(self, rel: str) -> str:
+        return f"{self.results}/{rel}"
+
+    def train_args(self, wildcards: Any) -> str:
+        """The run's ``--set`` arguments (a Snakemake param: a change reruns the run)."""
+        return set_args(dict(self.run(wildcards).settings))
+
+    @staticmethod
+    def weights_arg(wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake's argument name)
+        """``--set model.weights=file:<input>`` for pre-trained backbones: the rule's input path, which is a
+        local copy when Snakemake stages files from remote storage (Kubernetes). Derived from the input, so
+        Snakemake tracks it through the input file, not as a parameter."""
+        return set_args({"model.weights": f"file:{input.weights}"}) if "weights" in input.keys() else ""
+
+    @staticmethod
+    def cpus(wildcards: Any, threads: int) -> int:
+        """The ``cpus`` resource of a job: its threads (locally capped at the host's cores, see common.smk)."""
+        return threads
+
+    @staticmethod
+    def run_dir(wildcards: Any, output: Any) -> str:
+        """The train rule's ``--out``: the folder of its ``metrics.csv`` output."""
+        return str(Path(output.metrics).parent)
+
+    @staticmethod
+    def results_dir(wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake passes it by this name)
+        """The report rules' ``--results``: the folder of their ``grid.json`` input."""
+        return str(Path(input.grid).parent)
+
+    def train_input(self, wc: Any) -> dict[str, str]:
+        run = self.run(wc)
+        out = {"partition": self.path(run.partition_file)}
+        if self.backbones[run.backbone]["weights"] == "pretrain":
+            out["weights"] = self.path(f"backbones/{run.backbone}.safetensors")
+        return out
+
+    def partition_args(self, wc: Any) -> str:
+        """The partition depends on labels only: any backbone's cell settings, weights from scratch."""
+        backbone = next(iter(self.backbones))
+        cell = self._cell_settings(backbone, wc.dataset, wc.partition, int(wc.seed))
+        cell["model.weights"] = "scratch"
+        keep = ("device", "seed", "data.", "partition.") + tuple(f"model.{k}" for k in ARCH_KEYS)
+        return set_args(self._resolve(f"partition {wc.dataset}/{wc.partition}", cell, keep=keep))
+
+    def pretrain_args(self, wc: Any) -> str:
+        """Pre-training: the backbone's architecture from scratch, its ``pretrain`` section, seed 0."""
+        b = self.backbones[wc.backbone]
+        sets = {**self._backbone_settings(wc.backbone), "model.weights": "scratch",
+                **{f"pretrain.{k}": v for k, v in b["pretrain"].items()}}
+        keep = ("device", "data.data_root", "data.cache_dir", "pretrain.", "model.weights") + tuple(
+            f"model.{k}" for k in ARCH_KEYS)
+        return set_args(self._resolve(f"backbones.{wc.backbone}.pretrain", sets, keep=keep))
+
+    def accounting_entry(self, wc: Any) -> Accounting:
+        return self.accounting[(wc.backbone, wc.split)]
+
+    def accounting_args(self, wc: Any) -> str:
+        a = self.accounting_entry(wc)
+        return (f"{set_args(dict(a.settings))} --samples-per-client {a.samples_per_client} "
+                f"--num-classes {a.num_classes}")
+
+    def resources(self, rule: str) -> dict[str, int]:
+        res = self.doc["resources"]
+        return {**DEFAULT_RESOURCES, **res.get("default", {}), **res.get(rule, {})}
+
+    def pretrained(self) -> list[str]:
+        return [b for b, spec in self.backbones.items() if spec["weights"] == "pretrain"]
+
+    # ------------------------------------------------------------------ targets
+    def run_targets(self) -> list[str]:
+        return [self.path(f"{r.dir}/metrics.csv") for r in self.runs.values()]
+
+    def partition_targets(self) -> list[str]:
+        return sorted({self.path(r.partition_file) for r in self.runs.values()})
+
+    def accounting_targets(self) -> list[str]:
+        return [self.path(a.file) for a in self.accounting.values()]
+
+    def table_targets(self) -> list[str]:
+        return [self.path(f"tables/{t}.{fmt}") for t in self.tables() for fmt in TABLE_FORMATS]
+
+    def figure_targets(self, formats: Iterable[str] = FIGURE_FORMATS) -> list[str]:
+        return [self.path(f"figures/{f}.{x}") for f in self.figures() for x in formats]
+
+    def tables(self) -> list[str]:
+        has_sens = any(role.kind == "sensitivity" for r in self.runs.values() for role in r.roles)
+        has_abl = any(role.kind == "ablation" for r in self.runs.values() for role in r.roles)
+        return [t for t in TABLES if (t != "sensitivity" or has_sens) and (t != "ablation" or has_abl)]
+
+    def figures(self) -> list[str]:
+        has_sens = any(role.kind == "sensitivity" for r in self.runs.values() for role in r.roles)
+        return [f for f in FIGURES if f != "sensitivity" or has_sens]
+
+    def report_outputs(self, kind: str) -> list[tuple[str, str | None]]:
+        """(path, caption file relative to workflow/rules/ or None) of the ``tables`` or ``figures`` rule: the
+        CSV of each table and the PNG of each figure go into ``snakemake --report`` with their caption."""
+        if kind == "tables":
+            return [(p, f"../report/table_{Path(p).stem}.rst" if p.endswith(".csv") else None)
+                    for p in self.table_targets()]
+        return [(p, f"../report/figure_{Path(p).stem}.rst" if p.endswith(".png") else None)
+                for p in self.figure_targets()]
+
+    def final_targets(self) -> list[str]:
+        """What ``all`` asks for: the report and, explicitly, everything behind it. Snakemake does not recreate
+        a missing intermediate file whose dependents are up to date, so the runs, partitions, backbones and
+        accounting tables are targets too: deleting one run folder reruns that run, then the report."""
+        return (self.table_targets() + self.figure_targets() + [self.path("manifest.json")] + self.run_targets()
+                + self.partition_targets() + self.accounting_targets()
+                + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()])
+
+    # ------------------------------------------------------------------ what the report reads
+    def grid(self) -> dict[str, Any]:
+        """Everything the report needs, paths relative to ``results`` (written to ``grid.json``)."""
+        return {
+            "format": 1,
+            "config": self.doc,
+            "runs": [{"backbone": r.backbone, "dataset": r.dataset, "partition": r.partition, "variant": r.variant,
+                      "seed": r.seed, "method": r.method, "dir": r.dir, "partition_file": r.partition_file,
+                      "roles": [role.to_dict() for role in r.roles], "settings": dict(r.settings)}
+                     for r in self.runs.values()],
+            "accounting": [{"label": a.label, "split": split_label(a.split), "head_blocks": a.split[0],
+                            "tail_blocks": a.split[1], "trained": a.trained, "file": a.file,
+                            "samples_per_client": a.samples_per_client, "settings": dict(a.settings)}
+                           for a in self.accounting.values()],
+            "backbones": {b: {"weights": spec["weights"],
+                              "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None}
+                          for b, spec in self.backbones.items()},
+            "tables": self.tables(),
+            "figures": self.figures(),
+            "report": self.doc["report"],
+        }
+
+    def config_json(self) -> str:
+        """The validated config as compact JSON (the ``grid`` rule's parameter)."""
+        return json.dumps(self.doc, sort_keys=True, separators=(",", ":"))
+
+    def digest(self) -> str:
+        """Hash of the expanded grid: a change in the expansion logic alone also rewrites ``grid.json``."""
+        return hashlib.sha256(json.dumps(self.grid(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def run_config_yaml(self, run: Run) -> str:
+        """The run's full RunConfig as YAML (reproduce one run by hand: ``train --config FILE``)."""
+        return run.config().to_yaml()
+
+    def summary(self) -> str:
+        roles: dict[str, int] = {}
+        for r in self.runs.values():
+            for role in r.roles:
+                roles[role.kind] = roles.get(role.kind, 0) + 1
+        return (f"{len(self.runs)} runs ({', '.join(f'{v} {k}' for k, v in roles.items())} roles), "
+                f"{len(self.partition_targets())} partitions, {len(self.pretrained())} pre-trained backbones, "
+                f"{len(self.accounting)} accounting tables; results under {self.results}/")
+
+
+def prepare_jobs(basedir: str | Path, python: str) -> None:
+    """Make ``python -m benchmark`` in every job mean ``basedir``'s package under the ``python`` interpreter
+    that runs Snakemake (jobs inherit the environment; a ``conda:`` env, when used, prepends its own)."""
+    import os
+
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(basedir), os.environ.get("PYTHONPATH")]))
+    os.environ["PATH"] = os.pathsep.join([str(Path(python).parent), os.environ.get("PATH", "")])
+
+
+def load_workflow(raw: Mapping[str, Any], schema_path: str | Path | None = None) -> Workflow:
+    """Validate a workflow config (a Snakemake ``config`` dict or a loaded YAML) and expand its grid.
+
+    Raises:
+        ConfigError: one line naming the offending key (schema, RunConfig keys and ranges, grid rules).
+    """
+    return Workflow(validate_schema(raw, schema_path))
+
+
+def load_workflow_file(path: str | Path, overrides: Mapping[str, Any] | None = None,
+                       schema_path: str | Path | None = None) -> Workflow:
+    """Load a workflow config YAML file, apply top-level overrides (e.g. ``{"results": "/tmp/r"}``), validate."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"workflow config file {str(p)!r} does not exist")
+    raw = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"workflow config file {str(p)!r} must hold a mapping")
+    raw.update(overrides or {})
+    return load_workflow(raw, schema_path)
+
+
+def find_run(wf: Workflow, spec: str) -> Run:
+    """A run by ``backbone/dataset/partition/variant/seedN`` or its run folder."""
+    parts = [p for p in spec.strip("/").split("/") if p not in ("runs",)]
+    parts = parts[-5:]
+    if len(parts) != 5 or not parts[4].startswith("seed"):
+        raise ConfigError(f"run {spec!r}: expected BACKBONE/DATASET/PARTITION/VARIANT/seedN")
+    key = (*parts[:4], int(parts[4][4:]))
+    if key not in wf.runs:
+        raise ConfigError(f"run {spec!r} is not in the grid ({len(wf.runs)} runs; see `python -m benchmark grid`)")
+    return wf.runs[key]
+
+
+__all__ = ["Workflow", "Run", "Role", "Accounting", "load_workflow", "load_workflow_file", "find_run", "set_args",
+           "prepare_jobs",
+           "yaml_scalar", "flatten", "unflatten", "validate_schema"]

@@ -1,0 +1,234 @@
+"""The report: pure table, claims and figure functions on synthetic frames, and the rendered smoke outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from benchmark.report import claims, figures, tables
+from tests.test_workflow import CONFIGS, ROOT, smoke_results, smoke_workflow  # noqa: F401 (session fixture)
+
+CELL = {"backbone": "b", "dataset": "d", "partition": "iid"}
+
+
+def _runs(rows: list[tuple]) -> pd.DataFrame:
+    """Run summaries from (method, seed, final_accuracy, client_gflops_round, comm_mb_round, head, tail)."""
+    out = []
+    for method, seed, acc, gflops, mb, head, tail in rows:
+        out.append({**CELL, "variant": method, "method": method, "seed": seed, "dir": f"runs/{method}/seed{seed}",
+                    "final_accuracy": acc, "client_gflops_round": gflops, "comm_mb_round": mb,
+                    "head_blocks": head, "tail_blocks": tail, "config_hash": "h"})
+    return pd.DataFrame(out)
+
+
+def _accounting(label: str, backbone: str, split: tuple[int, int], sf_flops: float, sf_mb: float,
+                break_even: float = 500.0) -> pd.DataFrame:
+    base = {"label": label, "backbone": backbone, "split": f"h{split[0]}t{split[1]}", "head_blocks": split[0],
+            "tail_blocks": split[1], "samples_per_client": 500, "trained": False}
+    rows = [
+        {**base, "method": "fedavg", "client_params_stored": 86e6, "client_params_trainable": 86e6,
+         "client_gflops_round": 100.0, "comm_mb_up": 343.0, "comm_mb_down": 343.0, "comm_mb_total": 686.0,
+         "break_even_samples": math.nan},
+        {**base, "method": "sfprompt", "client_params_stored": 1e6, "client_params_trainable": 2e4,
+         "client_gflops_round": sf_flops, "comm_mb_up": sf_mb / 2, "comm_mb_down": sf_mb / 2, "comm_mb_total": sf_mb,
+         "break_even_samples": break_even},
+    ]
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tables
+
+
+def test_accuracy_table_mean_and_std_over_seeds():
+    runs = _runs([("fedavg", 0, 80.0, 1, 1, 1, 1), ("fedavg", 1, 84.0, 1, 1, 1, 1), ("sfprompt", 0, 70.0, 1, 1, 1, 1)])
+    table = tables.accuracy_table(runs)
+    fedavg = table.data.set_index("method").loc["fedavg"]
+    assert (fedavg.accuracy_mean, fedavg.seeds) == (82.0, 2)
+    assert fedavg.accuracy_std == pytest.approx(math.sqrt(8.0))
+    assert table.display.loc[0, "FedAvg"] == "82.0 ± 2.8" and table.display.loc[0, "SFPrompt"] == "70.0"
+    assert "Backbone" not in table.display  # one backbone: stated in the notes instead
+    assert "fvcore" in table.caption and "%" in table.caption
+
+
+def test_fmt_helpers():
+    assert tables.fmt_pm(1.234, math.nan, 1) == "1.2"
+    assert tables.fmt_pm(math.nan, math.nan, 0) == "–"
+    assert tables.fmt_count(85_806_346) == "85.8M" and tables.fmt_count(16_906) == "16.9k"
+    assert tables.fmt_num(0.4454) == "0.445" and tables.fmt_num(26320.0) == "26,320"
+
+
+def test_resource_table_is_relative_to_the_reference_and_carries_measured_cost():
+    acc = _accounting("b", "vit_tiny_patch16_224", (1, 1), sf_flops=20.0, sf_mb=343.0)
+    runs = _runs([("sfprompt", 0, 50.0, 19.0, 300.0, 1, 1), ("sfprompt", 1, 50.0, 21.0, 310.0, 1, 1)])
+    table = tables.resource_table(acc, runs, reference="fedavg")
+    sf = table.data.set_index("method").loc["sfprompt"]
+    assert sf.client_gflops_round_pct_of_ref == pytest.approx(20.0) and sf.comm_mb_total_pct_of_ref == pytest.approx(50.0)
+    assert sf.client_params_trainable_pct_of_ref == pytest.approx(100 * 2e4 / 86e6)
+    assert sf.measured_client_gflops_round == pytest.approx(20.0) and sf.measured_comm_mb_round == pytest.approx(305.0)
+    assert math.isnan(table.data.set_index("method").loc["fedavg"].measured_client_gflops_round)
+    assert table.display.loc[1, "Client GFLOPs/round"] == "20 (20%)" and "Comm. % of FedAvg" in table.display
+    assert "fvcore" in table.caption
+
+
+def test_ablation_table_reports_the_change_against_full_sfprompt():
+    full = _runs([("sfprompt", 0, 60.0, 2.0, 10.0, 1, 1)])
+    abl = _runs([("sfprompt", 0, 55.0, 1.0, 5.0, 1, 1)]).assign(variant="no_pruning", role="no_pruning")
+    table = tables.ablation_table(abl, full, {"no_pruning": {"train.keep_ratio": 1.0}})
+    assert list(table.data.variant) == ["SFPrompt (full)", "no pruning"]
+    assert table.data.delta_pp.tolist() == [0.0, -5.0]
+    assert table.display.loc[1, "Setting"] == "train.keep_ratio=1.0"
+
+
+def test_sensitivity_table_orders_values_and_splits():
+    full = _runs([("sfprompt", 0, 60.0, 2.0, 10.0, 1, 1)])
+    pts = pd.concat([_runs([("sfprompt", 0, acc, 1.0, 1.0, 1, 1)]).assign(role=p, role_value=v)
+                     for p, v, acc in [("split", "h2t2", 50.0), ("split", "h0t0", 40.0), ("keep_ratio", 1.0, 61.0),
+                                       ("keep_ratio", 0.25, 58.0)]], ignore_index=True)
+    table = tables.sensitivity_table(pts, full)
+    assert list(zip(table.data.parameter, table.data.value)) == [
+        ("keep_ratio", 0.25), ("keep_ratio", 1.0), ("split", "h0t0"), ("split", "h2t2")]
+
+
+def test_latex_is_booktabs_captioned_and_escaped():
+    table = tables.Table("demo", pd.DataFrame(), pd.DataFrame({"a_b": ["x%", "1.0 ± 0.2"], "n": ["1", "2"]}),
+                         "Accuracy (%) with 50% kept; fvcore FLOPs", ["note_1"])
+    tex = tables.to_latex(table)
+    for token in ("\\begin{table}", "\\toprule", "\\midrule", "\\bottomrule", "\\label{tab:demo}",
+                  "\\caption{Accuracy (\\%) with 50\\% kept; fvcore FLOPs}", "a\\_b", "x\\%", "$\\pm$", "note\\_1"):
+        assert token in tex, token
+    md = tables.to_markdown(table)
+    assert md.startswith("**Table (demo).** Accuracy") and "| a_b" in md
+
+
+# ----------------------------------------------------------------------------------------------------------
+# claims
+
+
+def _claims(acc: pd.DataFrame, runs: pd.DataFrame | None = None) -> tables.Table:
+    settings = {(label, split): {"model.head_blocks": int(split[1]), "model.tail_blocks": int(split[3])}
+                for label, split in acc[["label", "split"]].drop_duplicates().itertuples(index=False)}
+    return claims.claims_table(acc, settings, runs if runs is not None else _runs([]), "fedavg", 0.1)
+
+
+def test_claims_say_which_split_reproduces_046_percent():
+    acc = pd.concat([_accounting("vit_b16", "vit_base_patch16_224", (0, 0), sf_flops=0.445, sf_mb=636.0),
+                     _accounting("vit_b16", "vit_base_patch16_224", (1, 1), sf_flops=20.95, sf_mb=693.0)])
+    table = _claims(acc)
+    local = table.data[table.data.claim == "local_compute"]
+    assert list(local.verdict) == ["reproduces", "does not reproduce"]
+    assert list(local.ours) == ["0.445%", "20.9%"]
+    assert "degenerate" in local.note.iloc[0] and "degenerate" not in local.note.iloc[1]
+    assert any("split 0/0: 0.445% (reproduces)" in n for n in table.notes)
+    caveat = table.data[table.data.claim == "caveat"].iloc[0]
+    assert caveat.verdict == "degenerate" and "CLS token" in caveat.note
+
+
+def test_claims_give_the_traffic_ratio_with_its_break_even():
+    acc = _accounting("vit_l16", "vit_large_patch16_224", (0, 0), sf_flops=0.2, sf_mb=0.35 * 686.0, break_even=1431)
+    comm = _claims(acc).data.set_index("claim").loc["comm_vit_l"]
+    assert comm.ours == "0.35×" and comm.paper == "0.19×" and comm.verdict == "does not reproduce"
+    assert "500 samples/client" in comm.note and "1431 samples/client (break-even)" in comm.note
+
+
+def test_claims_treat_resized_backbones_as_context_and_report_measured_rows():
+    acc = _accounting("tiny", "vit_tiny_patch16_224", (1, 1), sf_flops=75.0, sf_mb=2000.0).assign(trained=True)
+    settings = {("tiny", "h1t1"): {"model.embed_dim": 32, "model.depth": 4}}
+    runs = _runs([("fedavg", 0, 10.0, 1.0, 0.5, 1, 1), ("sfprompt", 0, 12.0, 0.75, 2.0, 1, 1)])
+    data = claims.claims_table(acc, settings, runs).data
+    assert set(data[data.source == "analytic"].verdict) == {"context only"}
+    measured = data.set_index("claim")
+    assert measured.loc["local_compute_measured"].ours == "75%"
+    assert measured.loc["comm_measured"].ours == "4.00×"
+    assert measured.loc["accuracy"].ours == "+2.0 pp"
+    assert measured.loc["caveat"].verdict == "not evaluated"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# figures
+
+
+def test_figures_are_pure_functions_returning_figures():
+    runs = _runs([("fedavg", 0, 80.0, 10.0, 5.0, 1, 1), ("sfprompt", 0, 70.0, 0.5, 2.0, 1, 1)])
+    curves = pd.concat([runs.assign(round=r, accuracy=50.0 + r, comm_mb_cumulative=10.0 * (r + 1),
+                                    client_gflops_cumulative=float(r)) for r in range(3)], ignore_index=True)
+    hist = pd.DataFrame([{"dataset": "d", "partition": p, "seed": 0, "client": c, "class": k, "count": c + k}
+                         for p in ("iid", "dir") for c in range(3) for k in range(4)])
+    points = _runs([("sfprompt", 0, 70.0, 0.5, 2.0, 1, 1)] * 2).assign(role=["keep_ratio", "split"],
+                                                                         role_value=[0.5, "h1t1"])
+    made = [figures.accuracy_vs_round(curves), figures.accuracy_vs_comm(curves), figures.flops_vs_accuracy(runs),
+            figures.partition_heatmaps(hist), figures.sensitivity(points)]
+    assert all(isinstance(f, Figure) for f in made)
+    assert [len([a for a in f.axes if a.get_visible() and a.get_label() != "<colorbar>"]) for f in made] == [1, 1, 1, 2, 2]
+    assert made[1].axes[0].get_xscale() == "log"
+    assert isinstance(figures.sensitivity(points.iloc[0:0]), Figure)  # empty input: a labelled placeholder
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the rendered smoke outputs
+
+
+def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
+    for name in ("accuracy", "resources", "ablation", "claims", "sensitivity"):
+        csv = pd.read_csv(smoke_results / "tables" / f"{name}.csv")
+        assert len(csv), name
+        tex = (smoke_results / "tables" / f"{name}.tex").read_text()
+        md = (smoke_results / "tables" / f"{name}.md").read_text()
+        assert "\\toprule" in tex and f"\\label{{tab:{name}}}" in tex and "\\caption{" in tex
+        assert "fvcore" in md and "1 FLOP = 1 multiply-add" in tex
+
+
+def test_smoke_claims_say_the_degenerate_setting_and_break_even(smoke_results):
+    data = pd.read_csv(smoke_results / "tables" / "claims.csv")
+    assert data.set_index("claim").loc["caveat", "verdict"] == "degenerate"
+    assert data.note.str.contains("break-even").any()
+    assert set(data[data.claim == "local_compute"].setting.str[:9]) == {"split 0/0", "split 1/1"}
+
+
+def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
+    manifest = json.loads((smoke_results / "manifest.json").read_text())
+    outputs = manifest["outputs"]
+    expected = {f"tables/{t}.{x}" for t in ("accuracy", "resources", "ablation", "claims", "sensitivity")
+                for x in ("csv", "md", "tex")}
+    expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
+                                              "partitions", "sensitivity") for x in ("pdf", "png")}
+    assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
+    assert len(outputs["tables/accuracy.csv"]["runs"]) == 10
+    assert {r["variant"] for r in outputs["tables/ablation.csv"]["runs"]} == {
+        "sfprompt", "no_pruning", "no_local_loss", "no_prompts", "no_server_grad"}
+    assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting"}
+    assert len(outputs["figures/partitions.png"]["files"]) == 2
+    for entry in outputs.values():
+        for run in entry["runs"]:
+            metrics = pd.read_csv(smoke_results / run["dir"] / "metrics.csv", nrows=1, dtype={"config_hash": str})
+            assert metrics.config_hash.iloc[0] == run["config_hash"]
+
+
+def test_snakemake_report_embeds_the_figures_with_captions(smoke_results, tmp_path):
+    work, results = smoke_workflow()
+    html = tmp_path / "report.html"
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                    str(work), "--configfile", str(CONFIGS["smoke"]), "--config", f"results={results}",
+                    "--report", str(html)], check=True, capture_output=True)
+    text = html.read_text()
+    assert "sensitivity.png" in text and "cumulative communication" in text and "Accuracy table" in text
+
+
+def test_report_is_reproducible(smoke_results, tmp_path):
+    """Re-rendering the tables from the same runs gives the same bytes."""
+    import shutil
+
+    from benchmark.report.build import build_report
+
+    copy = tmp_path / "results"
+    shutil.copytree(smoke_results, copy, ignore=shutil.ignore_patterns("cache", "backbones", "logs"))
+    build_report(copy, only="tables")
+    for f in (smoke_results / "tables").iterdir():
+        assert (copy / "tables" / f.name).read_bytes() == f.read_bytes(), f.name

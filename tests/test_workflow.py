@@ -1,0 +1,322 @@
+"""The Snakemake workflow: config validation, grid expansion, the DAGs of every profile, and the smoke profile
+end to end (run once per test session, shared with tests/test_report.py and tests/test_notebook.py).
+
+The smoke workflow runs in a temporary working directory (``--directory``) so its ``.snakemake`` metadata and
+locks never touch the checkout's; results go to ``<tmp>/results``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from benchmark.config import RunConfig, parse_overrides
+from benchmark.errors import ConfigError
+from benchmark.workflow import SCHEMA_PATH, load_workflow, load_workflow_file, set_args, yaml_scalar
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("smoke", "default", "paper")}
+
+
+def snakemake(*args: str, workdir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Snakemake from this interpreter (so jobs use the same environment) on the repository's Snakefile."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir or ROOT), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc.log = proc.stdout + proc.stderr  # Snakemake logs to stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The first 'Job stats' table of a Snakemake dry run, as {rule: count} (empty if nothing to do)."""
+    counts: dict[str, int] = {}
+    lines = output.splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the smoke workflow, once per session
+
+_SMOKE: dict[str, Path] = {}
+
+
+def smoke_workflow() -> tuple[Path, Path]:
+    """(working directory, results folder) of one finished smoke workflow (run on first use)."""
+    if not _SMOKE:
+        work = Path(tempfile.mkdtemp(prefix="sfprompt-smoke-"))
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
+        snakemake("all", "--cores", "2", "--configfile", str(CONFIGS["smoke"]), "--config",
+                  f"results={work / 'results'}", workdir=work)
+        _SMOKE.update(work=work, results=work / "results")
+    return _SMOKE["work"], _SMOKE["results"]
+
+
+@pytest.fixture(scope="session")
+def smoke_results() -> Path:
+    """The results folder of the smoke profile, run end to end once per test session."""
+    return smoke_workflow()[1]
+
+
+def smoke_dry_run(*targets: str) -> dict[str, int]:
+    work, results = smoke_workflow()
+    out = snakemake(*targets, "-n", "--cores", "8", "--configfile", str(CONFIGS["smoke"]), "--config",
+                    f"results={results}", workdir=work).log
+    assert "Nothing to be done" in out or "Job stats:" in out, out[-2000:]
+    return job_counts(out)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# config and schema
+
+
+def _walk(schema: dict, path: str = ""):
+    for key, sub in schema.get("properties", {}).items():
+        yield f"{path}{key}", sub
+        yield from _walk(sub, f"{path}{key}.")
+    for name, sub in schema.get("$defs", {}).items():
+        yield f"$defs.{name}", sub
+        yield from _walk(sub, f"$defs.{name}.")
+    for key in ("additionalProperties", "items"):
+        if isinstance(schema.get(key), dict):
+            yield from _walk(schema[key], f"{path}{key}.")
+
+
+def test_schema_describes_every_key():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    missing = [p for p, sub in _walk(schema) if "description" not in sub and "$ref" not in sub]
+    assert not missing, f"schema keys without a description: {missing}"
+
+
+def test_schema_names_match_the_registries():
+    from benchmark.data.datasets import DATASETS
+    from benchmark.federation.method import METHODS, method_class
+
+    method_class("fedavg")  # imports the registering modules
+    defs = yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]
+    assert sorted(defs["dataset"]["enum"]) == sorted(DATASETS.names())
+    assert sorted(defs["method"]["enum"]) == sorted(METHODS.names())
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_profiles_validate_and_build_every_run_config(name):
+    wf = load_workflow_file(CONFIGS[name])
+    assert wf.runs and all(isinstance(r.config(), RunConfig) for r in wf.runs.values())
+    assert {r.method for r in wf.runs.values()} == {"fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"}
+    kinds = {role.kind for r in wf.runs.values() for role in r.roles}
+    assert kinds == {"method", "ablation", "sensitivity"}
+    assert {(a.split) for a in wf.accounting.values()} >= {(0, 0), (1, 1)}
+
+
+def test_paper_profile_is_paper_scale():
+    wf = load_workflow_file(CONFIGS["paper"])
+    assert {b["model"]["backbone"] for b in wf.backbones.values()} == {"vit_base_patch16_224", "vit_large_patch16_224"}
+    assert {b["weights"] for b in wf.backbones.values()} == {"timm:augreg_in21k"}
+    assert set(wf.datasets) == {"cifar10", "cifar100", "svhn", "flowers102"}
+    assert len(wf.seeds) >= 3 and any(p["scheme"] == "dirichlet" for p in wf.partitions.values())
+    cfg = next(iter(wf.runs.values())).config()
+    assert cfg.model.img_size is None  # timm's default resolution: 224 px
+    assert wf.resources("train")["gpu"] == 1
+
+
+def test_default_profile_pretrains_on_cifar100():
+    wf = load_workflow_file(CONFIGS["default"])
+    (label,) = wf.pretrained()
+    assert wf.backbones[label]["pretrain"]["dataset"] == "cifar100"
+    assert set(wf.datasets) == {"cifar10", "fashion_mnist"}
+    assert {p["scheme"] for p in wf.partitions.values()} == {"iid", "dirichlet"}
+
+
+def _smoke_raw() -> dict:
+    return yaml.safe_load(CONFIGS["smoke"].read_text())
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c.update(rounds=3), "unknown workflow config key 'rounds'"),
+    (lambda c: c["partitions"]["iid"].update(alpha_=1), "unknown workflow config key 'partitions.iid.alpha_'"),
+    (lambda c: c["partitions"]["iid"].update(scheme="random"), "'partitions.iid.scheme'"),
+    (lambda c: c.update(methods=["fedavg", "fedsgd"]), "'methods.1'"),
+    (lambda c: c.update(datasets={"cifar11": {}}), "'datasets'"),
+    (lambda c: c["ablations"]["variants"].update(typo={"train.keep_rato": 1.0}), "train.keep_rato"),
+    (lambda c: c["ablations"]["variants"].update(bad={"data.max_train_samples": 10}), "'ablations.variants.bad.data"),
+    (lambda c: c["run"]["train"].update(lr=-1.0), "train.lr"),
+    (lambda c: c["run"].update(seed=3), "'run.seed' is set by the grid"),
+    (lambda c: c.update(method_settings={"fedavg": {"train.local_epochs": 2}}), "method_settings.fedavg.train.local_epochs"),
+    (lambda c: c["sensitivity"]["scope"].update(partitions=["dir9"]), "'sensitivity.scope.partitions'"),
+    (lambda c: c["sensitivity"].update(split=[[2, 2]]), "below the backbone depth 4"),
+    (lambda c: c["datasets"]["digits"].pop("max_train_samples"), "accounting.samples_per_client"),
+    (lambda c: c["resources"]["default"].update(threads=0), "'resources.default.threads'"),
+])
+def test_bad_configs_fail_with_one_line_naming_the_key(edit, expected):
+    raw = _smoke_raw()
+    edit(raw)
+    with pytest.raises(ConfigError) as err:
+        load_workflow(raw)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
+    raw = _smoke_raw()
+    raw["partitions"]["iid"]["sheme"] = "iid"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    proc = snakemake("-n", "--configfile", str(bad), workdir=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "unknown workflow config key 'partitions.iid.sheme'" in proc.log
+    assert "Job stats" not in proc.log
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the grid
+
+
+def test_sweep_points_equal_to_another_variant_reuse_its_run():
+    wf = load_workflow_file(CONFIGS["smoke"])
+    iid = {r.variant: r for r in wf.runs.values() if r.partition == "iid"}
+    roles = {v: {(x.kind, x.name, x.value) for x in r.roles} for v, r in iid.items()}
+    assert ("sensitivity", "keep_ratio", 1.0) in roles["no_pruning"]
+    assert ("sensitivity", "prompt_len", 0) in roles["no_prompts"]
+    assert {("sensitivity", "keep_ratio", 0.5), ("sensitivity", "split", "h1t1")} <= roles["sfprompt"]
+    assert "sfprompt-keep_ratio0.25" in iid and "sfprompt-split_h0t0" in iid
+    configs = [tuple(r.settings) for r in wf.runs.values()]
+    assert len(configs) == len(set(configs)) == 16
+    # ablations and sensitivity run only in their scope (iid); methods run in every cell
+    assert {r.variant for r in wf.runs.values() if r.partition == "dir0.5"} == set(wf.methods)
+
+
+def test_run_settings_are_what_the_run_trains_with():
+    wf = load_workflow_file(CONFIGS["smoke"], {"results": "/tmp/r"})
+    run = wf.runs[("tiny", "digits", "dir0.5", "fedavg", 0)]
+    cfg = RunConfig().replace(**parse_overrides(_split_sets(wf.train_args(run_wildcards(run)))))
+    assert cfg == run.config()
+    assert (cfg.train.method, cfg.train.lr, cfg.partition.scheme, cfg.partition.alpha) == ("fedavg", 0.02, "dirichlet", 0.5)
+    assert cfg.model.weights == "file:/tmp/r/backbones/tiny.safetensors" and cfg.data.cache_dir == "/tmp/r/cache"
+
+
+def run_wildcards(run) -> SimpleNamespace:
+    return SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition, variant=run.variant,
+                           seed=run.seed)
+
+
+def _split_sets(args: str) -> list[str]:
+    import shlex
+
+    parts = shlex.split(args)
+    return [parts[i + 1] for i in range(0, len(parts), 2)]
+
+
+@pytest.mark.parametrize("value", [1e-5, 0.1, 3.0, 1e20, 7, True, False, None, "file:/a b/w.safetensors",
+                                   "true", "1", "timm:augreg_in21k", "", "null"])
+def test_set_values_round_trip_through_the_cli_parser(value):
+    assert parse_overrides([f"k={yaml_scalar(value)}"])["k"] == value
+    assert parse_overrides(_split_sets(set_args({"k": value})))["k"] == value
+
+
+def test_partition_and_pretrain_params_hold_only_what_their_output_depends_on():
+    wf = load_workflow_file(CONFIGS["smoke"])
+    part = wf.partition_args(SimpleNamespace(dataset="digits", partition="dir0.5", seed=0))
+    assert "partition.scheme=dirichlet" in part and "--set train." not in part and "prompt_len" not in part
+    pre = wf.pretrain_args(SimpleNamespace(backbone="tiny"))
+    assert "pretrain.dataset=mnist5k" in pre and "--set train." not in pre and "--set partition." not in pre
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Snakemake: lint and DAGs
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint", "--configfile", str(CONFIGS["smoke"]))
+    assert "Lints for" not in proc.log and "Congratulations" in proc.log
+
+
+@pytest.mark.parametrize("name", ["default", "paper"])
+def test_dag_builds(name, tmp_path):
+    wf = load_workflow_file(CONFIGS[name])
+    counts = job_counts(snakemake("-n", "--configfile", str(CONFIGS[name]), "--config", f"results={tmp_path}",
+                                  workdir=tmp_path).log)
+    assert counts["train"] == len(wf.runs)
+    assert counts["account"] == len(wf.accounting)
+    assert counts["partition"] == len(wf.partition_targets())
+    assert counts.get("pretrain", 0) == len(wf.pretrained())
+    assert counts["tables"] == counts["figures"] == counts["manifest"] == 1
+
+
+def test_paper_accounting_needs_no_training(tmp_path):
+    counts = job_counts(snakemake("accounting", "-n", "--configfile", str(CONFIGS["paper"]), "--config",
+                                  f"results={tmp_path}", workdir=tmp_path).log)
+    assert counts == {"account": 4, "accounting": 1}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the smoke profile end to end
+
+
+def test_smoke_writes_every_target(smoke_results):
+    wf = load_workflow_file(CONFIGS["smoke"], {"results": str(smoke_results)})
+    for path in wf.final_targets() + wf.run_targets() + wf.accounting_targets() + wf.partition_targets():
+        assert Path(path).is_file(), path
+    assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
+    assert set(wf.tables()) == {"accuracy", "resources", "ablation", "claims", "sensitivity"}
+    assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
+                                 "sensitivity"}
+
+
+def test_jobs_honour_the_declared_threads_and_share_partitions(smoke_results):
+    for env_file in (smoke_results / "runs").rglob("env.json"):
+        env = json.loads(env_file.read_text())
+        assert env["torch_threads"] == 1, env_file
+        cell = env_file.parent.parent.parent  # runs/{b}/{dataset}/{partition}
+        part = json.loads((smoke_results / "partitions" / cell.parent.name / cell.name / "seed0.json").read_text())
+        assert env["partition_hash"] == part["hash"], env_file
+
+
+def test_running_again_does_nothing(smoke_results):
+    assert smoke_dry_run("all") == {}
+
+
+def test_deleting_one_run_reruns_only_what_depends_on_it(smoke_results):
+    work, results = smoke_workflow()
+    run = results / "runs" / "tiny" / "digits" / "dir0.5" / "sfl_v1" / "seed0"
+    shutil.rmtree(run)
+    try:
+        planned = smoke_dry_run("all")
+    finally:  # restore the run for the other tests, whatever the dry run said
+        snakemake("all", "--cores", "2", "--configfile", str(CONFIGS["smoke"]), "--config", f"results={results}",
+                  workdir=work)
+    assert planned == {"train": 1, "tables": 1, "figures": 1, "manifest": 1, "all": 1}
+    assert (run / "metrics.csv").is_file()
+    assert smoke_dry_run("all") == {}
+
+
+def test_grid_and_runconfig_verbs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "benchmark", "grid", "-w", str(CONFIGS["smoke"])], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, check=True).stdout
+    assert "16 runs" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
+    target = tmp_path / "run.yaml"
+    subprocess.run([sys.executable, "-m", "benchmark", "runconfig", "-w", str(CONFIGS["smoke"]), "--run",
+                    "tiny/digits/iid/no_pruning/seed0", "--out", str(target)], env=env, cwd=tmp_path, check=True)
+    cfg = yaml.safe_load(target.read_text())
+    assert cfg["train"]["keep_ratio"] == 1.0 and cfg["train"]["method"] == "sfprompt"

@@ -1,0 +1,45 @@
+# Load and validate the workflow config (workflow/schemas/config.schema.yaml), expand the run grid, and make
+# `python -m benchmark` in every job mean this checkout under the interpreter that runs Snakemake.
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+sys.path.insert(0, workflow.basedir)
+
+from benchmark.errors import ConfigError
+from benchmark.workflow import load_workflow, prepare_jobs
+
+prepare_jobs(workflow.basedir, sys.executable)
+try:
+    WF = load_workflow(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+except ConfigError as exc:
+    raise WorkflowError(f"error: {exc}") from None
+
+# Local runs never start more threads than this host has cores, whatever --cores says: each job's threads count
+# against the `cpus` resource (raise it with --resources cpus=N). Cluster executors are not limited here.
+if workflow.local_exec and "cpus" not in workflow.global_resources:
+    workflow.register_resource("cpus", os.cpu_count())
+
+R = WF.results
+RES = {rule: WF.resources(rule) for rule in ("partition", "pretrain", "train", "accounting", "report")}
+ENV = "../../environment.yml"
+
+
+wildcard_constraints:
+    backbone=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    dataset=r"[a-z0-9_]+",
+    partition=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    variant=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+    split=r"h\d+t\d+",
+
+
+localrules:
+    all,
+    runs,
+    partitions,
+    backbones,
+    accounting,
+    grid,
+    manifest,
