@@ -6,7 +6,7 @@ and fine-tune it federatedly on other datasets. Writes ``<out>.safetensors`` and
 (``<out>.json``: source dataset, epochs, samples, test accuracy, wall time, config hash).
 
 Recipe (our choice, CPU-sized): AdamW, cosine learning-rate decay with one warm-up epoch, label smoothing
-0.1, random horizontal flips and random crops (4 px padding), full precision.
+0.1, full precision, and (``pretrain.augment``) random horizontal flips and random crops (4 px padding).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def pretrain(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
         model.train()
         order = seeding.torch_generator(cfg.seed, "pretrain", "order", epoch)
         for x, y in data.batches(all_idx, pre.batch_size, device, order):
-            loss = F.cross_entropy(model(_augment(x, gen)), y, label_smoothing=0.1)
+            loss = F.cross_entropy(model(_augment(x, gen) if pre.augment else x), y, label_smoothing=0.1)
             if not torch.isfinite(loss):
                 raise NumericError(f"pretrain: non-finite loss in epoch {epoch}; lower pretrain.lr")
             opt.zero_grad(set_to_none=True)
@@ -94,6 +94,7 @@ def pretrain(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
         "source_dataset": pre.dataset, "num_classes": len(train.classes),
         "train_samples": int(len(train.labels)), "test_samples": int(len(test.labels)),
         "epochs": pre.epochs, "batch_size": pre.batch_size, "lr": pre.lr, "weight_decay": pre.weight_decay,
+        "augment": pre.augment,
         "test_accuracy": correct / len(test.labels), "chance_accuracy": 1 / len(train.classes),
         "wall_seconds": wall, "device": str(device), "seed": cfg.seed, "config_hash": cfg.hash(),
         "weights_file": weights.name,
