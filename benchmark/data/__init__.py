@@ -8,17 +8,34 @@ Typical use::
     x = normalize(train.images[part.client_indices[0][:64]].to(device), mean, std)
 """
 
-from benchmark.data.cache import (
-    ImageSet,
-    build_cache,
-    cache_path,
-    load_image_data,
-    read_cache,
-    stratified_subsample,
-)
-from benchmark.data.datasets import DATASETS, SOURCES, DatasetSpec, class_names, describe, get_spec, load_hf
-from benchmark.data.partition import PARTITIONERS, Partition, label_entropy, make_partition
-from benchmark.data.transforms import normalize, resize
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names -> the submodule defining them, imported on first use (PEP 562), so that importing one submodule
+# (e.g. benchmark.data.federated in a training run) does not import Hugging Face ``datasets`` and
+# flwr-datasets (about 1 s per process) through this package's __init__.
+_EXPORTS = {
+    "ImageSet": "cache", "build_cache": "cache", "cache_path": "cache", "load_image_data": "cache",
+    "read_cache": "cache",
+    "DATASETS": "datasets", "SOURCES": "datasets", "DatasetSpec": "datasets", "class_names": "datasets",
+    "describe": "datasets", "get_spec": "datasets", "load_hf": "datasets", "stratified_subsample": "datasets",
+    "PARTITIONERS": "partition", "Partition": "partition", "label_entropy": "partition",
+    "make_partition": "partition",
+    "normalize": "transforms", "resize": "transforms",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __all__ = [
     "DATASETS", "SOURCES", "PARTITIONERS", "DatasetSpec", "ImageSet", "Partition",

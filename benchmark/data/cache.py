@@ -32,7 +32,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -43,16 +43,26 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-import datasets
 from benchmark.config import DataConfig
-from benchmark.data.datasets import (  # noqa: F401 - stratified_subsample is part of this module's API
-    DatasetSpec,
-    class_names,
-    get_spec,
-    load_hf_with_origin,
-    stratified_subsample,
-)
 from benchmark.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from benchmark.data.datasets import DatasetSpec
+
+# Hugging Face ``datasets`` (imported by benchmark.data.datasets) costs about 0.6 s per process and is needed
+# only to decode, so this module imports it, and the registry module, only where they are used. These names
+# of benchmark.data.datasets stay importable from here (stratified_subsample is part of this module's API).
+_LAZY = ("DatasetSpec", "class_names", "get_spec", "load_hf_with_origin", "stratified_subsample")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from benchmark.data import datasets as _ds
+
+        return getattr(_ds, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +159,8 @@ def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet
     Returns:
         ``(train, test)``; rows keep the cache's (source) order.
     """
+    from benchmark.data.datasets import stratified_subsample
+
     path, _ = _ensure_cache(cfg.dataset, img_size, cfg.data_root, cfg.cache_dir)
     train, test = read_cache(path)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train):
@@ -189,7 +201,15 @@ def _is_current(path: Path) -> bool:
 
 def _ensure_cache(dataset: str, img_size: int, data_root: str | None,
                   cache_dir: str | os.PathLike) -> tuple[Path, bool]:
-    """Return ``(path, built)``: ``built`` is True when this call decoded the data (False: it was cached)."""
+    """Return ``(path, built)``: ``built`` is True when this call decoded the data (False: it was cached).
+
+    A current cache file is returned without consulting the dataset registry (which imports Hugging Face
+    ``datasets``); only a file written for that name can exist, so the name was valid when it was built.
+    """
+    if int(img_size) >= 1 and _is_current(cache_path(cache_dir, dataset, img_size)):
+        return cache_path(cache_dir, dataset, img_size), False
+    from benchmark.data.datasets import class_names, get_spec, load_hf_with_origin
+
     spec = get_spec(dataset)
     if int(img_size) < 1:
         raise ConfigError(f"image size must be >= 1 pixel, got {img_size!r}")
@@ -276,6 +296,8 @@ def decode_split(ds: datasets.Dataset, spec: DatasetSpec, img_size: int,
     GIL), and torch's intra-op threads on these small batches cost more in synchronisation than they save
     (36 ms vs 1.5 ms per batch on a loaded 2-core machine), so they are set to 1 while decoding.
     """
+    import datasets
+
     n = ds.num_rows
     raw = ds.cast_column(spec.image_column, datasets.Image(decode=False)).with_format("arrow")
     images = torch.empty((n, 3, img_size, img_size), dtype=torch.uint8)
