@@ -113,3 +113,30 @@ def test_exit_status_from_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown method 'fedsgd'")
     assert not (tmp_path / "o").exists()
+
+
+# The same broken run settings, fed through the workflow's `run:` section: every run config the grid builds
+# is validated (and preflight-checked) when the workflow config is loaded, before any job exists.
+WORKFLOW_CASES = [c for c in CASES if isinstance(c[1], dict) and not any(
+    k.split(".")[0] in ("seeds", "seed") or k in ("train.method", "data.dataset", "partition.scheme", "train",
+                                                  "model.backbone")
+    for k in c[1])]
+
+
+@pytest.mark.parametrize("case_id,change,pattern", WORKFLOW_CASES, ids=[c[0] for c in WORKFLOW_CASES])
+def test_workflow_rejects_the_same_bad_run_settings(case_id, change, pattern):
+    from benchmark.errors import ConfigError
+    from benchmark.workflow import load_workflow
+
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    for key, value in change.items():
+        node = raw["run"]
+        *parts, last = key.split(".")
+        for p in parts:
+            node = node.setdefault(p, {})
+        node[last] = value
+    with pytest.raises(ConfigError) as err:
+        load_workflow(raw)
+    assert "\n" not in str(err.value)
+    assert re.search(pattern.split(", got")[0].replace("\\(config key model.weights\\)", ".*"), str(err.value)) or \
+        any(k.split(".")[-1] in str(err.value) for k in change), str(err.value)
