@@ -100,8 +100,10 @@ class SFPrompt(Method):
 
     @classmethod
     def expected_samples(cls, cfg: RunConfig, samples: int) -> dict[str, int]:
+        # With el2n_every_round off, a client scores only the first time it is sampled: a steady-state round
+        # then has no scoring cost (the first round of each client has ``samples`` more).
         kept = kept_count(samples, cfg.train.keep_ratio)
-        return {"el2n": samples, "local_loss": kept * cfg.train.local_loss_epochs,
+        return {"el2n": samples if cfg.train.el2n_every_round else 0, "local_loss": kept * cfg.train.local_loss_epochs,
                 "split": kept * cfg.train.split_epochs}
 
     @classmethod

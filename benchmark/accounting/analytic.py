@@ -48,7 +48,7 @@ def compute_rows(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: in
     for key, (party, cost) in costs.items():
         phase = key.split("/")[0]
         n = counts.get(phase, 0)
-        if n == 0 and phase == "local_loss":
+        if n == 0 and phase in ("local_loss", "el2n"):
             continue
         rows.append((phase, party, n, cost.forward * n, cost.backward_activation * n, cost.backward_weight * n))
     frame = pd.DataFrame(rows, columns=["phase", "party", "samples", "forward", "backward_activation", "backward_weight"])
