@@ -23,7 +23,7 @@ from benchmark.accounting.flops import FLOP_CONVENTION
 from benchmark.config import RunConfig
 from benchmark.federation.method import Method, Transfer, method_class
 from benchmark.models.split import SplitViT
-from benchmark.models.vit import create_backbone
+from benchmark.models.vit import ARCH_KEYS, create_backbone
 
 ALL_METHODS = ("fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt")
 
@@ -71,10 +71,9 @@ def accounting_table(
 ) -> pd.DataFrame:
     """One row per method: client storage, trainable parameters, per-round GFLOPs and MB, and ratios to
     FedAvg, plus SFPrompt's break-even samples per client (where its traffic equals FedAvg's)."""
-    if backbone:
-        cfg = cfg.replace(**{"model.backbone": backbone, **({} if cfg.model.backbone == backbone else {
-            k: None for k in ("model.img_size", "model.patch_size", "model.embed_dim", "model.depth",
-                              "model.num_heads")})})
+    if backbone and backbone != cfg.model.backbone:
+        # Another architecture: the config's size overrides (img_size, depth, ...) belong to the old one.
+        cfg = cfg.replace(**{"model.backbone": backbone, **{f"model.{k}": None for k in ARCH_KEYS}})
     names = list(methods or ALL_METHODS)
     torch.manual_seed(seeding.seed_for(cfg.seed, "init"))
     vit = create_backbone(dataclasses.replace(cfg.model, weights="scratch"), num_classes)
