@@ -31,13 +31,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-import datasets
 from benchmark.errors import DatasetError
 from benchmark.registry import Registry
+
+if TYPE_CHECKING:  # imported where used: ~0.6 s that a training process, reading the cache, never needs
+    import datasets
 
 PACKAGE_TEST_FRACTION = 0.2
 """Fraction of each class put in the test split of package-shipped datasets (our choice)."""
@@ -172,6 +174,8 @@ def class_names(ds: datasets.Dataset, spec: DatasetSpec) -> list[str]:
 
     A plain integer label column (no ``ClassLabel``) gets names ``"0"`` .. ``str(max label)``.
     """
+    import datasets
+
     feature = ds.features[spec.label_column]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
@@ -261,6 +265,8 @@ def _find_bad_shard(files: dict[str, list[str]]) -> Optional[str]:
 
 
 def _load_mirror(spec: DatasetSpec, folder: Path) -> datasets.DatasetDict:
+    import datasets
+
     files: dict[str, list[str]] = {}
     for split in (spec.train_split, spec.test_split):
         shards = sorted(folder.glob(f"{split}-*.parquet"))
@@ -283,6 +289,8 @@ def _load_mirror(spec: DatasetSpec, folder: Path) -> datasets.DatasetDict:
 
 @SOURCES.register("hub")
 def _load_hub_source(spec: DatasetSpec, data_root: Optional[str]) -> tuple[datasets.DatasetDict, str]:
+    import datasets
+
     root = resolve_data_root(data_root)
     folder = root / spec.name if root is not None else None
     if folder is not None and folder.is_dir():
@@ -310,6 +318,8 @@ def _load_hub_source(spec: DatasetSpec, data_root: Optional[str]) -> tuple[datas
 def _package_dataset(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray,
                      names: list[str]) -> datasets.DatasetDict:
     """Wrap uint8 ``[N, H, W]`` images and int labels as a DatasetDict with the fixed stratified split."""
+    import datasets
+
     labels = np.asarray(labels, dtype=np.int64)
     n_test = math.ceil(round(PACKAGE_TEST_FRACTION * len(labels), 9))  # 360 of 1,797; 1,000 of 5,000
     test_idx = stratified_subsample(labels, n_test, PACKAGE_SPLIT_SEED)

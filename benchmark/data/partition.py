@@ -33,7 +33,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-import datasets
 from benchmark.config import PartitionConfig
 from benchmark.errors import BenchmarkError, ConfigError, DatasetError
 from benchmark.registry import Registry
@@ -214,6 +213,8 @@ def make_partition(labels: np.ndarray, num_classes: int, cfg: PartitionConfig, s
         )
     if cfg.num_clients > n:
         raise BenchmarkError(f"partition: {cfg.num_clients} clients for {n} samples; {scheme.empty_hint}")
+
+    import datasets  # here, not at the top: a training process that only loads a partition never needs it
 
     table = datasets.Dataset.from_dict({"label": labels, "idx": np.arange(n, dtype=np.int64)})
     partitioner = scheme(cfg, seed)
