@@ -81,11 +81,18 @@ def cmd_data(a: argparse.Namespace) -> int:
 @verb("cache", "decode a dataset once into the uint8 array cache",
       _with(_config_args, dataset={}, img_size={"type": int}, cache_dir={}))
 def cmd_cache(a: argparse.Namespace) -> int:
+    import torch
+
     from benchmark.data.cache import build_cache
-    from benchmark.models.vit import input_spec
 
     cfg = _load_cfg(a)
-    size = a.img_size or cfg.data.cache_img_size or input_spec(cfg.model)[0]
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    size = a.img_size or cfg.data.cache_img_size
+    if not size:
+        from benchmark.models.vit import input_spec
+
+        size = input_spec(cfg.model)[0]
     path = build_cache(a.dataset or cfg.data.dataset, size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
     print(path)
     return 0

@@ -24,6 +24,12 @@ import yaml
 from benchmark.errors import ConfigError
 
 
+def cache_file_name(dataset: str, img_size: int) -> str:
+    """File name of the decoded cache of ``(dataset, img_size)`` inside ``data.cache_dir`` (here, torch-free,
+    so that the workflow can name the file as a rule output)."""
+    return f"{dataset}-{int(img_size)}px.safetensors"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, where it lives, and how much of it a CPU-sized run uses."""

@@ -11,6 +11,7 @@ method plus RunConfig overrides. Runs of one cell whose resolved configs are ide
 sensitivity point ``keep_ratio: 1.0`` *is* the ``no_pruning`` ablation and reuses its run, carrying both
 roles. Paths (relative to ``results``)::
 
+    cache/{dataset}-{size}px.safetensors                 (cache: decoded once; data.cache_dir if set)
     backbones/{backbone}.safetensors                     (pretrain; only for weights: pretrain)
     partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
@@ -34,7 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from benchmark.config import RunConfig, from_dict
+from benchmark.config import RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -51,7 +52,7 @@ VARIANT_FORBIDDEN = ("seed", "threads", "data.", "partition.", "train.method", "
 OPTIMISER_KEYS = ("train.lr", "train.momentum", "train.weight_decay", "train.grad_clip")
 """The only keys ``method_settings`` may set: anything that changes cost belongs in ``run``, so the analytic
 accounting (one config for every method) describes the runs."""
-RULES = ("partition", "pretrain", "train", "accounting", "report")
+RULES = ("cache", "partition", "pretrain", "train", "accounting", "report")
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 SENSITIVITY_KEYS = {"keep_ratio": ("train.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
@@ -453,27 +454,66 @@ class Workflow:
 
     def train_input(self, wc: Any) -> dict[str, str]:
         run = self.run(wc)
-        out = {"partition": self.path(run.partition_file)}
+        out = {"partition": self.path(run.partition_file), "cache": self.cache_file(run.config())}
         if self.backbones[run.backbone]["weights"] == "pretrain":
             out["weights"] = self.path(f"backbones/{run.backbone}.safetensors")
         return out
 
-    def partition_args(self, wc: Any) -> str:
+    def _partition_settings(self, wc: Any) -> dict[str, Any]:
         """The partition depends on labels only: any backbone's cell settings, weights from scratch."""
         backbone = next(iter(self.backbones))
         cell = self._cell_settings(backbone, wc.dataset, wc.partition, int(wc.seed))
         cell["model.weights"] = "scratch"
         keep = ("device", "seed", "data.", "partition.") + tuple(f"model.{k}" for k in ARCH_KEYS)
-        return set_args(self._resolve(f"partition {wc.dataset}/{wc.partition}", cell, keep=keep))
+        return self._resolve(f"partition {wc.dataset}/{wc.partition}", cell, keep=keep)
+
+    def partition_args(self, wc: Any) -> str:
+        return set_args(self._partition_settings(wc))
+
+    def partition_input(self, wc: Any) -> dict[str, str]:
+        return {"cache": self.cache_file(from_dict(unflatten(self._partition_settings(wc))))}
+
+    def _pretrain_settings(self, backbone: str) -> dict[str, Any]:
+        """Pre-training: the backbone's architecture from scratch, its ``pretrain`` section, seed 0."""
+        b = self.backbones[backbone]
+        sets = {**self._backbone_settings(backbone), "model.weights": "scratch",
+                **{f"pretrain.{k}": v for k, v in b["pretrain"].items()}}
+        keep = ("device", "data.data_root", "data.cache_dir", "data.cache_img_size", "pretrain.",
+                "model.weights") + tuple(f"model.{k}" for k in ARCH_KEYS)
+        return self._resolve(f"backbones.{backbone}.pretrain", sets, keep=keep)
 
     def pretrain_args(self, wc: Any) -> str:
-        """Pre-training: the backbone's architecture from scratch, its ``pretrain`` section, seed 0."""
-        b = self.backbones[wc.backbone]
-        sets = {**self._backbone_settings(wc.backbone), "model.weights": "scratch",
-                **{f"pretrain.{k}": v for k, v in b["pretrain"].items()}}
-        keep = ("device", "data.data_root", "data.cache_dir", "pretrain.", "model.weights") + tuple(
-            f"model.{k}" for k in ARCH_KEYS)
-        return set_args(self._resolve(f"backbones.{wc.backbone}.pretrain", sets, keep=keep))
+        return set_args(self._pretrain_settings(wc.backbone))
+
+    def pretrain_input(self, wc: Any) -> dict[str, str]:
+        return {"cache": self._pretrain_cache(wc.backbone)}
+
+    def _pretrain_cache(self, backbone: str) -> str:
+        cfg = from_dict(unflatten(self._pretrain_settings(backbone)))
+        return self.cache_file(cfg, cfg.pretrain.dataset)
+
+    @staticmethod
+    def cache_file(cfg: RunConfig, dataset: str | None = None) -> str:
+        """The decoded-data cache a job reads (the ``cache`` rule's output): ``dataset`` (default
+        ``cfg.data.dataset``) at ``data.cache_img_size``, else the model's input size."""
+        size = cfg.data.cache_img_size or cfg.model.img_size
+        if size is None:  # timm's default resolution of the backbone (imports timm: paper-scale profiles only)
+            from benchmark.models.vit import input_spec
+
+            size = input_spec(cfg.model)[0]
+        return str(Path(cfg.data.cache_dir) / cache_file_name(dataset or cfg.data.dataset, size))
+
+    def cache_dirs(self) -> list[str]:
+        """Every cache folder a job reads (one, unless a dataset entry sets its own ``cache_dir``)."""
+        files = [self.cache_file(r.config()) for r in self.runs.values()]
+        files += [self._pretrain_cache(b) for b in self.pretrained()]
+        return sorted({str(Path(f).parent) for f in files})
+
+    def cache_args(self, wc: Any) -> str:
+        """The cache rule's ``--set data.data_root=...`` where a profile names the mirror folder (the dataset's
+        entry first, then ``run.data``); nothing else changes the decoded arrays."""
+        data = {**self.base.get("data", {}), **self.datasets.get(wc.dataset, {})}
+        return set_args({"data.data_root": data["data_root"]}) if data.get("data_root") else ""
 
     def accounting_entry(self, wc: Any) -> Accounting:
         return self.accounting[(wc.backbone, wc.split)]

@@ -261,6 +261,22 @@ def test_dag_builds(name, tmp_path):
     assert counts["partition"] == len(wf.partition_targets())
     assert counts.get("pretrain", 0) == len(wf.pretrained())
     assert counts["tables"] == counts["figures"] == counts["manifest"] == 1
+    caches = {wf.cache_file(r.config()) for r in wf.runs.values()}
+    caches |= {wf.pretrain_input(SimpleNamespace(backbone=b))["cache"] for b in wf.pretrained()}
+    assert counts["cache"] == len(caches)  # one decode per (dataset, size), whatever reads it
+
+
+def test_cache_files_are_named_by_dataset_and_resolution():
+    wf = load_workflow_file(CONFIGS["paper"], {"results": "out"})
+    files = {Path(wf.cache_file(r.config())).name for r in wf.runs.values()}
+    # 32-px sets are cached at 32 px (upsampled per batch); flowers102 at the backbone's own 224 px
+    assert files == {"cifar10-32px.safetensors", "cifar100-32px.safetensors", "svhn-32px.safetensors",
+                     "flowers102-224px.safetensors"}
+    assert wf.cache_dirs() == ["out/cache"]
+    smoke = load_workflow_file(CONFIGS["smoke"], {"results": "out"})
+    assert smoke.pretrain_input(SimpleNamespace(backbone="tiny")) == {"cache": "out/cache/mnist5k-16px.safetensors"}
+    assert smoke.partition_input(SimpleNamespace(dataset="digits", partition="iid", seed=0)) == {
+        "cache": "out/cache/digits-16px.safetensors"}
 
 
 def test_paper_accounting_needs_no_training(tmp_path):
@@ -290,6 +306,15 @@ def test_jobs_honour_the_declared_threads_and_share_partitions(smoke_results):
         cell = env_file.parent.parent.parent  # runs/{b}/{dataset}/{partition}
         part = json.loads((smoke_results / "partitions" / cell.parent.name / cell.name / "seed0.json").read_text())
         assert env["partition_hash"] == part["hash"], env_file
+
+
+def test_every_dataset_is_decoded_once_by_the_cache_rule(smoke_results):
+    caches = sorted(p.name for p in (smoke_results / "cache").glob("*.safetensors"))
+    assert caches == ["digits-16px.safetensors", "mnist5k-16px.safetensors"]
+    first_reader = min(p.stat().st_mtime for p in (smoke_results / "partitions").rglob("*.json"))
+    for name in caches:  # written by the cache rule (its log names the file) before any job read it
+        assert name in (smoke_results / "cache" / "logs" / name.replace(".safetensors", ".log")).read_text()
+        assert (smoke_results / "cache" / name).stat().st_mtime < first_reader
 
 
 def test_running_again_does_nothing(smoke_results):

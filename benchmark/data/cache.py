@@ -43,7 +43,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from benchmark.config import DataConfig
+from benchmark.config import DataConfig, cache_file_name
 from benchmark.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class ImageSet:
 
 def cache_path(cache_dir: str | os.PathLike, dataset: str, img_size: int) -> Path:
     """The cache file of ``(dataset, img_size)``: ``{cache_dir}/{dataset}-{img_size}px.safetensors``."""
-    return Path(cache_dir) / f"{dataset}-{int(img_size)}px.safetensors"
+    return Path(cache_dir) / cache_file_name(dataset, img_size)
 
 
 def build_cache(dataset: str, img_size: int, data_root: str | None = None,

@@ -1,6 +1,7 @@
 # Load and validate the workflow config (workflow/schemas/config.schema.yaml), expand the run grid, and make
 # `python -m benchmark` in every job mean this checkout under the interpreter that runs Snakemake.
 import os
+import re
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -8,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, workflow.basedir)
 
 from benchmark.errors import ConfigError
-from benchmark.workflow import load_workflow, prepare_jobs
+from benchmark.workflow import RULES, load_workflow, prepare_jobs
 
 prepare_jobs(workflow.basedir, sys.executable)
 try:
@@ -22,7 +23,7 @@ if workflow.local_exec and "cpus" not in workflow.global_resources:
     workflow.register_resource("cpus", os.cpu_count())
 
 R = WF.results
-RES = {rule: WF.resources(rule) for rule in ("partition", "pretrain", "train", "accounting", "report")}
+RES = {rule: WF.resources(rule) for rule in RULES}
 ENV = "../../environment.yml"
 
 

@@ -1,8 +1,34 @@
-# Shared inputs, computed once: client partitions (per dataset, partition and seed; every backbone and variant
-# of a cell reads the same file) and backbones pre-trained in the workflow (CPU profiles: no hub weights).
+# Shared inputs, computed once: decoded images (per dataset and image size: every job reading the dataset
+# loads this file instead of decoding), client partitions (per dataset, partition and seed; every backbone and
+# variant of a cell reads the same file) and backbones pre-trained in the workflow (CPU profiles: no hub weights).
+
+
+rule cache:
+    output:
+        "{cachedir}/{dataset}-{size}px.safetensors",
+    log:
+        "{cachedir}/logs/{dataset}-{size}px.log",
+    wildcard_constraints:
+        cachedir="|".join(re.escape(d) for d in WF.cache_dirs()),
+        size=r"\d+",
+    params:
+        sets=WF.cache_args,
+    threads: RES["cache"]["threads"]
+    resources:
+        cpus=WF.cpus,
+        mem_mb=RES["cache"]["mem_mb"],
+        runtime=RES["cache"]["runtime"],
+        gpu=0,
+    conda:
+        ENV
+    shell:
+        "python -m benchmark cache --dataset {wildcards.dataset} --img-size {wildcards.size} "
+        "--cache-dir {wildcards.cachedir:q} {params.sets} --threads {threads} -q > {log} 2>&1"
 
 
 rule partition:
+    input:
+        unpack(WF.partition_input),
     output:
         f"{R}/partitions/{{dataset}}/{{partition}}/seed{{seed}}.json",
     log:
@@ -22,6 +48,8 @@ rule partition:
 
 
 rule pretrain:
+    input:
+        unpack(WF.pretrain_input),
     output:
         weights=f"{R}/backbones/{{backbone}}.safetensors",
         card=f"{R}/backbones/{{backbone}}.json",
