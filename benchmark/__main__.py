@@ -2,7 +2,8 @@
 
 Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``, ``pretrain``, ``train``,
 ``accounting`` (per-round FLOPs and bytes without training), ``report`` (tables, figures, manifest),
-``grid`` (validate a workflow config, list its runs) and ``runconfig`` (one grid run's RunConfig YAML).
+``grid`` (validate a workflow config, list its runs), ``runconfig`` (one grid run's RunConfig YAML)
+and ``costs`` (wall and CPU time per rule of a finished workflow, from Snakemake's job timings).
 Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: ...``, with exit status 2.
 """
 
@@ -169,6 +170,21 @@ def cmd_report(a: argparse.Namespace) -> int:
 
     outputs = build_report(Path(a.results), only=a.only)
     print(f"wrote {len(outputs)} files under {a.results}")
+    return 0
+
+
+@verb("costs", "what a workflow run cost: wall and CPU seconds and peak memory per rule, from its job timings",
+      _with(results={"default": "results", "help": "results root of a finished workflow (default: results)"},
+            out={"help": "also write the per-rule table as CSV"}))
+def cmd_costs(a: argparse.Namespace) -> int:
+    from benchmark.report.costs import format_costs, job_costs
+
+    table, span = job_costs(a.results)
+    if a.out:
+        from benchmark.io import write_csv
+
+        write_csv(a.out, table)
+    print(format_costs(table, span))
     return 0
 
 

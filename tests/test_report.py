@@ -232,3 +232,47 @@ def test_report_is_reproducible(smoke_results, tmp_path):
     build_report(copy, only="tables")
     for f in (smoke_results / "tables").iterdir():
         assert (copy / "tables" / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+# ----------------------------------------------------------------------------------------------------------
+# job costs (Snakemake benchmark files)
+
+_BENCH_HEAD = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _bench_file(path: Path, wall: float, cpu: float, rss: float, end: float) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_BENCH_HEAD + f"{wall}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    os.utime(path, (end, end))
+
+
+def test_job_costs_sum_per_rule_and_span_the_jobs(tmp_path):
+    from benchmark.report.costs import format_costs, job_costs
+
+    _bench_file(tmp_path / "logs/train/b/d/p/fedavg/seed0.benchmark.tsv", 60, 55, 900, 1000)
+    _bench_file(tmp_path / "logs/train/b/d/p/sfprompt/seed0.benchmark.tsv", 40, 38, 950, 1030)
+    _bench_file(tmp_path / "logs/pretrain/b.benchmark.tsv", 100, 190, 800, 900)
+    _bench_file(tmp_path / "cache/logs/d-32px.benchmark.tsv", 10, 9, 700, 800)
+    table, span = job_costs(tmp_path)
+    rows = table.set_index("rule")
+    assert list(table.rule) == ["pretrain", "train", "cache", "all"]  # by CPU time, total last
+    assert rows.loc["train"].tolist() == [2, 100.0, 93.0, 60.0, 950.0]
+    assert rows.loc["all"].tolist() == [4, 210.0, 292.0, 100.0, 950.0]
+    assert span == 1030 - (800 - 10)  # first start (cache: 790) to last end (1030)
+    text = format_costs(table, span)
+    assert "span (first job start to last job end): 4.0 min" in text and "1.22 cores busy" in text
+
+
+def test_job_costs_name_a_missing_or_foreign_file(tmp_path):
+    from benchmark.errors import BenchmarkError
+    from benchmark.report.costs import job_costs
+
+    with pytest.raises(BenchmarkError, match="no job timing files"):
+        job_costs(tmp_path)
+    bad = tmp_path / "logs" / "train" / "x.benchmark.tsv"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("a\tb\n1\t2\n")
+    with pytest.raises(BenchmarkError, match="x.benchmark.tsv.*not a Snakemake benchmark file"):
+        job_costs(tmp_path)

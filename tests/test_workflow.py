@@ -317,6 +317,25 @@ def test_every_dataset_is_decoded_once_by_the_cache_rule(smoke_results):
         assert (smoke_results / "cache" / name).stat().st_mtime < first_reader
 
 
+def test_costs_verb_sums_the_job_timings(smoke_results):
+    from benchmark.report.costs import job_costs, read_job_files
+
+    jobs = read_job_files(smoke_results)
+    wf = load_workflow_file(CONFIGS["smoke"], {"results": str(smoke_results)})
+    per_rule = jobs.groupby("rule").size().to_dict()
+    assert per_rule["train"] == len(wf.runs)
+    assert per_rule["cache"] == 2 and per_rule["partition"] == len(wf.partition_targets())
+    assert per_rule["accounting"] == len(wf.accounting) and per_rule["pretrain"] == 1
+    assert (jobs.cpu_s > 0).all() and (jobs.max_rss_mb > 0).all()
+    table, span = job_costs(smoke_results)
+    total = table.set_index("rule").loc["all"]
+    assert total.jobs == len(jobs) and total.cpu_s == pytest.approx(jobs.cpu_s.sum())
+    assert jobs.wall_s.max() <= span <= jobs.wall_s.sum() + 60
+    out = subprocess.run([sys.executable, "-m", "benchmark", "costs", "--results", str(smoke_results)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout
+    assert "| train " in out and "cores busy" in out
+
+
 def test_running_again_does_nothing(smoke_results):
     assert smoke_dry_run("all") == {}
 

@@ -7,6 +7,8 @@ rule account:
         f"{R}/accounting/{{backbone}}_{{split}}.csv",
     log:
         f"{R}/logs/accounting/{{backbone}}_{{split}}.log",
+    benchmark:
+        f"{R}/logs/accounting/{{backbone}}_{{split}}.benchmark.tsv",
     params:
         args=WF.accounting_args,
     threads: RES["accounting"]["threads"]

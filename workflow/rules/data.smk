@@ -8,6 +8,8 @@ rule cache:
         "{cachedir}/{dataset}-{size}px.safetensors",
     log:
         "{cachedir}/logs/{dataset}-{size}px.log",
+    benchmark:
+        "{cachedir}/logs/{dataset}-{size}px.benchmark.tsv",
     wildcard_constraints:
         cachedir="|".join(re.escape(d) for d in WF.cache_dirs()),
         size=r"\d+",
@@ -33,6 +35,8 @@ rule partition:
         f"{R}/partitions/{{dataset}}/{{partition}}/seed{{seed}}.json",
     log:
         f"{R}/logs/partition/{{dataset}}/{{partition}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/logs/partition/{{dataset}}/{{partition}}/seed{{seed}}.benchmark.tsv",
     params:
         sets=WF.partition_args,
     threads: RES["partition"]["threads"]
@@ -55,6 +59,8 @@ rule pretrain:
         card=f"{R}/backbones/{{backbone}}.json",
     log:
         f"{R}/logs/pretrain/{{backbone}}.log",
+    benchmark:
+        f"{R}/logs/pretrain/{{backbone}}.benchmark.tsv",
     params:
         sets=WF.pretrain_args,
     threads: RES["pretrain"]["threads"]

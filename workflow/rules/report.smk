@@ -7,6 +7,8 @@ rule grid:
         f"{R}/grid.json",
     log:
         f"{R}/logs/report/grid.log",
+    benchmark:
+        f"{R}/logs/report/grid.benchmark.tsv",
     params:
         config=WF.config_json(),
         digest=WF.digest(),
@@ -25,6 +27,8 @@ rule tables:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
     log:
         f"{R}/logs/report/tables.log",
+    benchmark:
+        f"{R}/logs/report/tables.benchmark.tsv",
     params:
         results=WF.results_dir,
     threads: RES["report"]["threads"]
@@ -47,6 +51,8 @@ rule figures:
         [report(p, caption=c, category="Figures") if c else p for p, c in WF.report_outputs("figures")],
     log:
         f"{R}/logs/report/figures.log",
+    benchmark:
+        f"{R}/logs/report/figures.benchmark.tsv",
     params:
         results=WF.results_dir,
     threads: RES["report"]["threads"]
@@ -69,6 +75,8 @@ rule manifest:
         f"{R}/manifest.json",
     log:
         f"{R}/logs/report/manifest.log",
+    benchmark:
+        f"{R}/logs/report/manifest.benchmark.tsv",
     params:
         results=WF.results_dir,
     conda:

@@ -13,6 +13,8 @@ rule train:
         config=f"{R}/runs/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}/config.resolved.yaml",
     log:
         f"{R}/logs/train/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}.log",
+    benchmark:
+        f"{R}/logs/train/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}.benchmark.tsv",
     params:
         sets=WF.train_args,
         weights=WF.weights_arg,
