@@ -262,7 +262,7 @@ def test_job_costs_sum_per_rule_and_span_the_jobs(tmp_path):
     assert rows.loc["all"].tolist() == [4, 210.0, 292.0, 100.0, 950.0]
     assert span == 1030 - (800 - 10)  # first start (cache: 790) to last end (1030)
     text = format_costs(table, span)
-    assert "span (first job start to last job end): 4.0 min" in text and "1.22 cores busy" in text
+    assert "span (first job start to last job end): 4.0 min" in text and "CPU time at least 4.9 min" in text
 
 
 def test_job_costs_name_a_missing_or_foreign_file(tmp_path):
