@@ -285,6 +285,19 @@ def peak_rss_bytes() -> int:
 METHODS = ("fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt")
 
 
+SUMMARY_FORMATS = {
+    "roof": "{gmac_per_s:.1f} G multiply-adds/s",
+    "training-step": "{img_per_s:.0f} img/s, {gmac_per_s:.1f} G multiply-adds/s = {pct_of_matmul:.0f}% of matmul",
+    "round": ("{median:.2f} s/round (train {train_s_per_round:.2f}, eval {eval_s_per_round:.2f}); "
+              "harness {harness_pct:.1f}%"),
+    "pretrain": "{img_per_s:.0f} img/s",
+    "memory": "peak RSS {peak_rss_mb_10:.0f} MB (10 clients) vs {peak_rss_mb_100:.0f} MB (100): x{ratio:.3f}",
+    "allocator": "eval {eval_ms_per_image:.2f} ms/img, train {train_cpu_s:.2f} s, peak RSS {peak_rss_mb:.0f} MB",
+}
+"""How :func:`summarize` shows each benchmark group: a format over the benchmark's ``extra_info`` and its
+median time (``median``); other groups show the median seconds."""
+
+
 def summarize(path: str | Path) -> str:
     """A Markdown table of the figures in a pytest-benchmark JSON written by ``tests/benchmarks``."""
     data = json.loads(Path(path).read_text())
@@ -292,24 +305,7 @@ def summarize(path: str | Path) -> str:
     for b in data["benchmarks"]:
         name, info, med = b["name"].removeprefix("test_"), b.get("extra_info", {}), b["stats"]["median"]
         group = b.get("group") or ""
-        if group == "roof":
-            fig = f"{info['gmac_per_s']:.1f} G multiply-adds/s"
-        elif group == "training-step":
-            fig = (f"{info['img_per_s']:.0f} img/s, {info['gmac_per_s']:.1f} G multiply-adds/s = "
-                   f"{info['pct_of_matmul']:.0f}% of matmul")
-        elif group == "round":
-            fig = (f"{med:.2f} s/round (train {info['train_s_per_round']:.2f}, eval {info['eval_s_per_round']:.2f});"
-                   f" harness {info['harness_pct']:.1f}%")
-        elif group == "pretrain":
-            fig = f"{info['img_per_s']:.0f} img/s"
-        elif group == "memory":
-            fig = (f"peak RSS {info['peak_rss_mb_10']:.0f} MB (10 clients) vs {info['peak_rss_mb_100']:.0f} MB "
-                   f"(100): x{info['ratio']:.3f}")
-        elif group == "allocator":
-            fig = (f"eval {info['eval_ms_per_image']:.2f} ms/img, train {info['train_cpu_s']:.2f} s, "
-                   f"peak RSS {info['peak_rss_mb']:.0f} MB")
-        else:
-            fig = f"{med:.2f} s"
+        fig = SUMMARY_FORMATS.get(group, "{median:.2f} s").format(median=med, **info)
         rows.append(f"| {group} | {name} | {fig} | {b['stats']['rounds']} |")
     head = ["| group | benchmark | median figure | rounds |", "|---|---|---|---|"]
     return "\n".join(head + rows)

@@ -276,3 +276,22 @@ def test_job_costs_name_a_missing_or_foreign_file(tmp_path):
     bad.write_text("a\tb\n1\t2\n")
     with pytest.raises(BenchmarkError, match="x.benchmark.tsv.*not a Snakemake benchmark file"):
         job_costs(tmp_path)
+
+
+def test_perf_summary_formats_each_group_from_its_extra_info(tmp_path):
+    from benchmark.perf import summarize
+
+    bench = {"benchmarks": [
+        {"name": "test_matmul_rate", "group": "roof", "extra_info": {"gmac_per_s": 45.94},
+         "stats": {"median": 0.2, "rounds": 7}},
+        {"name": "test_memory[x]", "group": "memory", "stats": {"median": 1.0, "rounds": 1},
+         "extra_info": {"peak_rss_mb_10": 1162.4, "peak_rss_mb_100": 1096.0, "ratio": 0.9443}},
+        {"name": "test_other", "group": None, "extra_info": {}, "stats": {"median": 3.14159, "rounds": 2}},
+    ]}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(bench))
+    assert summarize(path).splitlines()[2:] == [
+        "| roof | matmul_rate | 45.9 G multiply-adds/s | 7 |",
+        "| memory | memory[x] | peak RSS 1162 MB (10 clients) vs 1096 MB (100): x0.944 | 1 |",
+        "|  | other | 3.14 s | 2 |",
+    ]
