@@ -61,34 +61,41 @@ def _seed_mean(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0)}).reset_index()
 
 
-def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: str) -> Figure:
-    if curves.empty:
+def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bool, title: str) -> Figure:
+    """One panel per (backbone, dataset, partition) cell; ``draw(ax, rows, method, style)`` plots each method's
+    rows of that cell, in the table's method order."""
+    if frame.empty:
         return _empty("no finished runs")
-    cells = _cells(curves)
+    cells = _cells(frame)
     fig, axes = _grid(len(cells))
-    show_backbone = curves.backbone.nunique() > 1
+    show_backbone = frame.backbone.nunique() > 1
     for ax, cell in zip(axes, cells):
-        sub = curves[(curves[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
+        sub = frame[(frame[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
         for method in order_methods(sub.method):
-            runs = sub[sub.method == method]
-            xs = _seed_mean(runs, "round", x)["mean"].to_numpy()
-            stats = _seed_mean(runs, "round", "accuracy")
-            style = method_style(method)
-            ax.plot(xs, stats["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
-                    markersize=3, linewidth=1.4)
-            ax.fill_between(xs, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=style["color"],
-                            alpha=0.15, linewidth=0)
+            draw(ax, sub[sub.method == method], method, method_style(method))
         if logx:
             ax.set_xscale("log")
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(_title(cell, show_backbone), fontsize=9)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: str) -> Figure:
+    def draw(ax, runs: pd.DataFrame, method: str, style: dict) -> None:
+        xs = _seed_mean(runs, "round", x)["mean"].to_numpy()
+        stats = _seed_mean(runs, "round", "accuracy")
+        ax.plot(xs, stats["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
+                markersize=3, linewidth=1.4)
+        ax.fill_between(xs, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=style["color"],
+                        alpha=0.15, linewidth=0)
+
+    return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title)
 
 
 def accuracy_vs_round(curves: pd.DataFrame) -> Figure:
@@ -117,27 +124,14 @@ def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
     Args:
         runs: ``backbone, dataset, partition, method, seed, final_accuracy, client_gflops_round``.
     """
-    if runs.empty:
-        return _empty("no finished runs")
-    cells = _cells(runs)
-    fig, axes = _grid(len(cells))
-    show_backbone = runs.backbone.nunique() > 1
-    for ax, cell in zip(axes, cells):
-        sub = runs[(runs[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
-        for method in order_methods(sub.method):
-            pts = sub[sub.method == method]
-            style = method_style(method)
-            ax.errorbar(pts.client_gflops_round.mean(), pts.final_accuracy.mean(),
-                        yerr=pts.final_accuracy.std(ddof=1) if len(pts) > 1 else None, fmt=style["marker"],
-                        color=style["color"], label=method_label(method), capsize=2)
-        ax.set_xscale("log")
-        ax.set_title(_title(cell, show_backbone), fontsize=9)
-        ax.set_xlabel("client GFLOPs per client-round (log)")
-        ax.set_ylabel("final test accuracy (%)")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
-    fig.suptitle("Client computation vs final accuracy (fvcore FLOPs: 1 FLOP = 1 multiply-add)", fontsize=10)
-    return fig
+
+    def draw(ax, pts: pd.DataFrame, method: str, style: dict) -> None:
+        ax.errorbar(pts.client_gflops_round.mean(), pts.final_accuracy.mean(),
+                    yerr=pts.final_accuracy.std(ddof=1) if len(pts) > 1 else None, fmt=style["marker"],
+                    color=style["color"], label=method_label(method), capsize=2)
+
+    return _method_panels(runs, draw, "client GFLOPs per client-round (log)", "final test accuracy (%)", True,
+                          "Client computation vs final accuracy (fvcore FLOPs: 1 FLOP = 1 multiply-add)")
 
 
 def partition_heatmaps(histograms: pd.DataFrame) -> Figure:
