@@ -265,6 +265,19 @@ def test_job_costs_sum_per_rule_and_span_the_jobs(tmp_path):
     assert "span (first job start to last job end): 4.0 min" in text and "CPU time at least 4.9 min" in text
 
 
+def test_job_costs_keep_an_unsampled_job_as_nan_and_sum_the_rest(tmp_path):
+    """A job shorter than Snakemake's first poll has cpu_time 0 or NA: read, never an error, skipped in sums."""
+    from benchmark.report.costs import job_costs, read_job_files
+
+    _bench_file(tmp_path / "logs/train/b/d/p/fedavg/seed0.benchmark.tsv", 60, 55, 900, 1000)
+    _bench_file(tmp_path / "logs/train/b/d/p/sfprompt/seed0.benchmark.tsv", 0.4, "NA", "NA", 1001)
+    _bench_file(tmp_path / "logs/train/b/d/p/sfl_v1/seed0.benchmark.tsv", 0.6, 0, 0, 1002)
+    jobs = read_job_files(tmp_path)
+    assert jobs.cpu_s.isna().sum() == 1 and jobs.max_rss_mb.isna().sum() == 1
+    rows = job_costs(tmp_path)[0].set_index("rule")
+    assert rows.loc["train"].tolist() == [3, 61.0, 55.0, 60.0, 900.0]
+
+
 def test_job_costs_name_a_missing_or_foreign_file(tmp_path):
     from benchmark.errors import BenchmarkError
     from benchmark.report.costs import job_costs

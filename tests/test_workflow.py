@@ -326,10 +326,17 @@ def test_costs_verb_sums_the_job_timings(smoke_results):
     assert per_rule["train"] == len(wf.runs)
     assert per_rule["cache"] == 2 and per_rule["partition"] == len(wf.partition_targets())
     assert per_rule["accounting"] == len(wf.accounting) and per_rule["pretrain"] == 1
-    assert (jobs.cpu_s > 0).all() and (jobs.max_rss_mb > 0).all()
+    # Wall time is exact; CPU time and memory are samples (Snakemake polls each job's processes about once a
+    # second, then every 30 s): a short job can read 0 CPU seconds, or NA when no poll landed in it. Assert
+    # only what a poll guarantees: a job polled over several seconds of a running Python has used CPU.
+    assert (jobs.wall_s > 0).all()
+    sampled = jobs.dropna(subset=["cpu_s", "max_rss_mb"])
+    assert (sampled.cpu_s >= 0).all() and (sampled.max_rss_mb >= 0).all()
+    long_jobs = sampled[sampled.wall_s >= 5]
+    assert len(long_jobs) and (long_jobs.cpu_s > 0).all() and (long_jobs.max_rss_mb > 0).all()
     table, span = job_costs(smoke_results)
     total = table.set_index("rule").loc["all"]
-    assert total.jobs == len(jobs) and total.cpu_s == pytest.approx(jobs.cpu_s.sum())
+    assert total.jobs == len(jobs) and total.cpu_s == pytest.approx(jobs.cpu_s.sum(skipna=True))
     assert jobs.wall_s.max() <= span <= jobs.wall_s.sum() + 60
     out = subprocess.run([sys.executable, "-m", "benchmark", "costs", "--results", str(smoke_results)],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True).stdout

@@ -9,6 +9,8 @@ Wall seconds are exact. CPU seconds and peak memory are *samples*: Snakemake pol
 0.5 s for its first 15 s, then every 30 s, so up to 30 s of a long job's CPU time (the part after its last
 poll) is missing and the figures are lower bounds (on the default profile: 1,617 sampled vs 2,061 CPU
 seconds measured by ``/usr/bin/time`` around the whole workflow). For exact CPU time, time the workflow.
+A job shorter than the first poll reads 0 CPU seconds, or ``NA`` (NaN here) when no poll landed in it at
+all; sums skip NaN, so the totals stay lower bounds.
 
 The span is the time from the first job's start to the last job's end, each inferred from its file's
 modification time (written when the job ends) minus its wall seconds: the elapsed time of the workflow's jobs,
