@@ -56,8 +56,12 @@ RULES = ("cache", "partition", "pretrain", "train", "accounting", "report")
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 SENSITIVITY_KEYS = {"keep_ratio": ("train.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
-TABLES = ("accuracy", "resources", "ablation", "claims", "sensitivity")
-FIGURES = ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions", "sensitivity")
+TABLES: dict[str, str | None] = {"accuracy": None, "resources": None, "ablation": "ablation", "claims": None,
+                                  "sensitivity": "sensitivity"}
+"""The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
+registered in :data:`benchmark.report.build.OUTPUTS` under the same names."""
+FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
+                                  "partitions": None, "sensitivity": "sensitivity"}
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
@@ -546,14 +550,17 @@ class Workflow:
     def figure_targets(self, formats: Iterable[str] = FIGURE_FORMATS) -> list[str]:
         return [self.path(f"figures/{f}.{x}") for f in self.figures() for x in formats]
 
+    def _role_kinds(self) -> set[str]:
+        return {role.kind for r in self.runs.values() for role in r.roles}
+
     def tables(self) -> list[str]:
-        has_sens = any(role.kind == "sensitivity" for r in self.runs.values() for role in r.roles)
-        has_abl = any(role.kind == "ablation" for r in self.runs.values() for role in r.roles)
-        return [t for t in TABLES if (t != "sensitivity" or has_sens) and (t != "ablation" or has_abl)]
+        """The tables this grid renders: those whose required run role occurs in it."""
+        kinds = self._role_kinds()
+        return [t for t, need in TABLES.items() if need is None or need in kinds]
 
     def figures(self) -> list[str]:
-        has_sens = any(role.kind == "sensitivity" for r in self.runs.values() for role in r.roles)
-        return [f for f in FIGURES if f != "sensitivity" or has_sens]
+        kinds = self._role_kinds()
+        return [f for f, need in FIGURES.items() if need is None or need in kinds]
 
     def report_outputs(self, kind: str) -> list[tuple[str, str | None]]:
         """(path, caption file relative to workflow/rules/ or None) of the ``tables`` or ``figures`` rule: the

@@ -308,3 +308,11 @@ def test_perf_summary_formats_each_group_from_its_extra_info(tmp_path):
         "| memory | memory[x] | peak RSS 1162 MB (10 clients) vs 1096 MB (100): x0.944 | 1 |",
         "|  | other | 3.14 s | 2 |",
     ]
+
+
+def test_every_workflow_output_has_exactly_one_registered_renderer():
+    from benchmark.report.build import OUTPUTS
+    from benchmark.workflow import FIGURES, TABLES
+
+    assert OUTPUTS["table"].names() == sorted(TABLES)
+    assert OUTPUTS["figure"].names() == sorted(FIGURES)

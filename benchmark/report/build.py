@@ -1,8 +1,8 @@
 """Render a results folder: tables (csv, md, tex), figures (pdf, png) and ``manifest.json``.
 
 ``python -m benchmark report --results DIR [--only tables|figures|manifest]``; the workflow runs the three
-parts as separate rules. Each output's inputs are chosen once, in :data:`SOURCES`, and the same selection
-feeds both the renderer and the manifest, so ``manifest.json`` lists exactly the runs (folder and config
+parts as separate rules. Each output is registered once in :data:`OUTPUTS` with the function that selects its
+inputs, and the same selection feeds both the renderer and the manifest, so ``manifest.json`` lists exactly the runs (folder and config
 hash) and files (accounting tables, partitions with their hash) behind every table and figure.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from benchmark.registry import Registry
 from benchmark.io import atomic_path, git_revision, write_json, write_text
 from benchmark.report import claims, figures, tables
 from benchmark.report.load import Results, load_results
@@ -49,63 +50,125 @@ def _partition_files(res: Results) -> list[dict[str, str]]:
     return [{"path": v["file"], "kind": "partition", "hash": v["hash"]} for v in res.partition_files.values()]
 
 
-SOURCES: dict[str, Callable[[Results], Sources]] = {
-    "accuracy": lambda r: Sources(_method_runs(r)),
-    "resources": lambda r: Sources(_method_runs(r), _accounting_files(r)),
-    "claims": lambda r: Sources(_method_runs(r), _accounting_files(r)),
-    "ablation": _ablation_sources,
-    "sensitivity": lambda r: Sources(r.with_role("sensitivity")),
-    "accuracy_vs_round": lambda r: Sources(_method_runs(r)),
-    "accuracy_vs_comm": lambda r: Sources(_method_runs(r)),
-    "flops_vs_accuracy": lambda r: Sources(_method_runs(r)),
-    "partitions": lambda r: Sources(r.runs.iloc[0:0], _partition_files(r)),
-}
-"""Output name -> its inputs (tables and figures share names where they show the same runs)."""
+@dataclass(frozen=True)
+class Output:
+    """One table or figure of the report: where its inputs come from and how it is drawn.
+
+    Attributes:
+        kind: ``table`` or ``figure``.
+        name: File stem (``tables/{name}.*``, ``figures/{name}.*``); a table and a figure may share it.
+        sources: Results -> the runs and files behind the output (the manifest lists exactly these).
+        render: (results, sources) -> a :class:`~benchmark.report.tables.Table` or a matplotlib ``Figure``.
+    """
+
+    kind: str
+    name: str
+    sources: Callable[[Results], Sources]
+    render: Callable[[Results, Sources], Any]
 
 
-# ----------------------------------------------------------------------------------------------------------
-# renderers
+OUTPUTS: dict[str, Registry[Output]] = {"table": Registry("table"), "figure": Registry("figure")}
+"""Every output of the report, by kind and name: the one place a table or figure is declared (a new one is a
+decorated function here or in a module imported below, plus its name in the workflow's ``TABLES`` /
+``FIGURES``). Nothing else branches on an output's name."""
+
+
+def output(kind: str, name: str, sources: Callable[[Results], Sources]):
+    """Decorator: register ``render(results, sources)`` as the ``kind`` output ``name``."""
+
+    def deco(render: Callable[[Results, Sources], Any]) -> Callable[[Results, Sources], Any]:
+        OUTPUTS[kind].register(name)(Output(kind, name, sources, render))
+        return render
+
+    return deco
+
+
+def _methods(res: Results) -> Sources:
+    return Sources(_method_runs(res))
+
+
+def _with_accounting(res: Results) -> Sources:
+    return Sources(_method_runs(res), _accounting_files(res))
 
 
 def _curves_of(res: Results, runs: pd.DataFrame) -> pd.DataFrame:
     return res.curves[res.curves.dir.isin(set(runs.dir))] if len(runs) else res.curves.iloc[0:0]
 
 
-def render_table(res: Results, name: str) -> tables.Table:
-    """Build table ``name`` from its :data:`SOURCES`."""
-    src = SOURCES[name](res).runs
+# ----------------------------------------------------------------------------------------------------------
+# tables
+
+
+@output("table", "accuracy", _methods)
+def _accuracy(res: Results, src: Sources) -> tables.Table:
+    return tables.accuracy_table(src.runs)
+
+
+@output("table", "resources", _with_accounting)
+def _resources(res: Results, src: Sources) -> tables.Table:
+    return tables.resource_table(res.accounting, src.runs, res.grid["report"]["reference_method"])
+
+
+@output("table", "claims", _with_accounting)
+def _claims(res: Results, src: Sources) -> tables.Table:
     report = res.grid["report"]
-    if name == "accuracy":
-        return tables.accuracy_table(src)
-    if name == "resources":
-        return tables.resource_table(res.accounting, src, report["reference_method"])
-    if name == "claims":
-        settings = {(a["label"], a["split"]): a["settings"] for a in res.grid["accounting"]}
-        return claims.claims_table(res.accounting, settings, src, report["reference_method"],
-                                   report["claim_tolerance"])
-    if name == "ablation":
-        variants = res.grid["config"]["ablations"].get("variants", {})
-        return tables.ablation_table(src[src.role != "sfprompt"], src[src.role == "sfprompt"], variants)
-    if name == "sensitivity":
-        full = _method_runs(res)
-        return tables.sensitivity_table(src, full[full.method == "sfprompt"])
-    raise KeyError(f"unknown table {name!r}")
+    settings = {(a["label"], a["split"]): a["settings"] for a in res.grid["accounting"]}
+    return claims.claims_table(res.accounting, settings, src.runs, report["reference_method"],
+                               report["claim_tolerance"])
+
+
+@output("table", "ablation", _ablation_sources)
+def _ablation(res: Results, src: Sources) -> tables.Table:
+    variants = res.grid["config"]["ablations"].get("variants", {})
+    runs = src.runs
+    return tables.ablation_table(runs[runs.role != "sfprompt"], runs[runs.role == "sfprompt"], variants)
+
+
+@output("table", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))
+def _sensitivity_table(res: Results, src: Sources) -> tables.Table:
+    full = _method_runs(res)
+    return tables.sensitivity_table(src.runs, full[full.method == "sfprompt"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# figures
+
+
+@output("figure", "accuracy_vs_round", _methods)
+def _accuracy_vs_round(res: Results, src: Sources):
+    return figures.accuracy_vs_round(_curves_of(res, src.runs))
+
+
+@output("figure", "accuracy_vs_comm", _methods)
+def _accuracy_vs_comm(res: Results, src: Sources):
+    return figures.accuracy_vs_comm(_curves_of(res, src.runs))
+
+
+@output("figure", "flops_vs_accuracy", _methods)
+def _flops_vs_accuracy(res: Results, src: Sources):
+    return figures.flops_vs_accuracy(src.runs)
+
+
+@output("figure", "partitions", lambda r: Sources(r.runs.iloc[0:0], _partition_files(r)))
+def _partitions(res: Results, src: Sources):
+    return figures.partition_heatmaps(res.histograms)
+
+
+@output("figure", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))
+def _sensitivity_figure(res: Results, src: Sources):
+    return figures.sensitivity(src.runs)
+
+
+def render_table(res: Results, name: str) -> tables.Table:
+    """Build table ``name`` from its registered sources (an unknown name lists the valid ones)."""
+    out = OUTPUTS["table"].get(name)
+    return out.render(res, out.sources(res))
 
 
 def render_figure(res: Results, name: str):
-    """Build figure ``name`` from its :data:`SOURCES` with :mod:`benchmark.report.figures`."""
-    src = SOURCES[name](res).runs
-    if name == "accuracy_vs_round":
-        return figures.accuracy_vs_round(_curves_of(res, src))
-    if name == "accuracy_vs_comm":
-        return figures.accuracy_vs_comm(_curves_of(res, src))
-    if name == "flops_vs_accuracy":
-        return figures.flops_vs_accuracy(src)
-    if name == "partitions":
-        return figures.partition_heatmaps(res.histograms)
-    if name == "sensitivity":
-        return figures.sensitivity(src)
-    raise KeyError(f"unknown figure {name!r}")
+    """Build figure ``name`` from its registered sources with :mod:`benchmark.report.figures`."""
+    out = OUTPUTS["figure"].get(name)
+    return out.render(res, out.sources(res))
 
 
 def write_table(table: tables.Table, folder: Path) -> list[Path]:
@@ -141,7 +204,7 @@ def manifest(res: Results) -> dict[str, Any]:
     for kind, names, formats in (("table", res.grid["tables"], TABLE_FORMATS),
                                  ("figure", res.grid["figures"], FIGURE_FORMATS)):
         for name in names:
-            src = SOURCES[name](res)
+            src = OUTPUTS[kind].get(name).sources(res)
             runs = src.runs.drop_duplicates("dir")
             entry = {
                 "kind": kind, "name": name,
