@@ -7,7 +7,6 @@ averages the full model weighted by sample count. Traffic per round: the full mo
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
@@ -16,11 +15,12 @@ from benchmark.config import RunConfig
 from benchmark.federation.method import ClientUpdate, register_method, Method, Transfer, image_input
 from benchmark.models.split import SplitViT
 
-
 @register_method("fedavg")
 class FedAvg(Method):
     """Federated full fine-tuning: all parameters on the client, FedAvg over the full model."""
 
+    label = "FedAvg"
+    order = 10
     client_prefixes = ("head.", "body.", "tail.")
     uses_prompts = False
     phase = "local"
@@ -30,7 +30,7 @@ class FedAvg(Method):
         return {f"{cls.phase}/client": ("client", training_flops(model, image_input(model)))}
 
     @classmethod
-    def expected_samples(cls, cfg: RunConfig, samples: int) -> dict[str, int]:
+    def expected_samples(cls, cfg: RunConfig, samples: int, first: bool = False) -> dict[str, int]:
         return {cls.phase: samples * cfg.train.local_epochs}
 
     @classmethod
@@ -57,5 +57,3 @@ class FedAvg(Method):
                 n += len(y)
         self.record_compute(rnd, client, self.phase, n)
         return ClientUpdate(samples=len(idx), loss=self.check_loss(loss_sum, rnd, client) / max(n, 1))
-
-

@@ -17,5 +17,7 @@ from benchmark.federation.method import register_method
 class FedPrompt(FedAvg):
     """FedAvg over prompts + classifier, frozen backbone; the whole forward runs on the client."""
 
+    label = "FedPrompt"
+    order = 20
     client_prefixes = ("head.prompts.", "tail.prompts.", "tail.head.", "tail.fc_norm.")
     uses_prompts = True

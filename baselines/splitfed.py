@@ -9,24 +9,50 @@ A fed server averages the client parts each round (FedAvg, weighted by samples).
 * **SFL-V1**: the main server keeps one copy of its part per client, trains them in parallel and averages
   them at the end of the round. Simulated sequentially: each client's copy starts from the round's global
   server part, so the order of clients does not matter, as in the parallel original.
-* **SFL-V2**: one server part, trained by the clients' batches in turn (sequential, in sampled order).
+* **SFL-V2**: one server part, trained by the clients' batches in turn. As in the authors' reference code,
+  the clients are served in a random order drawn each round (seeded by (seed, round)), so no client is
+  always last to update the shared part (``client_order: sorted`` restores a fixed order).
 
-Departures: no prompts (``prompt_len`` is ignored); a fresh SGD optimiser per client and round on both
-sides; ``tail_blocks`` only decides where the server's body ends, which changes nothing here because the
-server holds body and tail.
+Choices (``method_params``, :class:`SplitFedParams`): the server optimiser lives for one client's round
+(``per_client``, our default, like every other optimiser in the suite) or for one batch (``per_batch``: the
+reference code builds the server optimiser inside its per-batch training function, so momentum never
+accumulates on the server). With ``train.grad_clip`` the *joint* gradient of client and server parts is
+clipped (one norm over both), which is what clipping the unsplit model does, so SFL-V1 still equals FedAvg.
+``tail_blocks`` only decides where the server's body ends, which changes nothing here.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.accounting.flops import FlopCount, training_flops
 from benchmark.config import RunConfig
-from benchmark.federation.method import ClientUpdate, register_method, Method, Transfer, image_input, token_input
+from benchmark.errors import ConfigError
+from benchmark.federation.method import ClientUpdate, Method, Transfer, image_input, register_method, token_input
 from benchmark.models.split import SplitViT
+from benchmark import seeding
+
+
+@dataclass(frozen=True)
+class SplitFedParams:
+    """SplitFed's own hyper-parameters (``method_params`` when ``train.method`` is ``sfl_v1`` or ``sfl_v2``)."""
+
+    client_order: str = "random"
+    """Order in which a round's clients are served: ``random`` (seeded per round, as the reference code) or
+    ``sorted``. Changes nothing for SFL-V1, whose server copies are independent."""
+    server_optimizer: str = "per_client"
+    """Lifetime of the server's optimiser: ``per_client`` (fresh for each client's round, our default) or
+    ``per_batch`` (fresh for every batch, as in the reference code: no server momentum)."""
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("client_order", ("random", "sorted")), ("server_optimizer", ("per_client", "per_batch"))):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"config key 'method_params.{key}' must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(self, key)!r}")
 
 
 class SplitFed(Method):
@@ -34,8 +60,10 @@ class SplitFed(Method):
 
     client_prefixes = ("head.",)
     server_prefixes = ("body.", "tail.")
+    client_stores = ("head.",)
     uses_prompts = False
     phase = "split"
+    Params = SplitFedParams
 
     @classmethod
     def per_sample_costs(cls, model: SplitViT, cfg: RunConfig) -> dict[str, tuple[str, FlopCount]]:
@@ -45,7 +73,7 @@ class SplitFed(Method):
         }
 
     @classmethod
-    def expected_samples(cls, cfg: RunConfig, samples: int) -> dict[str, int]:
+    def expected_samples(cls, cfg: RunConfig, samples: int, first: bool = False) -> dict[str, int]:
         return {cls.phase: samples * cfg.train.local_epochs}
 
     @classmethod
@@ -62,13 +90,32 @@ class SplitFed(Method):
             Transfer("upload", "up", "params", torch.float32, n_params, 1),
         ]
 
+    def client_order(self, rnd: int, clients: list[int]) -> list[int]:
+        if self.p.client_order == "sorted":
+            return clients
+        perm = seeding.rng(self.cfg.seed, "client_order", rnd).permutation(len(clients))
+        return [clients[i] for i in perm]
+
+    def joint_step(self, client_opt: torch.optim.Optimizer, server_opt: torch.optim.Optimizer) -> None:
+        """One step of both parts; ``grad_clip`` clips the norm of the joint gradient (the unsplit model's)."""
+        if self.t.grad_clip is not None:
+            params = [p for opt in (client_opt, server_opt) for g in opt.param_groups for p in g["params"]
+                      if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.t.grad_clip)
+        for opt in (server_opt, client_opt):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
     def local_update(self, rnd: int, client: int) -> ClientUpdate:
         idx = self.data.client_indices[client]
         client_opt = self.optimizer(self.trainable(self.global_client))
-        server_opt = self.optimizer(self.trainable(self.server_keys()))
+        server_params = self.trainable(self.server_keys())
+        server_opt = self.optimizer(server_params)
         loss_sum, n = torch.zeros((), device=self.device), 0
         for epoch in range(self.t.local_epochs):
             for x, y in self.batches(idx, rnd, client, epoch):
+                if self.p.server_optimizer == "per_batch":
+                    server_opt = self.optimizer(server_params)
                 h = self.model.head(x)  # client forward
                 smashed = h.detach().requires_grad_(True)
                 self.comm.record(rnd, client, self.phase, "up", "smashed", smashed)
@@ -77,8 +124,7 @@ class SplitFed(Method):
                 loss.backward()  # server backward: its weights and the gradient at the cut
                 self.comm.record(rnd, client, self.phase, "down", "grad", smashed.grad)
                 h.backward(smashed.grad)  # client backward
-                self.step(server_opt)
-                self.step(client_opt)
+                self.joint_step(client_opt, server_opt)
                 loss_sum += loss.detach() * len(y)
                 n += len(y)
         self.record_compute(rnd, client, self.phase, n)
@@ -89,11 +135,15 @@ class SplitFed(Method):
 class SFLV1(SplitFed):
     """SFL-V1: a server copy per client, averaged each round."""
 
+    label = "SFL-V1"
+    order = 30
     server_copies = "per_client"
 
 
 @register_method("sfl_v2")
 class SFLV2(SplitFed):
-    """SFL-V2: one server part, clients served in turn."""
+    """SFL-V2: one server part, clients served in turn (random order each round)."""
 
+    label = "SFL-V2"
+    order = 40
     server_copies = "shared"

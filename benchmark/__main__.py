@@ -145,14 +145,24 @@ def cmd_train(a: argparse.Namespace) -> int:
             backbone={"help": "timm ViT name (overrides model.backbone), e.g. vit_base_patch16_224"},
             samples_per_client={"type": int, "default": 500},
             num_classes={"type": int, "default": 10},
-            methods={"nargs": "*", "help": "subset of methods (default: all)"},
+            methods={"nargs": "*", "help": "subset of methods (default: the paper's federated methods)"},
+            method_set={"action": "append", "default": [], "metavar": "METHOD.KEY=VALUE",
+                        "help": "a method's own hyper-parameter, e.g. sfprompt.keep_ratio=0.25 (repeatable)"},
             out={"help": "CSV file"}))
 def cmd_accounting(a: argparse.Namespace) -> int:
     from benchmark.accounting.analytic import accounting_table, format_table
+    from benchmark.config import parse_overrides
+    from benchmark.errors import ConfigError
 
     cfg = _load_cfg(a)
+    per_method: dict[str, dict] = {}
+    for key, value in parse_overrides(a.method_set).items():
+        if "." not in key:
+            raise ConfigError(f"--method-set {key!r} must look like METHOD.KEY=VALUE")
+        name, param = key.split(".", 1)
+        per_method.setdefault(name, {})[param] = value
     table = accounting_table(cfg, backbone=a.backbone, samples_per_client=a.samples_per_client,
-                             num_classes=a.num_classes, methods=a.methods)
+                             num_classes=a.num_classes, methods=a.methods, method_params=per_method)
     if a.out:
         from benchmark.io import write_csv
 

@@ -30,6 +30,11 @@ def cache_file_name(dataset: str, img_size: int) -> str:
     return f"{dataset}-{int(img_size)}px.safetensors"
 
 
+RUNTIME_KEYS = ("threads", "keep_freed_memory", "device")
+"""Top-level keys that change how fast a run goes, never its numbers on one device type (CPU runs are
+bit-identical across thread counts and allocators, tested; GPU runs repeat only up to float rounding anyway)."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, where it lives, and how much of it a CPU-sized run uses."""
@@ -95,12 +100,14 @@ class TrainConfig:
     """The federated method and its optimisation settings."""
 
     method: str = "sfprompt"
-    """Registered method name: sfprompt, fedavg, fedprompt, sfl_v1, sfl_v2."""
+    """Registered method name: sfprompt, fedavg, fedprompt, sfl_v1, sfl_v2 (``python -m benchmark methods``).
+    Its own hyper-parameters are in the top-level ``method_params`` section."""
     rounds: int = 10
     participation: float = 1.0
     """Fraction of clients sampled each round, in (0, 1]."""
     local_epochs: int = 1
-    """Local epochs per round for the baselines (FedAvg, FedPrompt, SplitFed)."""
+    """Local epochs per round of the methods with one local phase (FedAvg, FedPrompt, SplitFed, the references);
+    SFPrompt's phases have their own epochs in ``method_params``."""
     batch_size: int = 32
     optimizer: str = "sgd"
     """``sgd`` (with ``momentum``; FedAvg's classic choice, ours) or ``adamw``. A fresh optimiser is made for
@@ -115,16 +122,6 @@ class TrainConfig:
     eval_every: int = 1
     """Evaluate the global model every this many rounds (the last round is always evaluated)."""
     eval_batch_size: int = 256
-    keep_ratio: float = 0.5
-    """SFPrompt: fraction of local samples kept for split training, highest EL2N first (our choice)."""
-    local_loss_epochs: int = 1
-    """SFPrompt: epochs of the local-loss update (head -> tail, body skipped); 0 disables it."""
-    split_epochs: int = 1
-    """SFPrompt: epochs of split training on the kept samples."""
-    prompt_grad_via_server: bool = True
-    """SFPrompt: prompts get gradients in split training through the server's frozen body (our choice)."""
-    el2n_every_round: bool = True
-    """SFPrompt: re-score EL2N every round (True, our choice) or only in the first round."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +163,11 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    method_params: dict[str, Any] = field(default_factory=dict)
+    """Hyper-parameters of ``train.method``, checked against that method's own frozen ``Params`` dataclass when
+    the method is built (:func:`benchmark.methods.resolve_config` fills in its defaults), e.g.
+    ``method_params: {keep_ratio: 0.5, el2n_timing: after_local_loss}`` for SFPrompt. Unknown keys are a
+    one-line error listing the method's valid keys."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -177,8 +179,12 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def hash(self) -> str:
-        """Short content hash of the resolved config (stamped on every result row)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short content hash of the settings that determine the results (stamped on every result row and
+        checked when a run resumes from its checkpoint). Runtime settings that cannot change a result
+        (:data:`RUNTIME_KEYS`: thread count, allocator, device) are left out, so a run resumed with another
+        thread count is not refused; ``env.json`` records them."""
+        doc = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
+        blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def replace(self, **overrides: Any) -> "RunConfig":
@@ -243,6 +249,13 @@ def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return out
 
 
+def build_section(cls: type, raw: Any, prefix: str) -> Any:
+    """Build the frozen dataclass ``cls`` from a mapping with this module's checks (unknown keys listed, types
+    coerced), naming keys with ``prefix`` (e.g. ``"method_params."``) in errors. Methods use it for their
+    ``Params``."""
+    return _build(cls, raw, prefix)
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, Mapping):
@@ -272,6 +285,12 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against a simple type hint (int, float, str, bool, Optional[...])."""
     origin = typing.get_origin(hint)
+    if hint is dict or origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return json.loads(json.dumps(dict(value)))
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
         if value is None and type(None) in args:
@@ -338,9 +357,6 @@ def _validate(cfg: RunConfig) -> None:
     _check(t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "> 0 or null", t.grad_clip)
     _check(t.weighting in ("samples", "uniform"), "train.weighting", "samples or uniform", t.weighting)
     _check(t.eval_every >= 1, "train.eval_every", ">= 1", t.eval_every)
-    _check(0 < t.keep_ratio <= 1, "train.keep_ratio", "in (0, 1]", t.keep_ratio)
-    _check(t.local_loss_epochs >= 0, "train.local_loss_epochs", ">= 0", t.local_loss_epochs)
-    _check(t.split_epochs >= 1, "train.split_epochs", ">= 1", t.split_epochs)
     _check(pre.epochs >= 1, "pretrain.epochs", ">= 1", pre.epochs)
     _check(pre.batch_size >= 1, "pretrain.batch_size", ">= 1", pre.batch_size)
     _check(pre.lr > 0, "pretrain.lr", "> 0", pre.lr)

@@ -236,7 +236,7 @@ class RoundProfile:
 def profile_rounds(cfg: Any, data: Any, rounds: int = 3, warmup: int = 1,
                    timer: Timer | None = None) -> RoundProfile:
     """Run ``warmup + rounds`` rounds of ``cfg.train.method`` on ``data``; medians over the last ``rounds``."""
-    from benchmark.federation.method import create_method
+    from benchmark.methods import create_method
     from benchmark.run import configure_torch
 
     configure_torch(cfg, torch.device("cpu"))  # threads and allocator settings, as a run applies them
@@ -282,9 +282,6 @@ def peak_rss_bytes() -> int:
 # command line: python -m benchmark.perf
 
 
-METHODS = ("fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt")
-
-
 SUMMARY_FORMATS = {
     "roof": "{gmac_per_s:.1f} G multiply-adds/s",
     "training-step": "{img_per_s:.0f} img/s, {gmac_per_s:.1f} G multiply-adds/s = {pct_of_matmul:.0f}% of matmul",
@@ -325,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-samples", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--methods", nargs="*", default=list(METHODS),
-                   help="method names, each optionally with overrides: sfprompt:train.keep_ratio=1.0,...")
+    p.add_argument("--methods", nargs="*", default=None,
+                   help="method names (default: the paper's federated methods), each optionally with overrides: sfprompt:method_params.keep_ratio=1.0,...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra train.* overrides")
     p.add_argument("--json", help="also write the rows as JSON here")
     a = p.parse_args(argv)
@@ -336,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     roof = matmul_rate(threads=a.threads, timer=cpu_timer(a.threads))
     data = synthetic_data(a.clients, a.samples, test_samples=a.test_samples)
     rows = []
+    if a.methods is None:
+        from benchmark.methods import federated_methods
+
+        a.methods = federated_methods()
     for spec in a.methods:
-        # "sfprompt:train.keep_ratio=1.0,model.prompt_len=0": a method with its own overrides (ablations)
+        # "sfprompt:method_params.keep_ratio=1.0,model.prompt_len=0": a method with its own overrides (ablations)
         name, _, extra = spec.partition(":")
         over = {"train.batch_size": a.batch_size, **parse_overrides(a.set),
                 **parse_overrides([kv for kv in extra.split(",") if kv])}

@@ -46,10 +46,10 @@ def backbone_depth(cfg: RunConfig) -> int:
 def check_run(cfg: RunConfig, needs_method: bool = True) -> None:
     """Raise a one-line :class:`ConfigError` for anything that would fail later in a run."""
     from benchmark.data.datasets import get_spec
-    from benchmark.federation.method import method_class
+    from benchmark.methods import method_class
 
     if needs_method:
-        method_class(cfg.train.method)
+        method_class(cfg.train.method).params(cfg)  # the name and its method_params
     spec = get_spec(cfg.data.dataset)
     depth = backbone_depth(cfg)
     m = cfg.model

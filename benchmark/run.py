@@ -31,7 +31,8 @@ from benchmark.data.cache import load_image_data
 from benchmark.data.federated import FederatedData
 from benchmark.data.partition import Partition, make_partition
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.federation.method import Method, create_method
+from benchmark.federation.method import Method
+from benchmark.methods import create_method, resolve_config
 from benchmark.io import atomic_path, environment, git_revision, write_csv, write_json, write_text
 from benchmark.models.vit import input_spec
 from benchmark.preflight import check_run
@@ -153,6 +154,7 @@ def train(
 ) -> pd.DataFrame:
     """Run ``cfg`` and write its result files into ``out_dir``; return the metrics frame."""
     check_run(cfg)
+    cfg = resolve_config(cfg)  # every method hyper-parameter stated (config.resolved.yaml, config hash)
     out = Path(out_dir)
     device = resolve_device(cfg.device)
     threads = configure_torch(cfg, device)
@@ -187,6 +189,7 @@ def train(
     env = environment(str(device), cfg.seed, cfg.hash(), threads)
     env.update({
         "method": cfg.train.method, "partition_hash": part.hash, "warnings": method.warnings,
+        "test_images": int(len(data.test_labels)), "test_split_full": cfg.data.max_test_samples is None,
         "wall_seconds_this_process": round(wall, 3), "flop_convention": method.compute.convention,
         # fvcore counts these operators as zero FLOPs (elementwise ops, softmax, GELU): listed, not silenced
         "flop_uncounted_operators": {key: cost.unsupported for key, (_, cost) in method.costs.items()},

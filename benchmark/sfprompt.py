@@ -4,28 +4,30 @@ The client holds the frozen head W_h, the trainable tail W_t and the soft prompt
 frozen body W_b. Each round, for each sampled client k (paper, Sec. "SFPrompt", three phases):
 
 1. **Client self-update.**
-   (b) *Dataset pruning*: EL2N scores ``||softmax(f(x)) - onehot(y)||_2`` (Paul et al. 2021) of every
-   local sample under the received client model f = head -> tail (body skipped); the ``keep_ratio``
-   fraction with the highest scores is kept.
-   (a) *Local-loss update*: ``local_loss_epochs`` epochs minimising L_C over the kept samples with the
-   head -> tail path, without talking to the server.
+   (a) *Local-loss update*: ``local_loss_epochs`` epochs minimising L_C = (1/|D_k|) Σ ℓ(x; W_h, W_t, p) with
+   the head -> tail path (body skipped), without talking to the server.
+   (b) *Dataset pruning*: EL2N scores ``||softmax(f(x)) - onehot(y)||_2`` (Paul et al. 2021) of every local
+   sample under the client model f = head -> tail; the ``keep_ratio`` fraction with the highest scores is
+   kept.
 2. **Split training** for ``split_epochs`` on the kept samples: smashed data (head output) up, body output
    down; the client computes the loss and updates tail (and prompts). With ``prompt_grad_via_server`` the
    client also sends the gradient at the tail input up, the server back-propagates it through its frozen
-   body (activation gradients only) and sends the gradient at the head output down, so the prompts get
-   the true gradient of the full model.
-3. **Aggregation**: tail + prompts go up and are averaged (FedAvg).
+   body (activation gradients only) and sends the gradient at the head output down, so the prompts get the
+   true gradient of the full model.
+3. **Aggregation**: tail + prompts go up and are averaged (FedAvg, weighted by the samples split-trained).
 
-Departures and choices (all config knobs, see ``shared/PAPER.md``): the paper gives the phase order of
-pruning and local-loss update loosely; we score first, then run the local-loss update on the kept
-samples (``el2n_every_round``, ``keep_ratio``, ``local_loss_epochs``). At least one sample is kept
-(``ceil(keep_ratio × n)``). Each phase uses a fresh SGD optimiser. The FedAvg weight is the number of
-kept samples. EL2N is scored in eval mode without gradients.
+What the paper leaves open is a knob of :class:`SFPromptParams` (``method_params`` in a run config); the
+defaults are the paper's reading (``shared/PAPER.md``): the local loss over *all* local samples (L_C is
+defined over D_k) and pruning *after* it, in the order the paper lists the two steps. :meth:`SFPrompt.readings`
+names the other defensible readings, over which the claims table gives the range of each cost claim. At least
+one sample is kept (``ceil(keep_ratio × n)``). Each phase uses a fresh optimiser. EL2N is scored in eval mode
+without gradients (except ``el2n_timing: local_loss_pass``, which takes the scores from the training forward).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 
 from benchmark.accounting.flops import FlopCount, forward_flops, training_flops
 from benchmark.config import RunConfig
+from benchmark.errors import ConfigError
 from benchmark.federation.method import (
     ClientUpdate,
     Method,
@@ -44,10 +47,67 @@ from benchmark.federation.method import (
 )
 from benchmark.models.split import SplitViT
 
+EL2N_TIMINGS = ("before_local_loss", "after_local_loss", "local_loss_pass")
+LOCAL_LOSS_SAMPLES = ("all", "kept")
+
+
+def _one_of(value: Any, allowed: tuple, key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"config key 'method_params.{key}' must be one of {', '.join(allowed)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SFPromptParams:
+    """SFPrompt's own hyper-parameters (config section ``method_params`` when ``train.method: sfprompt``)."""
+
+    keep_ratio: float = 0.5
+    """γ: fraction of local samples kept for split training, highest EL2N first (Paul et al. keep the hardest;
+    our reading of the paper's pruning ratio)."""
+    local_loss_epochs: int = 1
+    """Epochs of the local-loss update (head -> tail, body skipped); 0 disables it."""
+    local_loss_samples: str = "all"
+    """``all`` (the paper's L_C over D_k, default) or ``kept`` (only the samples pruning kept)."""
+    el2n_timing: str = "after_local_loss"
+    """When EL2N is scored: ``after_local_loss`` (with the locally updated model, in the paper's listed order
+    (a) then (b); default), ``before_local_loss`` (with the received model; in round 0 its classifier is
+    untrained, so pruning is noise) or ``local_loss_pass`` (from the logits of the local-loss update's last
+    epoch, before each step: no extra forward pass)."""
+    el2n_every_round: bool = True
+    """Re-score every round (default) or only the first time a client is sampled (later rounds reuse its kept
+    set: a steady-state round then has no scoring cost)."""
+    el2n_warmup_epochs: int = 0
+    """Local-loss epochs on all samples before a client's first scoring, so round-0 pruning does not rank
+    samples with a freshly initialised classifier (0: score the received model as it is)."""
+    split_epochs: int = 1
+    """Epochs of split training on the kept samples."""
+    prompt_grad_via_server: bool = True
+    """Prompts get gradients in split training through the server's frozen body (our choice)."""
+    minimal_traffic: bool = False
+    """Send only the rows the receiver uses: with no tail block and token (CLS) pooling the tail reads only the
+    prefix (CLS) rows of the body output (and their gradient is the only non-zero one); with no head block the
+    client needs the gradient at the prompt rows only (everything else upstream is frozen). Results are
+    identical; the ledger counts what is sent. Off: whole activations, as a naive implementation sends."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.keep_ratio <= 1:
+            raise ConfigError(f"config key 'method_params.keep_ratio' must be in (0, 1], got {self.keep_ratio!r}")
+        for key in ("local_loss_epochs", "el2n_warmup_epochs"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key 'method_params.{key}' must be >= 0, got {getattr(self, key)!r}")
+        if self.split_epochs < 1:
+            raise ConfigError(f"config key 'method_params.split_epochs' must be >= 1, got {self.split_epochs!r}")
+        _one_of(self.el2n_timing, EL2N_TIMINGS, "el2n_timing")
+        _one_of(self.local_loss_samples, LOCAL_LOSS_SAMPLES, "local_loss_samples")
+        if self.el2n_timing != "before_local_loss" and self.local_loss_samples == "kept":
+            raise ConfigError(f"config key 'method_params.local_loss_samples': kept needs el2n_timing "
+                              f"before_local_loss (with {self.el2n_timing} the kept set does not exist yet)")
+        if self.el2n_timing == "local_loss_pass" and self.local_loss_epochs < 1:
+            raise ConfigError("config key 'method_params.el2n_timing': local_loss_pass needs local_loss_epochs >= 1")
+
 
 def el2n_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """EL2N (Paul et al. 2021, Eq. 2): L2 norm of the error vector softmax(logits) - onehot(labels)."""
-    err = logits.float().softmax(-1)
+    err = logits.detach().float().softmax(-1)
     err[torch.arange(len(labels), device=labels.device), labels] -= 1.0
     return err.norm(dim=-1)
 
@@ -57,21 +117,46 @@ def kept_count(n: int, keep_ratio: float) -> int:
     return 0 if n == 0 else max(1, math.ceil(keep_ratio * n - 1e-9))
 
 
+def top_scored(idx: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` indices with the highest scores, sorted; a stable sort on the negated score keeps ties in index
+    order, so pruning is deterministic."""
+    return np.sort(idx[np.argsort(-score, kind="stable")[:k]])
+
+
 @register_method("sfprompt")
 class SFPrompt(Method):
     """SFPrompt: frozen head and body, trainable tail + prompts on the client, three-phase rounds."""
 
+    label = "SFPrompt"
+    order = 50
     client_prefixes = ("tail.", "head.prompts.")
+    client_stores = ("head.", "tail.")
     uses_prompts = True
+    Params = SFPromptParams
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._kept: dict[int, np.ndarray] = {}
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ settings
-    @staticmethod
-    def _prompt_grad(cfg: RunConfig) -> bool:
-        return cfg.train.prompt_grad_via_server and cfg.model.prompt_len > 0
+    @classmethod
+    def _prompt_grad(cls, cfg: RunConfig) -> bool:
+        return cls.params(cfg).prompt_grad_via_server and cfg.model.prompt_len > 0
+
+    @classmethod
+    def readings(cls) -> dict[str, dict[str, Any]]:
+        """The defensible readings of the paper's round (PAPER.md and issue #16): phase order, which samples
+        the local loss sees, and whether EL2N is re-scored every round. The default reading is ``paper``."""
+        paper = {"el2n_timing": "after_local_loss", "local_loss_samples": "all", "el2n_every_round": True}
+        return {
+            "paper": paper,
+            "score_first_local_all": {**paper, "el2n_timing": "before_local_loss"},
+            "score_first_local_kept": {**paper, "el2n_timing": "before_local_loss", "local_loss_samples": "kept"},
+            "scores_from_local_pass": {**paper, "el2n_timing": "local_loss_pass"},
+            "score_once": {**paper, "el2n_every_round": False},
+            "score_first_local_kept_once": {**paper, "el2n_timing": "before_local_loss",
+                                            "local_loss_samples": "kept", "el2n_every_round": False},
+        }
 
     def check_settings(self) -> Iterable[str]:
         m = self.cfg.model
@@ -82,6 +167,44 @@ class SFPrompt(Method):
                 "classifies the input-layer CLS token, identical for every image, so the local-loss update "
                 "and the EL2N scores are degenerate (pruning keeps an arbitrary subset)"
             )
+
+    # ------------------------------------------------------------------ what crosses the cut
+    @staticmethod
+    def _rows(model: SplitViT, cfg: RunConfig, p: SFPromptParams) -> dict[str, int]:
+        """Token rows per sample of each split-training message (all of them unless ``minimal_traffic``)."""
+        n = model.num_tokens
+        rows = {"smashed": n, "body_out": n, "grad_up": n, "grad_down": n}
+        if not p.minimal_traffic:
+            return rows
+        vit = model.tail._vit
+        if model.tail_blocks == 0 and getattr(vit, "global_pool", "token") == "token":
+            rows["body_out"] = rows["grad_up"] = vit.num_prefix_tokens
+        if model.head_blocks == 0 and model.prompt_len > 0:
+            rows["grad_down"] = model.prompt_len
+        return rows
+
+    @staticmethod
+    def _row_slice(model: SplitViT, kind: str, rows: int) -> slice:
+        """Which token rows a minimal message carries: the prefix rows, or the prompt rows after them."""
+        if kind == "grad_down" and rows == model.prompt_len and rows != model.num_tokens:
+            start = model.tail._vit.num_prefix_tokens
+            return slice(start, start + rows)
+        return slice(0, rows)
+
+    def _send(self, rnd: int, client: int, direction: str, kind: str, ledger_kind: str,
+              tensor: torch.Tensor, rows: dict[str, int]) -> torch.Tensor:
+        """Record the message as sent and return what the receiver reconstructs from it (zeros in the rows
+        that are not sent, which the receiver never reads)."""
+        n = rows[kind]
+        if n == tensor.shape[1]:
+            self.comm.record(rnd, client, "split", direction, ledger_kind, tensor)
+            return tensor
+        sl = self._row_slice(self.model, kind, n)
+        sent = tensor[:, sl].contiguous()
+        self.comm.record(rnd, client, "split", direction, ledger_kind, sent)
+        full = torch.zeros_like(tensor)
+        full[:, sl] = sent
+        return full
 
     # ------------------------------------------------------------------ accounting
     @classmethod
@@ -99,93 +222,136 @@ class SFPrompt(Method):
         }
 
     @classmethod
-    def expected_samples(cls, cfg: RunConfig, samples: int) -> dict[str, int]:
-        # With el2n_every_round off, a client scores only the first time it is sampled: a steady-state round
-        # then has no scoring cost (the first round of each client has ``samples`` more).
-        kept = kept_count(samples, cfg.train.keep_ratio)
-        return {"el2n": samples if cfg.train.el2n_every_round else 0, "local_loss": kept * cfg.train.local_loss_epochs,
-                "split": kept * cfg.train.split_epochs}
+    def expected_samples(cls, cfg: RunConfig, samples: int, first: bool = False) -> dict[str, int]:
+        p = cls.params(cfg)
+        kept = kept_count(samples, p.keep_ratio)
+        scoring = p.el2n_every_round or first
+        local = (samples if p.local_loss_samples == "all" else kept) * p.local_loss_epochs
+        warmup = samples * p.el2n_warmup_epochs if first else 0
+        el2n = samples if scoring and p.el2n_timing != "local_loss_pass" else 0
+        return {"el2n": el2n, "local_loss": local + warmup, "split": kept * p.split_epochs}
 
     @classmethod
     def expected_transfers(cls, model: SplitViT, cfg: RunConfig, samples: int) -> list[Transfer]:
-        kept = kept_count(samples, cfg.train.keep_ratio)
-        batches = math.ceil(kept / cfg.train.batch_size) * cfg.train.split_epochs
-        act = kept * cfg.train.split_epochs * model.num_tokens * model.embed_dim
+        p = cls.params(cfg)
+        kept = kept_count(samples, p.keep_ratio)
+        batches = math.ceil(kept / cfg.train.batch_size) * p.split_epochs
+        seen = kept * p.split_epochs
+        rows = cls._rows(model, cfg, p)
+        act = {k: seen * r * model.embed_dim for k, r in rows.items()}
         f32 = torch.float32
-        n_prompts = sum(p.numel() for k, p in model.named_parameters() if cls.is_client_param(k) and ".prompts." in k)
-        n_params = sum(p.numel() for k, p in model.named_parameters() if cls.is_client_param(k)) - n_prompts
+        n_prompts = sum(q.numel() for k, q in model.named_parameters() if cls.is_client_param(k) and ".prompts." in k)
+        n_params = sum(q.numel() for k, q in model.named_parameters() if cls.is_client_param(k)) - n_prompts
         out = [Transfer("broadcast", "down", "params", f32, n_params, 1)]
         if n_prompts:
             out.append(Transfer("broadcast", "down", "prompts", f32, n_prompts, 1))
-        out += [Transfer("split", "up", "smashed", f32, act, batches),
-                Transfer("split", "down", "body_out", f32, act, batches)]
+        out += [Transfer("split", "up", "smashed", f32, act["smashed"], batches),
+                Transfer("split", "down", "body_out", f32, act["body_out"], batches)]
         if cls._prompt_grad(cfg):
-            out += [Transfer("split", "up", "grad", f32, act, batches),
-                    Transfer("split", "down", "grad", f32, act, batches)]
+            out += [Transfer("split", "up", "grad", f32, act["grad_up"], batches),
+                    Transfer("split", "down", "grad", f32, act["grad_down"], batches)]
         out.append(Transfer("upload", "up", "params", f32, n_params, 1))
         if n_prompts:
             out.append(Transfer("upload", "up", "prompts", f32, n_prompts, 1))
         return out
 
-    # ------------------------------------------------------------------ the three phases
+    # ------------------------------------------------------------------ phase 1: client self-update
     @torch.no_grad()
-    def prune(self, rnd: int, client: int) -> np.ndarray:
-        """Phase 1(b): EL2N scores of all local samples; keep the highest ``keep_ratio`` fraction."""
+    def score(self, rnd: int, client: int) -> np.ndarray:
+        """Phase 1(b): EL2N scores of all local samples under head -> tail (eval mode, no gradients)."""
         idx = self.data.client_indices[client]
-        if not self.t.el2n_every_round and client in self._kept:
-            return self._kept[client]
         self.model.eval()
-        scores = []
-        for x, y in self.data.batches(idx, self.t.eval_batch_size, self.device, None):
-            scores.append(el2n_scores(self.model.client_path(x), y))
+        scores = [el2n_scores(self.model.client_path(x), y)
+                  for x, y in self.data.batches(idx, self.t.eval_batch_size, self.device, None)]
         self.record_compute(rnd, client, "el2n", len(idx))
         self.model.train()
-        score = torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
-        k = kept_count(len(idx), self.t.keep_ratio)
-        # Stable sort on the negated score: ties keep index order, so pruning is deterministic.
-        kept = np.sort(idx[np.argsort(-score, kind="stable")[:k]])
+        return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
+
+    def keep(self, client: int, score: np.ndarray) -> np.ndarray:
+        """Keep the ``keep_ratio`` hardest samples (by ``score``, aligned with the client's sorted indices)."""
+        idx = self.data.client_indices[client]
+        kept = top_scored(idx, score, kept_count(len(idx), self.p.keep_ratio))
         self._kept[client] = kept
         return kept
 
-    def local_loss_update(self, rnd: int, client: int, kept: np.ndarray) -> float:
-        """Phase 1(a): train tail + prompts on head -> tail (body skipped), no communication."""
+    def local_loss_update(self, rnd: int, client: int, samples: np.ndarray, epochs: int, stream: str = "local_loss",
+                          score_last_epoch: bool = False) -> tuple[float, np.ndarray | None]:
+        """Phase 1(a): train tail + prompts on head -> tail (body skipped), no communication. With
+        ``score_last_epoch``, also return the EL2N score of every sample from its last-epoch logits (taken
+        before that batch's step), aligned with ``samples``."""
         opt = self.optimizer(self.trainable(self.global_client))
         loss_sum, n = torch.zeros((), device=self.device), 0
-        for epoch in range(self.t.local_loss_epochs):
-            for x, y in self.batches(kept, rnd, client, epoch, stream="local_loss"):
-                loss = F.cross_entropy(self.model.client_path(x), y)
+        scores = np.zeros(len(samples)) if score_last_epoch else None
+        where = {int(s): i for i, s in enumerate(samples)} if score_last_epoch else {}
+        for epoch in range(epochs):
+            last = score_last_epoch and epoch == epochs - 1
+            for x, y, b in self.batches(samples, rnd, client, epoch, stream=stream, with_index=True):
+                logits = self.model.client_path(x)
+                loss = F.cross_entropy(logits, y)
+                if last:
+                    scores[[where[int(i)] for i in b]] = el2n_scores(logits, y).cpu().numpy()
                 loss.backward()
                 self.step(opt)
                 loss_sum += loss.detach() * len(y)
                 n += len(y)
         self.record_compute(rnd, client, "local_loss", n)
-        return self.check_loss(loss_sum, rnd, client) / max(n, 1)
+        return self.check_loss(loss_sum, rnd, client) / max(n, 1), scores
 
+    def self_update(self, rnd: int, client: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Phase 1 in the configured order; returns the kept samples and per-client metrics."""
+        p, idx = self.p, self.data.client_indices[client]
+        first = client not in self._kept
+        due = p.el2n_every_round or first
+        extra: dict[str, float] = {}
+        if first and p.el2n_warmup_epochs:
+            extra["warmup_loss"], _ = self.local_loss_update(rnd, client, idx, p.el2n_warmup_epochs, "warmup")
+        if not due:
+            kept = self._kept[client]
+            if p.local_loss_epochs:
+                local = idx if p.local_loss_samples == "all" else kept
+                extra["local_loss"], _ = self.local_loss_update(rnd, client, local, p.local_loss_epochs)
+        elif p.el2n_timing == "before_local_loss":
+            kept = self.keep(client, self.score(rnd, client))
+            if p.local_loss_epochs:
+                local = idx if p.local_loss_samples == "all" else kept
+                extra["local_loss"], _ = self.local_loss_update(rnd, client, local, p.local_loss_epochs)
+        elif p.el2n_timing == "after_local_loss":
+            if p.local_loss_epochs:
+                extra["local_loss"], _ = self.local_loss_update(rnd, client, idx, p.local_loss_epochs)
+            kept = self.keep(client, self.score(rnd, client))
+        else:  # local_loss_pass: the scores come from the update's own last-epoch forward pass
+            extra["local_loss"], score = self.local_loss_update(rnd, client, idx, p.local_loss_epochs,
+                                                                score_last_epoch=True)
+            kept = self.keep(client, score)
+        extra["kept"] = float(len(kept))
+        return kept, extra
+
+    # ------------------------------------------------------------------ phase 2: split training
     def split_training(self, rnd: int, client: int, kept: np.ndarray) -> float:
         """Phase 2: split training through the server's frozen body, every exchange in the ledger."""
         pg = self._prompt_grad(self.cfg)
+        rows = self._rows(self.model, self.cfg, self.p)
         opt = self.optimizer(self.trainable(self.global_client))
         loss_sum, n = torch.zeros((), device=self.device), 0
-        for epoch in range(self.t.split_epochs):
+        for epoch in range(self.p.split_epochs):
             for x, y in self.batches(kept, rnd, client, epoch):
                 # client: head (+ prompts) -> smashed data up
                 with torch.set_grad_enabled(pg):
                     h = self.model.head(x)
-                smashed = h.detach().requires_grad_(pg)
-                self.comm.record(rnd, client, "split", "up", "smashed", smashed)
+                smashed = self._send(rnd, client, "up", "smashed", "smashed", h.detach(), rows).requires_grad_(pg)
                 # server: frozen body -> body output down
                 with torch.set_grad_enabled(pg):
                     b = self.model.body(smashed)
-                body_out = b.detach().requires_grad_(pg)
-                self.comm.record(rnd, client, "split", "down", "body_out", body_out)
+                body_out = self._send(rnd, client, "down", "body_out", "body_out", b.detach(), rows)
+                body_out.requires_grad_(pg)
                 # client: tail, loss, backward
                 loss = F.cross_entropy(self.model.tail(body_out), y)
                 loss.backward()
                 if pg:
-                    self.comm.record(rnd, client, "split", "up", "grad", body_out.grad)
-                    b.backward(body_out.grad)  # server: activation gradients through the frozen body
-                    self.comm.record(rnd, client, "split", "down", "grad", smashed.grad)
-                    h.backward(smashed.grad)  # client: into the prompts
+                    grad_up = self._send(rnd, client, "up", "grad_up", "grad", body_out.grad, rows)
+                    b.backward(grad_up)  # server: activation gradients through the frozen body
+                    grad_down = self._send(rnd, client, "down", "grad_down", "grad", smashed.grad, rows)
+                    h.backward(grad_down)  # client: into the prompts
                 self.step(opt)
                 loss_sum += loss.detach() * len(y)
                 n += len(y)
@@ -193,10 +359,7 @@ class SFPrompt(Method):
         return self.check_loss(loss_sum, rnd, client) / max(n, 1)
 
     def local_update(self, rnd: int, client: int) -> ClientUpdate:
-        kept = self.prune(rnd, client)
-        extra = {"kept": float(len(kept))}
-        if self.t.local_loss_epochs > 0:
-            extra["local_loss"] = self.local_loss_update(rnd, client, kept)
+        kept, extra = self.self_update(rnd, client)
         loss = self.split_training(rnd, client, kept)
         return ClientUpdate(samples=len(kept), loss=loss, extra=extra)
 

@@ -44,20 +44,24 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 ARCH_KEYS = ("backbone", "img_size", "patch_size", "embed_dim", "depth", "num_heads")
 """``model`` keys a backbone entry owns (split and prompt keys belong in ``run.model``)."""
 GRID_KEYS = ("seed", "threads", "data.dataset", "train.method", "model.backbone", "model.weights",
-             "partition.scheme")
+             "partition.scheme", "method_params")
 """Keys the grid sets; the base ``run`` section may not."""
 VARIANT_FORBIDDEN = ("seed", "threads", "data.", "partition.", "train.method", "model.weights") + tuple(
     f"model.{k}" for k in ARCH_KEYS)
 """Variants share a cell's partition and backbone, so they may not change data, partition or architecture."""
 OPTIMISER_KEYS = ("train.lr", "train.momentum", "train.weight_decay", "train.grad_clip")
-"""The only keys ``method_settings`` may set: anything that changes cost belongs in ``run``, so the analytic
-accounting (one config for every method) describes the runs."""
+"""The optimiser keys ``method_settings`` may set; besides them only the method's own ``method_params.*``.
+Anything else that changes cost belongs in ``run``, so the analytic accounting (one config for every method, plus
+each method's own parameters) describes the runs."""
+METHOD_PARAMS = "method_params."
+ABLATED_METHOD = "sfprompt"
+"""The method under study: ablations and sensitivity sweeps are variants of it (its ``method_settings`` apply)."""
 RULES = ("cache", "partition", "pretrain", "train", "accounting", "report")
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
-SENSITIVITY_KEYS = {"keep_ratio": ("train.keep_ratio",), "prompt_len": ("model.prompt_len",),
+SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
-TABLES: dict[str, str | None] = {"accuracy": None, "resources": None, "ablation": "ablation", "claims": None,
-                                  "sensitivity": "sensitivity"}
+TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": None, "ablation": "ablation",
+                                  "claims": None, "sensitivity": "sensitivity"}
 """The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
 registered in :data:`benchmark.report.build.OUTPUTS` under the same names."""
 FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
@@ -239,6 +243,8 @@ class Accounting:
     settings: tuple[tuple[str, Any], ...]
     samples_per_client: int
     num_classes: int
+    method_params: tuple[tuple[str, Any], ...] = ()
+    """``("method.key", value)`` pairs: each method's own hyper-parameters from ``method_settings``."""
 
     @property
     def file(self) -> str:
@@ -268,9 +274,10 @@ class Workflow:
     def _check_sections(self) -> None:
         flat = flatten(self.base)
         for key in flat:
-            if key in GRID_KEYS:
+            if key in GRID_KEYS or key.startswith(METHOD_PARAMS):
                 raise ConfigError(f"workflow config key 'run.{key}' is set by the grid (seeds, datasets, "
-                                  f"partitions, backbones, methods, resources.*.threads); remove it")
+                                  f"partitions, backbones, methods, resources.*.threads; a method's own "
+                                  f"method_params go in method_settings.<method>); remove it")
         for name, b in self.backbones.items():
             extra = [k for k in b["model"] if k not in ARCH_KEYS]
             if extra:
@@ -279,10 +286,11 @@ class Workflow:
             if "backbone" not in b["model"]:
                 raise ConfigError(f"workflow config key 'backbones.{name}.model.backbone' is required (a timm ViT name)")
         for method, sets in self.doc["method_settings"].items():
-            bad = [k for k in sets if k not in OPTIMISER_KEYS]
+            bad = [k for k in sets if k not in OPTIMISER_KEYS and not k.startswith(METHOD_PARAMS)]
             if bad:
                 raise ConfigError(f"workflow config key 'method_settings.{method}.{bad[0]}': method_settings may set "
-                                  f"{', '.join(OPTIMISER_KEYS)} only; cost-relevant keys belong in run")
+                                  f"{', '.join(OPTIMISER_KEYS)} and {METHOD_PARAMS}* only; other cost-relevant keys "
+                                  f"belong in run")
         for name, sets in self.doc["ablations"].get("variants", {}).items():
             self._check_variant(f"ablations.variants.{name}", sets)
             if name in self.methods:
@@ -296,7 +304,7 @@ class Workflow:
                     if item not in known:
                         raise ConfigError(f"workflow config key '{block}.scope.{axis}': {item!r} is not one of "
                                           f"{', '.join(map(str, known))}")
-        if "sfprompt" not in self.methods and (self.doc["ablations"].get("variants") or any(
+        if ABLATED_METHOD not in self.methods and (self.doc["ablations"].get("variants") or any(
                 self.doc["sensitivity"].get(k) for k in SENSITIVITY_KEYS)):
             raise ConfigError("workflow config: ablations and sensitivity are SFPrompt variants; add sfprompt to "
                               "methods (their tables compare against it)")
@@ -328,6 +336,10 @@ class Workflow:
             flat.update(layer)
         try:
             cfg = from_dict(unflatten(flat))
+            if cfg.method_params:  # a method's own keys: checked against its Params (imports the methods)
+                from benchmark.methods import method_class
+
+                method_class(cfg.train.method).params(cfg)
         except ConfigError as exc:
             raise _err(where, exc) from None
         resolved, defaults = flatten(cfg.to_dict()), flatten(RunConfig().to_dict())
@@ -348,17 +360,17 @@ class Workflow:
         """(variant, method, overrides, role) of one cell, methods first."""
         for m in self.methods:
             yield m, m, dict(self.doc["method_settings"].get(m, {})), Role("method", m)
-        sf = dict(self.doc["method_settings"].get("sfprompt", {}))
+        sf = dict(self.doc["method_settings"].get(ABLATED_METHOD, {}))
         if self._in_scope("ablations", *cell):
             for name, sets in self.doc["ablations"].get("variants", {}).items():
-                yield name, "sfprompt", {**sf, **sets}, Role("ablation", name)
+                yield name, ABLATED_METHOD, {**sf, **sets}, Role("ablation", name)
         if self._in_scope("sensitivity", *cell):
             for param, keys in SENSITIVITY_KEYS.items():
                 for value in self.doc["sensitivity"].get(param, []):
                     values = value if param == "split" else [value]
                     sets = dict(zip(keys, values))
                     label = f"split_{split_label(value)}" if param == "split" else f"{param}{_fmt(value)}"
-                    yield f"sfprompt-{label}", "sfprompt", {**sf, **sets}, Role(
+                    yield f"{ABLATED_METHOD}-{label}", ABLATED_METHOD, {**sf, **sets}, Role(
                         "sensitivity", param, split_label(value) if param == "split" else value)
 
     def _expand(self) -> list[Run]:
@@ -407,8 +419,13 @@ class Workflow:
                         "model.tail_blocks": split[1]}
                 settings = self._resolve(f"accounting {label} {split_label(split)}", sets, keep=("model.", "train."))
                 out.append(Accounting(label, tuple(split), trained, tuple(sorted(settings.items())), spc,
-                                      acc["num_classes"]))
+                                      acc["num_classes"], self._method_params()))
         return out
+
+    def _method_params(self) -> tuple[tuple[str, Any], ...]:
+        """Each method's ``method_params`` from ``method_settings`` as ``("method.key", value)`` pairs."""
+        return tuple(sorted((f"{m}.{k[len(METHOD_PARAMS):]}", v) for m, sets in self.doc["method_settings"].items()
+                            for k, v in sets.items() if k.startswith(METHOD_PARAMS)))
 
     def run_samples_per_client(self) -> int:
         """Samples per client of the runs: the first dataset's train size over the first partition's clients."""
@@ -524,8 +541,9 @@ class Workflow:
 
     def accounting_args(self, wc: Any) -> str:
         a = self.accounting_entry(wc)
+        method_sets = " ".join(f"--method-set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in a.method_params)
         return (f"{set_args(dict(a.settings))} --samples-per-client {a.samples_per_client} "
-                f"--num-classes {a.num_classes}")
+                f"--num-classes {a.num_classes} {method_sets}").rstrip()
 
     def resources(self, rule: str) -> dict[str, int]:
         res = self.doc["resources"]
@@ -591,7 +609,8 @@ class Workflow:
                      for r in self.runs.values()],
             "accounting": [{"label": a.label, "split": split_label(a.split), "head_blocks": a.split[0],
                             "tail_blocks": a.split[1], "trained": a.trained, "file": a.file,
-                            "samples_per_client": a.samples_per_client, "settings": dict(a.settings)}
+                            "samples_per_client": a.samples_per_client, "settings": dict(a.settings),
+                            "method_params": dict(a.method_params)}
                            for a in self.accounting.values()],
             "backbones": {b: {"weights": spec["weights"],
                               "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None}

@@ -1,27 +1,38 @@
-"""The methods are the methods: equivalence tests against plain back-propagation (after minGPT's check of
-its model against a reference), frozen-parameter checks, and analytic accounting == a real run's ledgers."""
+"""The methods are the methods: equivalence tests against plain back-propagation and hand-written references
+(after minGPT's check of its model against a reference), frozen-parameter checks, analytic accounting == a real
+run's ledgers, and the ledgers == an independent FLOP count (FlopCounterMode) of the phases actually run."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmark import seeding
 from benchmark.accounting.analytic import method_round
+from benchmark.accounting.flops import unfused_attention
 from benchmark.config import from_dict
 from benchmark.data.federated import FederatedData
-from benchmark.errors import NumericError, UnknownNameError
-from benchmark.federation.method import METHODS, create_method, method_class
+from benchmark.errors import ConfigError, NumericError, UnknownNameError
+from benchmark.methods import METHODS, create_method, method_class, ordered
 
-ALL = ["fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"]
+ALL = ordered()  # every registered method and reference: a new one is covered the moment it registers
 
 
-def make_data(n: int = 48, clients: int = 2, classes: int = 3, img: int = 16, seed: int = 0) -> FederatedData:
+def make_data(n: int = 48, clients: int = 2, classes: int = 3, img: int = 16, seed: int = 0,
+              sizes: list[int] | None = None) -> FederatedData:
+    """Random uint8 images; ``sizes`` gives clients of unequal size (else ``n`` split evenly)."""
     g = torch.Generator().manual_seed(seed)
+    n = sum(sizes) if sizes else n
     images = torch.randint(0, 256, (n, 3, img, img), dtype=torch.uint8, generator=g)
     labels = torch.arange(n) % classes
-    parts = np.array_split(np.arange(n), clients)
+    if sizes:
+        parts = np.split(np.arange(n), np.cumsum(sizes)[:-1])
+    else:
+        parts = np.array_split(np.arange(n), clients)
     return FederatedData(images, labels, images[:12].clone(), labels[:12].clone(), [p.astype(np.int64) for p in parts],
                          [f"c{i}" for i in range(classes)], (0.5,) * 3, (0.5,) * 3, img)
 
@@ -44,10 +55,36 @@ def make_cfg(method: str, **over):
 
 
 def test_registry_lists_all_methods():
-    method_class("fedavg")
-    assert set(ALL) <= set(METHODS.names())
+    assert {"fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt", "linear_probe"} <= set(METHODS.names())
+    assert ordered()[:5] == ["fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"]
     with pytest.raises(UnknownNameError, match="valid: .*fedavg.*sfprompt"):
         method_class("fedsgd")
+
+
+def test_a_method_rejects_unknown_or_inconsistent_params_in_one_line():
+    data = make_data(n=8, clients=1)
+    with pytest.raises(ConfigError, match=r"unknown config key 'method_params.keep'; valid keys .*keep_ratio"):
+        create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep": 0.5}), data)
+    with pytest.raises(ConfigError, match=r"unknown config key 'method_params.keep_ratio'"):
+        create_method(make_cfg("fedavg", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.5}), data)
+    with pytest.raises(ConfigError, match=r"local_samples|local_loss_samples': kept needs el2n_timing"):
+        create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.local_loss_samples": "kept"}),
+                      data)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# equivalence with plain SGD and hand-written references
+
+
+def _sgd_client(model, batches, lr: float, keys: list[str]) -> dict[str, torch.Tensor]:
+    """Plain SGD (no momentum) of the parameters ``keys`` over ``batches``; returns their trained state."""
+    params = dict(model.named_parameters())
+    opt = torch.optim.SGD([params[k] for k in keys], lr=lr)
+    for x, y in batches:
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return {k: params[k].detach().clone() for k in keys}
 
 
 def test_one_client_fedavg_step_equals_plain_sgd():
@@ -69,10 +106,37 @@ def test_one_client_fedavg_step_equals_plain_sgd():
     assert changed > 10  # the step really moved the weights
 
 
-def test_sfl_v1_one_client_equals_fedavg():
-    """Split learning is exact back-propagation: same batches and lr give the same parameters."""
-    data = make_data(n=24, clients=1)
-    over = {"partition.num_clients": 1, "train.rounds": 2, "train.momentum": 0.9}
+UNEQUAL = [10, 22, 6]
+
+
+def test_fedavg_over_unequal_clients_equals_a_hand_written_weighted_average():
+    """FedAvg (McMahan et al., Alg. 1) weights each client by its sample count: checked with 3 clients of
+    unequal size over 2 rounds against an average written out here."""
+    data = make_data(sizes=UNEQUAL)
+    cfg = make_cfg("fedavg", **{"partition.num_clients": 3, "train.rounds": 2})
+    m = create_method(cfg, data)
+    ref = create_method(cfg, data)  # same init; its model is trained by hand below
+    keys = list(ref.global_client)
+    global_state = {k: v.clone() for k, v in ref.global_client.items()}
+    for rnd in range(2):
+        total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in global_state.items()}
+        for c, idx in enumerate(data.client_indices):
+            ref._load(global_state)
+            state = _sgd_client(ref.model, list(ref.batches(idx, rnd, c, 0)), 0.05, keys)
+            for k in keys:
+                total[k] += state[k].double() * len(idx)
+        global_state = {k: (v / sum(UNEQUAL)).float() for k, v in total.items()}
+    m.run()
+    for k in keys:
+        torch.testing.assert_close(m.global_client[k], global_state[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_sfl_v1_equals_fedavg_with_unequal_clients_over_rounds():
+    """Split learning is exact back-propagation and V1 averages its server copies with FedAvg's weights, so
+    with every client taking part SFL-V1 is FedAvg: 3 unequal clients, 3 rounds, momentum and (joint)
+    gradient clipping on."""
+    data = make_data(sizes=UNEQUAL)
+    over = {"partition.num_clients": 3, "train.rounds": 3, "train.momentum": 0.9, "train.grad_clip": 0.5}
     fed = create_method(make_cfg("fedavg", **over), data)
     sfl = create_method(make_cfg("sfl_v1", **over), data)
     fed.run()
@@ -83,70 +147,220 @@ def test_sfl_v1_one_client_equals_fedavg():
         torch.testing.assert_close(merged[k], v, rtol=1e-5, atol=1e-6, msg=k)
 
 
-def test_sfprompt_prompt_gradient_through_server_equals_unsplit():
-    data = make_data()
-    m = create_method(make_cfg("sfprompt"), data)
-    x, y = next(iter(m.batches(data.client_indices[0], 0, 0, 0)))
-    prompts = m.model.head.prompts.tokens
-    # reference: autograd through the unsplit model
-    F.cross_entropy(m.model(x), y).backward()
-    ref = prompts.grad.clone()
-    prompts.grad = None
-    # the split path: cut, server backward through the frozen body, gradient down
-    h = m.model.head(x)
-    smashed = h.detach().requires_grad_(True)
-    b = m.model.body(smashed)
-    body_out = b.detach().requires_grad_(True)
-    F.cross_entropy(m.model.tail(body_out), y).backward()
-    b.backward(body_out.grad)
-    h.backward(smashed.grad)
-    torch.testing.assert_close(prompts.grad, ref, rtol=1e-5, atol=1e-7)
-    assert ref.abs().sum() > 0
+def _sfl_v2_reference(cfg, data, rounds: int) -> dict[str, torch.Tensor]:
+    """SFL-V2 written out: one server part trained by the clients in a random order per round (seeded as
+    (seed, "client_order", round)), each client's head from the round's global head; heads averaged by
+    sample count. Plain SGD, a fresh optimiser per client on each side."""
+    ref = create_method(cfg, data)
+    model = ref.model
+    params = dict(model.named_parameters())
+    heads = [k for k in params if k.startswith("head.")]
+    server = [k for k in params if k.startswith(("body.", "tail."))]
+    head_state = {k: params[k].detach().clone() for k in heads}
+    for rnd in range(rounds):
+        order = seeding.rng(cfg.seed, "client_order", rnd).permutation(len(data.client_indices))
+        total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in head_state.items()}
+        for c in order:
+            idx = data.client_indices[c]
+            ref._load(head_state)  # the server part carries on from the previous client
+            state = _sgd_client(model, list(ref.batches(idx, rnd, int(c), 0)), cfg.train.lr, heads + server)
+            for k in heads:
+                total[k] += state[k].double() * len(idx)
+        head_state = {k: (v / sum(len(i) for i in data.client_indices)).float() for k, v in total.items()}
+    return {**head_state, **{k: params[k].detach().clone() for k in server}}
 
 
-@pytest.mark.parametrize("method", ["fedprompt", "sfprompt"])
-def test_frozen_parameters_stay_bit_identical(method):
-    data = make_data()
-    m = create_method(make_cfg(method), data)
-    frozen = {k: p.detach().clone() for k, p in m.model.named_parameters() if not p.requires_grad}
-    trained = {k: p.detach().clone() for k, p in m.model.named_parameters() if p.requires_grad}
-    m.run()
+def test_sfl_v2_equals_a_sequential_reference_and_differs_from_v1():
+    data = make_data(sizes=UNEQUAL)
+    over = {"partition.num_clients": 3, "train.rounds": 2}
+    v2 = create_method(make_cfg("sfl_v2", **over), data)
+    v2.run()
+    expected = _sfl_v2_reference(make_cfg("sfl_v2", **over), data, 2)
+    got = {**v2.global_client, **v2.global_server}
+    for k, v in expected.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    v1 = create_method(make_cfg("sfl_v1", **over), data)
+    v1.run()
+    assert any(not torch.allclose(v1.global_server[k], v2.global_server[k]) for k in v1.global_server)
+
+
+def test_sfl_v2_draws_a_seeded_order_each_round_unless_sorted():
+    data = make_data(n=40, clients=5)
+    m = create_method(make_cfg("sfl_v2", **{"partition.num_clients": 5}), data)
+    orders = [m.client_order(r, list(range(5))) for r in range(6)]
+    assert all(sorted(o) == list(range(5)) for o in orders) and len({tuple(o) for o in orders}) > 1
+    assert orders == [m.client_order(r, list(range(5))) for r in range(6)]
+    fixed = create_method(make_cfg("sfl_v2", **{"partition.num_clients": 5, "method_params.client_order": "sorted"}),
+                          data)
+    assert fixed.client_order(3, list(range(5))) == list(range(5))
+
+
+@pytest.mark.parametrize("split,minimal", [((1, 1), False), ((0, 0), False), ((0, 0), True)])
+def test_sfprompt_split_training_equals_unsplit_backprop(split, minimal):
+    """SFPrompt's own ``split_training`` (smashed data up, body output down, gradient up through the frozen
+    body, gradient down into the prompts) updates prompts and tail exactly as one SGD step of the unsplit
+    model on the same batch, also when only the rows the receiver uses are sent."""
+    data = make_data(n=8, clients=1)
+    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "model.head_blocks": split[0],
+                                  "model.tail_blocks": split[1], "method_params.keep_ratio": 1.0,
+                                  "method_params.minimal_traffic": minimal})
+    m = create_method(cfg, data)
+    kept = data.client_indices[0]
+    ref = copy.deepcopy(m.model)
+    x, y = next(iter(m.batches(kept, 0, 0, 0)))
+    trained = [k for k, p in ref.named_parameters() if p.requires_grad]
+    before = {k: p.detach().clone() for k, p in m.model.named_parameters()}
+    expected = _sgd_client(ref, [(x, y)], 0.05, trained)
+    m.split_training(0, 0, kept)
+    assert {k for k in trained if k.startswith("head.prompts.")}, "prompts are trained"
     for k, p in m.model.named_parameters():
-        if k in frozen:
-            assert torch.equal(p, frozen[k]), k
-    assert any(not torch.equal(m.global_client[k], v) for k, v in trained.items())
-    assert frozen and all(k not in m.global_client for k in frozen)
+        if k in expected:
+            torch.testing.assert_close(p.detach(), expected[k], rtol=1e-5, atol=1e-7, msg=k)
+            assert not torch.equal(p.detach(), before[k]), f"{k} did not move"
+        else:
+            assert torch.equal(p.detach(), before[k]), f"frozen {k} changed"
+
+
+def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing():
+    data = make_data(n=24, clients=2)
+    over = {"model.head_blocks": 0, "model.tail_blocks": 0, "train.rounds": 2}
+    with pytest.warns(UserWarning, match="degenerate"):
+        naive = create_method(make_cfg("sfprompt", **over), data)
+        minimal = create_method(make_cfg("sfprompt", **over, **{"method_params.minimal_traffic": True}), data)
+    naive.run()
+    minimal.run()
+    for k, v in naive.global_client.items():
+        torch.testing.assert_close(minimal.global_client[k], v, rtol=1e-5, atol=1e-7, msg=k)
+    a, b = naive.comm.frame(), minimal.comm.frame()
+    by = lambda f, kind, d: f[(f.kind == kind) & (f.direction == d)].numel.sum()  # noqa: E731
+    tokens, prefix, prompts = 16 + 1 + 3, 1, 3
+    assert by(b, "body_out", "down") * tokens == by(a, "body_out", "down") * prefix
+    assert by(b, "grad", "up") * tokens == by(a, "grad", "up") * prefix
+    assert by(b, "grad", "down") * tokens == by(a, "grad", "down") * prompts
+    assert by(b, "smashed", "up") == by(a, "smashed", "up")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# frozen parameters and which parameters train
 
 
 @pytest.mark.parametrize("method", ALL)
-def test_analytic_accounting_matches_a_real_run(method):
-    """The accounting verb's per-client numbers equal the ledgers of a real run, exactly."""
+def test_every_frozen_tensor_is_bit_identical_and_every_trained_one_moves(method):
+    data = make_data()
+    m = create_method(make_cfg(method, **{"train.rounds": 2}), data)
+    frozen = {k: p.detach().clone() for k, p in m.model.named_parameters() if not p.requires_grad}
+    buffers = {k: b.clone() for k, b in m.model.named_buffers()}
+    trained = {**m.global_client, **m.global_server}
+    trained = {k: v.clone() for k, v in trained.items()}
+    m.run()
+    m._load(m.global_client)
+    m._load(m.global_server)
+    for k, p in m.model.named_parameters():
+        if k in frozen:
+            assert torch.equal(p, frozen[k]), f"frozen {k} changed"
+        else:
+            assert not torch.equal(p, trained[k]), f"trainable {k} did not move"
+    for k, b in m.model.named_buffers():
+        assert torch.equal(b, buffers[k]), k
+    assert set(trained) == {k for k, p in m.model.named_parameters() if p.requires_grad}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# accounting: analytic == ledgers == an independent count
+
+
+def _readings():
+    cls = method_class("sfprompt")
+    return [("sfprompt", r, {f"method_params.{k}": v for k, v in over.items()}) for r, over in cls.readings().items()]
+
+
+CASES = [(m, "default", {}) for m in ALL] + _readings() + [
+    ("sfprompt", "warmup+minimal", {"method_params.el2n_warmup_epochs": 1, "method_params.minimal_traffic": True,
+                                    "model.head_blocks": 0, "model.tail_blocks": 0})]
+
+
+@pytest.mark.parametrize("method,reading,over", CASES, ids=[f"{m}-{r}" for m, r, _ in CASES])
+def test_analytic_accounting_matches_a_real_run(method, reading, over):
+    """The accounting verb's per-client numbers equal the ledgers of a real run exactly, every round (a
+    client's first round has its one-off work, e.g. EL2N scoring when ``el2n_every_round`` is off)."""
     data = make_data(n=50, clients=2)  # 25 samples each: partial last batches
-    cfg = make_cfg(method, **{"train.keep_ratio": 0.3, "train.local_epochs": 2, "train.split_epochs": 2})
-    m = create_method(cfg, data)
+    cfg = make_cfg(method, **{"train.local_epochs": 2, "train.rounds": 3, **over,
+                              **({"method_params.keep_ratio": 0.3, "method_params.split_epochs": 2}
+                                 if method == "sfprompt" else {})})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        m = create_method(cfg, data)
     m.run()
     comm, flops = m.comm.frame(), m.compute.frame()
     cls = method_class(method)
     model = cls.prepare_model(cfg, data.num_classes)
-    for c, idx in enumerate(data.client_indices):
-        exp_comm, exp_flops = method_round(cls, model, cfg, len(idx))
-        got = comm[(comm["round"] == 0) & (comm.client == c)].drop(columns=["round", "client"])
-        key = ["phase", "direction", "kind"]
-        got = got.sort_values(key).reset_index(drop=True)
-        exp = exp_comm.sort_values(key).reset_index(drop=True)
-        assert got[key + ["dtype"]].astype(str).equals(exp[key + ["dtype"]].astype(str))
-        for col in ("numel", "bytes", "messages"):
-            assert got[col].tolist() == exp[col].tolist(), col
-        gotf = flops[(flops["round"] == 0) & (flops.client == c)].drop(columns=["round", "client"])
-        gotf = gotf.sort_values(["phase", "party"]).reset_index(drop=True)
-        expf = exp_flops.sort_values(["phase", "party"]).reset_index(drop=True)
-        for col in ("phase", "party", "samples", "forward", "backward_activation", "backward_weight", "total"):
-            assert gotf[col].tolist() == expf[col].tolist(), col
+    for rnd in range(3):
+        for c, idx in enumerate(data.client_indices):
+            exp_comm, exp_flops = method_round(cls, model, cfg, len(idx), first=rnd == 0)
+            got = comm[(comm["round"] == rnd) & (comm.client == c)].drop(columns=["round", "client"])
+            key = ["phase", "direction", "kind"]
+            got = got.sort_values(key).reset_index(drop=True)
+            exp = exp_comm.sort_values(key).reset_index(drop=True)
+            assert got[key + ["dtype"]].astype(str).equals(exp[key + ["dtype"]].astype(str))
+            for col in ("numel", "bytes", "messages"):
+                assert got[col].tolist() == exp[col].tolist(), (rnd, col)
+            gotf = flops[(flops["round"] == rnd) & (flops.client == c)].drop(columns=["round", "client"])
+            expf = exp_flops[exp_flops.samples > 0]
+            gotf = gotf.sort_values(["phase", "party"]).reset_index(drop=True)
+            expf = expf.sort_values(["phase", "party"]).reset_index(drop=True)
+            for col in ("phase", "party", "samples", "forward", "backward_activation", "backward_weight", "total"):
+                assert gotf[col].tolist() == expf[col].tolist(), (rnd, col)
+
+
+PHASES = {"sfprompt": ("score", "local_loss_update", "split_training"), "fedavg": ("local_update",),
+          "sfl_v2": ("local_update",), "fedprompt": ("local_update",)}
+
+
+@pytest.mark.parametrize("method,over", [
+    ("sfprompt", {"method_params.el2n_every_round": False}),
+    ("sfprompt", {"method_params.el2n_timing": "before_local_loss", "method_params.local_loss_samples": "kept"}),
+    ("sfprompt", {"method_params.el2n_timing": "local_loss_pass"}),
+    ("fedavg", {}), ("fedprompt", {}), ("sfl_v2", {})])
+def test_ledger_flops_equal_flop_counter_mode_around_the_phases_that_ran(method, over):
+    """An independent count: ``torch.utils.flop_counter.FlopCounterMode`` around every phase a real run
+    executes, over 3 rounds (with ``el2n_every_round`` off, rounds 1-2 score nothing), against the compute
+    ledger per round, client and phase. FlopCounterMode counts 2 FLOPs per multiply-add and no norm layers,
+    so ours (fvcore: 1 per multiply-add, norms included) is at most ~3% above half of its count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    data = make_data(n=40, clients=2)
+    cfg = make_cfg(method, **{"train.rounds": 3, "method_params.keep_ratio": 0.5, **over} if method == "sfprompt"
+                   else {"train.rounds": 3})
+    m = create_method(cfg, data)
+    counted: dict[tuple, int] = {}
+    phase_of = {"score": "el2n", "local_loss_update": "local_loss", "split_training": "split",
+                "local_update": m.phase if hasattr(m, "phase") else "local"}
+    for name in PHASES[method]:
+        original = getattr(m, name)
+
+        def wrapped(rnd, client, *args, _f=original, _name=name, **kwargs):
+            with unfused_attention(m.model), FlopCounterMode(display=False) as counter:
+                out = _f(rnd, client, *args, **kwargs)
+            key = (rnd, client, phase_of[_name])
+            counted[key] = counted.get(key, 0) + int(counter.get_total_flops()) // 2
+            return out
+
+        setattr(m, name, wrapped)
+    m.run()
+    ledger = m.compute.frame().groupby(["round", "client", "phase"]).total.sum()
+    assert set(ledger.index) == {k for k, v in counted.items() if v > 0}
+    for key, theirs in counted.items():
+        ours = int(ledger.get(key, 0))
+        assert theirs <= ours <= 1.03 * theirs, (key, ours, theirs)
+    if over.get("method_params.el2n_every_round") is False:
+        assert [k for k in ledger.index if k[2] == "el2n"] == [(0, 0, "el2n"), (0, 1, "el2n")]
 
 
 def test_bytes_are_numel_times_element_size_for_sfprompt():
     data = make_data(n=20, clients=1)
-    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "train.keep_ratio": 0.5, "train.batch_size": 4})
+    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.5, "train.batch_size": 4})
     m = create_method(cfg, data)
     m.run()
     comm = m.comm.frame()
@@ -161,10 +375,14 @@ def test_bytes_are_numel_times_element_size_for_sfprompt():
     assert up == tail_and_prompts * 4
 
 
+# ----------------------------------------------------------------------------------------------------------
+# SFPrompt's self-update: pruning and the order of its phases
+
+
 def test_sfprompt_keeps_the_hardest_samples():
     data = make_data(n=20, clients=1)
-    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "train.keep_ratio": 0.25}), data)
-    kept = m.prune(0, 0)
+    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25}), data)
+    kept = m.keep(0, m.score(0, 0))
     assert len(kept) == 5
     with torch.no_grad():
         m.model.eval()
@@ -176,18 +394,64 @@ def test_sfprompt_keeps_the_hardest_samples():
     assert scores[kept].min() >= np.delete(scores, kept).max()
 
 
+def _first_round(over: dict) -> tuple[list[str], dict]:
+    """(phases charged in order, extra metrics) of one client's first round."""
+    data = make_data(n=16, clients=1)
+    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, **over}), data)
+    order = []
+    m.record_compute = lambda rnd, client, phase, samples, _o=m.record_compute: (order.append(phase),
+                                                                                  _o(rnd, client, phase, samples))
+    upd = m.local_update(0, 0)
+    return order, {**upd.extra, "samples": upd.samples}
+
+
+def test_sfprompt_phase_order_follows_the_knobs():
+    assert _first_round({})[0] == ["local_loss", "el2n", "split"]  # the paper's (a) then (b)
+    assert _first_round({"method_params.el2n_timing": "before_local_loss"})[0] == ["el2n", "local_loss", "split"]
+    assert _first_round({"method_params.el2n_timing": "local_loss_pass"})[0] == ["local_loss", "split"]
+    assert _first_round({"method_params.el2n_warmup_epochs": 1})[0] == ["local_loss", "local_loss", "el2n", "split"]
+
+
+def test_sfprompt_local_loss_sees_all_samples_or_only_the_kept_ones():
+    data = make_data(n=16, clients=1)
+    for samples, expected in (("all", 16), ("kept", 4)):
+        m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25,
+                                                  "method_params.el2n_timing": "before_local_loss",
+                                                  "method_params.local_loss_samples": samples}), data)
+        m.run()
+        flops = m.compute.frame().query("party == 'client'").set_index("phase")
+        assert flops.loc["local_loss", "samples"] == expected and flops.loc["split", "samples"] == 4
+
+
+def test_scores_from_the_local_loss_pass_are_the_last_epoch_logits():
+    """``local_loss_pass`` keeps the samples whose last-epoch training logits had the highest EL2N."""
+    from benchmark.sfprompt import el2n_scores
+
+    data = make_data(n=16, clients=1)
+    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25,
+                                              "method_params.el2n_timing": "local_loss_pass",
+                                              "train.batch_size": 16}), data)
+    probe = copy.deepcopy(m.model)
+    x, y, b = next(iter(m.batches(data.client_indices[0], 0, 0, 0, stream="local_loss", with_index=True)))
+    with torch.no_grad():
+        scores = el2n_scores(probe.client_path(x), y).numpy()  # one batch: the logits before the only step
+    kept, _ = m.self_update(0, 0)
+    expected = np.sort(b.numpy()[np.argsort(-scores, kind="stable")[:4]])
+    assert kept.tolist() == expected.tolist()
+
+
 def test_ablation_settings_change_what_runs():
     data = make_data(n=16, clients=1)
     base = {"partition.num_clients": 1}
-    no_local = create_method(make_cfg("sfprompt", **base, **{"train.local_loss_epochs": 0}), data)
+    no_local = create_method(make_cfg("sfprompt", **base, **{"method_params.local_loss_epochs": 0}), data)
     no_local.run()
     assert "local_loss" not in set(no_local.compute.frame().phase)
-    no_grad = create_method(make_cfg("sfprompt", **base, **{"train.prompt_grad_via_server": False}), data)
+    no_grad = create_method(make_cfg("sfprompt", **base, **{"method_params.prompt_grad_via_server": False}), data)
     no_grad.run()
     assert "grad" not in set(no_grad.comm.frame().kind)
     no_prompt = create_method(make_cfg("sfprompt", **base, **{"model.prompt_len": 0}), data)
     assert no_prompt.model.head.prompts is None
-    no_prune = create_method(make_cfg("sfprompt", **base, **{"train.keep_ratio": 1.0}), data)
+    no_prune = create_method(make_cfg("sfprompt", **base, **{"method_params.keep_ratio": 1.0}), data)
     no_prune.run()
     assert no_prune.metrics_frame().query("metric == 'kept'").value.iloc[0] == 16
 

@@ -47,20 +47,60 @@ def _accounting(label: str, backbone: str, split: tuple[int, int], sf_flops: flo
 # tables
 
 
-def test_accuracy_table_mean_and_std_over_seeds():
+def test_accuracy_table_mean_and_ci_over_seeds():
     runs = _runs([("fedavg", 0, 80.0, 1, 1, 1, 1), ("fedavg", 1, 84.0, 1, 1, 1, 1), ("sfprompt", 0, 70.0, 1, 1, 1, 1)])
     table = tables.accuracy_table(runs)
     fedavg = table.data.set_index("method").loc["fedavg"]
     assert (fedavg.accuracy_mean, fedavg.seeds) == (82.0, 2)
-    assert fedavg.accuracy_std == pytest.approx(math.sqrt(8.0))
-    assert table.display.loc[0, "FedAvg"] == "82.0 ± 2.8" and table.display.loc[0, "SFPrompt"] == "70.0"
+    # by hand: t(0.975, 1 dof) = 12.706, sem = sqrt(8) / sqrt(2) = 2
+    assert fedavg.accuracy_ci95 == pytest.approx(12.7062 * 2.0, rel=1e-4)
+    assert table.display.loc[0, "FedAvg"] == "82.0 ± 25.4 (n=2)" and table.display.loc[0, "SFPrompt"] == "70.0 (n=1)"
     assert "Backbone" not in table.display  # one backbone: stated in the notes instead
-    assert "fvcore" in table.caption and "%" in table.caption
+    assert "fvcore" in table.caption and "95% confidence interval" in table.caption and "n = 1/2" in table.caption
+
+
+def test_confidence_intervals_equal_a_hand_computation_with_scipy():
+    from scipy import stats as st
+
+    from benchmark.report import stats
+
+    values = [61.0, 64.5, 59.0, 62.5]
+    mean, half, n = stats.mean_ci(values)
+    lo, hi = st.t.interval(0.95, df=3, loc=sum(values) / 4, scale=st.sem(values))
+    assert (n, mean) == (4, pytest.approx(61.75)) and half == pytest.approx((hi - lo) / 2)
+    assert stats.mean_ci([70.0]) == (70.0, pytest.approx(math.nan, nan_ok=True), 1)
+    a = pd.Series([60.0, 62.0, 65.0], index=[0, 1, 2])
+    b = pd.Series([59.0, 60.5, 64.0, 99.0], index=[0, 1, 2, 3])  # seed 3 has no pair: left out
+    d, h, n = stats.paired_difference(a, b)
+    diffs = [1.0, 1.5, 1.0]
+    assert n == 3 and d == pytest.approx(sum(diffs) / 3)
+    assert h == pytest.approx(st.t.ppf(0.975, 2) * st.sem(diffs))
+    assert stats.binomial_se(50.0, 500) == pytest.approx(100 * math.sqrt(0.25 / 500))
+
+
+@pytest.mark.parametrize("mean,half,n,expected", [
+    (0.5, 1.0, 3, "reproduced"), (-1.5, 0.4, 3, "reproduced"), (-5.0, 1.0, 3, "not reproduced"),
+    (-2.0, 1.0, 3, "inconclusive"), (3.0, math.nan, 1, "inconclusive")])
+def test_margin_verdict_never_claims_more_than_its_interval(mean, half, n, expected):
+    from benchmark.report.stats import margin_verdict
+
+    assert margin_verdict(mean, half, n, margin=2.0) == expected
+
+
+def test_paired_table_pairs_by_seed():
+    runs = _runs([("fedavg", 0, 80.0, 1, 1, 1, 1), ("fedavg", 1, 84.0, 1, 1, 1, 1),
+                  ("sfprompt", 0, 79.0, 1, 1, 1, 1), ("sfprompt", 1, 83.0, 1, 1, 1, 1)])
+    table = tables.paired_table(runs)
+    row = table.data.iloc[0]
+    assert (row.method, row.diff_mean, row.diff_ci95, row.seeds) == ("sfprompt", -1.0, 0.0, 2)
+    assert table.display.iloc[0]["Δ vs FedAvg (pp)"] == "-1.0 ± 0.0"
 
 
 def test_fmt_helpers():
-    assert tables.fmt_pm(1.234, math.nan, 1) == "1.2"
-    assert tables.fmt_pm(math.nan, math.nan, 0) == "–"
+    from benchmark.report.stats import fmt_ci
+
+    assert fmt_ci(1.234, math.nan, 1) == "1.2"
+    assert fmt_ci(math.nan, math.nan, 0) == "–"
     assert tables.fmt_count(85_806_346) == "85.8M" and tables.fmt_count(16_906) == "16.9k"
     assert tables.fmt_num(0.4454) == "0.445" and tables.fmt_num(26320.0) == "26,320"
 
@@ -126,9 +166,31 @@ def test_claims_say_which_split_reproduces_046_percent():
     assert list(local.verdict) == ["reproduces", "does not reproduce"]
     assert list(local.ours) == ["0.445%", "20.9%"]
     assert "degenerate" in local.note.iloc[0] and "degenerate" not in local.note.iloc[1]
-    assert any("split 0/0: 0.445% (reproduces)" in n for n in table.notes)
+    assert any("split 0/0: 0.445% (range 0.445%; reproduces)" in n for n in table.notes)
     caveat = table.data[table.data.claim == "caveat"].iloc[0]
     assert caveat.verdict == "degenerate" and "CLS token" in caveat.note
+
+
+def test_claims_give_the_range_over_readings_and_a_verdict_that_follows_it():
+    acc = _accounting("vit_b16", "vit_base_patch16_224", (0, 0), sf_flops=0.445, sf_mb=636.0).assign(
+        reading="default")
+    extra = acc[acc.method == "sfprompt"].assign(reading="score_once", client_gflops_round=0.22)
+    row = _claims(pd.concat([acc, extra])).data.query("claim == 'local_compute'").iloc[0]
+    assert row.ours == "0.445%" and row["range"] == "0.22% – 0.445%"
+    assert row.verdict == "reproduces under some readings (default)"
+    assert "score_once 0.22%" in row.note and "keep_ratio 0.5" in row.setting and "el2n_timing" in row.setting
+    allbad = pd.concat([acc.assign(client_gflops_round=acc.client_gflops_round.where(acc.method == "fedavg", 2.0)),
+                        extra])
+    assert _claims(allbad).data.query("claim == 'local_compute'").iloc[0].verdict == "does not reproduce"
+
+
+def test_accuracy_claim_follows_the_paired_interval():
+    runs = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]
+                 + [("sfprompt", s, 79.5 + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)])
+    acc = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs).data.set_index("claim")
+    assert acc.loc["accuracy"].verdict == "reproduced" and "n = 3 seed(s), margin 2 pp" in acc.loc["accuracy"].setting
+    one_seed = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs[runs.seed == 0]).data
+    assert one_seed.set_index("claim").loc["accuracy"].verdict == "inconclusive"
 
 
 def test_claims_give_the_traffic_ratio_with_its_break_even():
@@ -176,7 +238,7 @@ def test_figures_are_pure_functions_returning_figures():
 
 
 def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
-    for name in ("accuracy", "resources", "ablation", "claims", "sensitivity"):
+    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity"):
         csv = pd.read_csv(smoke_results / "tables" / f"{name}.csv")
         assert len(csv), name
         tex = (smoke_results / "tables" / f"{name}.tex").read_text()
@@ -195,7 +257,7 @@ def test_smoke_claims_say_the_degenerate_setting_and_break_even(smoke_results):
 def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     outputs = manifest["outputs"]
-    expected = {f"tables/{t}.{x}" for t in ("accuracy", "resources", "ablation", "claims", "sensitivity")
+    expected = {f"tables/{t}.{x}" for t in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity")
                 for x in ("csv", "md", "tex")}
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
                                               "partitions", "sensitivity") for x in ("pdf", "png")}

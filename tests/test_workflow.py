@@ -111,7 +111,7 @@ def test_schema_describes_every_key():
 
 def test_schema_names_match_the_registries():
     from benchmark.data.datasets import DATASETS
-    from benchmark.federation.method import METHODS, method_class
+    from benchmark.methods import METHODS, method_class
 
     method_class("fedavg")  # imports the registering modules
     defs = yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, Mapping
 
 import pandas as pd
 import torch
@@ -21,18 +22,13 @@ from tabulate import tabulate
 from benchmark import seeding
 from benchmark.accounting.flops import FLOP_CONVENTION
 from benchmark.config import RunConfig
-from benchmark.federation.method import Method, Transfer, method_class
+from benchmark.federation.method import Method, Transfer
+from benchmark.methods import federated_methods, method_class
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import ARCH_KEYS, create_backbone
 
-ALL_METHODS = ("fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt")
-
-
-def configure(model: SplitViT, cls: type[Method]) -> SplitViT:
-    """Set ``requires_grad`` to the method's trainable parameters."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(cls.is_client_param(name) or cls.is_server_param(name))
-    return model
+REFERENCE = "fedavg"
+"""The paper's FL baseline every ratio is relative to (federated full fine-tuning)."""
 
 
 def comm_rows(transfers: list[Transfer]) -> pd.DataFrame:
@@ -41,25 +37,25 @@ def comm_rows(transfers: list[Transfer]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["phase", "direction", "kind", "dtype", "numel", "bytes", "messages"])
 
 
-def compute_rows(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int) -> pd.DataFrame:
+def compute_rows(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int, first: bool = False) -> pd.DataFrame:
+    """FLOPs per (phase, party) of one client's round; ``first``: its first sampled round (one-off work)."""
     costs = cls.per_sample_costs(model, cfg)
-    counts = cls.expected_samples(cfg, samples)
+    counts = cls.expected_samples(cfg, samples, first)
     rows = []
     for key, (party, cost) in costs.items():
         phase = key.split("/")[0]
         n = counts.get(phase, 0)
-        if n == 0 and phase in ("local_loss", "el2n"):
-            continue
         rows.append((phase, party, n, cost.forward * n, cost.backward_activation * n, cost.backward_weight * n))
     frame = pd.DataFrame(rows, columns=["phase", "party", "samples", "forward", "backward_activation", "backward_weight"])
     frame["total"] = frame.forward + frame.backward_activation + frame.backward_weight
     return frame
 
 
-def method_round(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def method_round(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int,
+                 first: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(comm rows, compute rows) of one client's round under ``cls`` (model trainability set here)."""
-    configure(model, cls)
-    return comm_rows(cls.expected_transfers(model, cfg, samples)), compute_rows(cls, model, cfg, samples)
+    cls.set_trainability(model)
+    return comm_rows(cls.expected_transfers(model, cfg, samples)), compute_rows(cls, model, cfg, samples, first)
 
 
 def accounting_table(
@@ -68,13 +64,27 @@ def accounting_table(
     samples_per_client: int = 500,
     num_classes: int = 10,
     methods: list[str] | None = None,
+    method_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """One row per method: client storage, trainable parameters, per-round GFLOPs and MB, and ratios to
-    FedAvg, plus SFPrompt's break-even samples per client (where its traffic equals FedAvg's)."""
+    """One row per method and reading: client storage, trainable parameters, per-round GFLOPs (steady state
+    and a client's first round) and MB, ratios to FedAvg, and the break-even samples per client of every
+    method whose traffic grows with its data (where its per-round bytes equal FedAvg's).
+
+    Args:
+        cfg: The run settings (split point, prompts, batch size, epochs) shared by every method.
+        backbone: Another timm architecture than ``cfg.model.backbone`` (its size overrides are dropped).
+        samples_per_client: Local samples of one client.
+        num_classes: Classifier width.
+        methods: Registered names (default: the paper's federated methods).
+        method_params: Per-method ``method_params`` overrides (a method's own hyper-parameters).
+
+    Each method's default reading is the row with ``reading == "default"``; a method with
+    :meth:`~benchmark.federation.method.Method.readings` adds one row per named reading of the paper.
+    """
     if backbone and backbone != cfg.model.backbone:
         # Another architecture: the config's size overrides (img_size, depth, ...) belong to the old one.
         cfg = cfg.replace(**{"model.backbone": backbone, **{f"model.{k}": None for k in ARCH_KEYS}})
-    names = list(methods or ALL_METHODS)
+    names = list(methods or federated_methods())
     torch.manual_seed(seeding.seed_for(cfg.seed, "init"))
     vit = create_backbone(dataclasses.replace(cfg.model, weights="scratch"), num_classes)
     m = cfg.model
@@ -82,58 +92,72 @@ def accounting_table(
         False: SplitViT(vit, m.head_blocks, m.tail_blocks, 0, m.prompt_depth),
         True: SplitViT(vit, m.head_blocks, m.tail_blocks, m.prompt_len, m.prompt_depth),
     }
+    fed_bytes = _bytes(method_class(REFERENCE), models[False], cfg, samples_per_client)
     rows = []
     for name in names:
         cls = method_class(name)
-        model = models[cls.uses_prompts]
-        comm, comp = method_round(cls, model, cfg, samples_per_client)
-        stored = _client_stored(cls, model)
-        trainable = sum(p.numel() for k, p in model.named_parameters() if cls.is_client_param(k))
-        client = comp[comp.party == "client"]
-        row = {
-            "method": name, "backbone": cfg.model.backbone, "samples_per_client": samples_per_client,
-            "client_params_stored": stored, "client_params_trainable": trainable,
-            "client_gflops_round": client.total.sum() / 1e9,
-            "server_gflops_round": comp[comp.party == "server"].total.sum() / 1e9,
-            "comm_mb_up": comm[comm.direction == "up"].bytes.sum() / 1e6,
-            "comm_mb_down": comm[comm.direction == "down"].bytes.sum() / 1e6,
-        }
-        for phase, sub in client.groupby("phase"):
-            row[f"client_gflops_{phase}"] = sub.total.sum() / 1e9
-        row["comm_mb_total"] = row["comm_mb_up"] + row["comm_mb_down"]
-        if cls.name == "sfprompt":
-            row["break_even_samples"] = _break_even(cls, model, cfg, models[False])
-        rows.append(row)
+        base = dict((method_params or {}).get(name, {}))
+        seen = []
+        for reading, over in {"default": {}, **cls.readings()}.items():
+            run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),
+                                          method_params={**base, **over})
+            resolved = cls.resolved_params(run_cfg)
+            if resolved in seen:
+                continue  # a reading the configured settings already are
+            seen.append(resolved)
+            rows.append(_method_row(cls, models[cls.uses_prompts], run_cfg, samples_per_client, reading, fed_bytes))
     table = pd.DataFrame(rows)
-    if "fedavg" in names:
-        base = table.set_index("method").loc["fedavg"]
+    if REFERENCE in names:
+        base = table[(table.method == REFERENCE) & (table.reading == "default")].iloc[0]
         table["client_flops_pct_of_fedavg"] = 100 * table.client_gflops_round / base.client_gflops_round
+        table["client_flops_first_round_pct_of_fedavg"] = (100 * table.client_gflops_first_round
+                                                            / base.client_gflops_round)
         table["comm_pct_of_fedavg"] = 100 * table.comm_mb_total / base.comm_mb_total
     table.attrs["flop_convention"] = FLOP_CONVENTION
     return table
 
 
-def _client_stored(cls: type[Method], model: SplitViT) -> int:
-    """Parameters the client must hold: everything for whole-model methods, its own parts otherwise."""
-    if cls.server_prefixes or cls.name == "sfprompt":
-        parts = ("head.",) if cls.server_prefixes else ("head.", "tail.")
-        return sum(p.numel() for k, p in model.named_parameters() if k.startswith(parts))
-    return sum(p.numel() for p in model.parameters())
+def _method_row(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int, reading: str,
+                fed_bytes: float) -> dict[str, Any]:
+    comm, comp = method_round(cls, model, cfg, samples)
+    _, first = method_round(cls, model, cfg, samples, first=True)
+    client = comp[comp.party == "client"]
+    row = {
+        "method": cls.name, "reading": reading,
+        "reading_params": ", ".join(f"{k}={v}" for k, v in sorted(cls.params(cfg).__dict__.items())
+                                    if v != getattr(cls.Params(), k)) or "paper defaults",
+        "backbone": cfg.model.backbone, "samples_per_client": samples,
+        "client_params_stored": cls.client_stored(model),
+        "client_params_trainable": sum(p.numel() for k, p in model.named_parameters() if cls.is_client_param(k)),
+        "client_gflops_round": client.total.sum() / 1e9,
+        "client_gflops_first_round": first[first.party == "client"].total.sum() / 1e9,
+        "server_gflops_round": comp[comp.party == "server"].total.sum() / 1e9,
+        "comm_mb_up": comm[comm.direction == "up"].bytes.sum() / 1e6,
+        "comm_mb_down": comm[comm.direction == "down"].bytes.sum() / 1e6,
+    }
+    for phase, sub in client.groupby("phase"):
+        row[f"client_gflops_{phase}"] = sub.total.sum() / 1e9
+    row["comm_mb_total"] = row["comm_mb_up"] + row["comm_mb_down"]
+    row["break_even_samples"] = _break_even(cls, model, cfg, fed_bytes)
+    return row
 
 
-def _break_even(cls: type[Method], model: SplitViT, cfg: RunConfig, fedavg_model: SplitViT) -> float:
-    """Samples per client at which SFPrompt's per-round bytes equal FedAvg's (linear in the samples)."""
-    fedavg = method_class("fedavg")
-    configure(fedavg_model, fedavg)
-    fed_bytes = comm_rows(fedavg.expected_transfers(fedavg_model, cfg, 1)).bytes.sum()
-    configure(model, cls)
-    at0 = comm_rows(cls.expected_transfers(model, cfg, 0)).bytes.sum()
+def _bytes(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int) -> float:
+    cls.set_trainability(model)
+    return float(comm_rows(cls.expected_transfers(model, cfg, samples)).bytes.sum())
+
+
+def _break_even(cls: type[Method], model: SplitViT, cfg: RunConfig, fed_bytes: float) -> float:
+    """Samples per client at which the method's per-round bytes equal FedAvg's (linear in the samples; NaN for
+    a method whose traffic does not grow with its data)."""
+    at0 = _bytes(cls, model, cfg, 0)
     n = 10_000
-    slope = (comm_rows(cls.expected_transfers(model, cfg, n)).bytes.sum() - at0) / n
-    return math.inf if slope <= 0 else (fed_bytes - at0) / slope
+    slope = (_bytes(cls, model, cfg, n) - at0) / n
+    return math.nan if slope <= 0 else (fed_bytes - at0) / slope
 
 
 def format_table(table: pd.DataFrame) -> str:
+    table = table[table.reading == "default"] if "reading" in table else table
     cols = [c for c in ("method", "client_params_trainable", "client_gflops_round", "comm_mb_up", "comm_mb_down",
                         "client_flops_pct_of_fedavg", "comm_pct_of_fedavg", "break_even_samples") if c in table]
     head = (f"{table.backbone.iloc[0]}, {table.samples_per_client.iloc[0]} samples per client, per client per "

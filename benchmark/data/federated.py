@@ -66,8 +66,11 @@ class FederatedData:
         device: torch.device,
         generator: torch.Generator | None = None,
         split: str = "train",
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (images, labels) batches of ``indices`` (shuffled when a generator is given)."""
+        with_index: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Yield (images, labels) batches of ``indices`` (shuffled when a generator is given); with
+        ``with_index``, (images, labels, the batch's indices into the split) so a caller can align per-sample
+        results (SFPrompt's EL2N scores from a training pass)."""
         images, labels = (self.train_images, self.train_labels) if split == "train" else (
             self.test_images, self.test_labels)
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
@@ -75,4 +78,5 @@ class FederatedData:
             idx = idx[torch.randperm(len(idx), generator=generator)]
         for start in range(0, len(idx), batch_size):
             b = idx[start:start + batch_size]
-            yield self.prepare(images.index_select(0, b), device), labels.index_select(0, b).to(device)
+            batch = (self.prepare(images.index_select(0, b), device), labels.index_select(0, b).to(device))
+            yield (*batch, b) if with_index else batch

@@ -5,9 +5,12 @@ global state, each sampled client's local work (the ``local_update`` hook), FedA
 evaluation every ``eval_every`` rounds; every tensor that crosses client <-> server is recorded in the
 communication ledger where it is sent, and every sample a party processes in the compute ledger.
 
-Which parameters each party trains is declared by state-dict key prefixes of the
-:class:`~benchmark.models.split.SplitViT` (``client_prefixes``, ``server_prefixes``), so a method is a
-small class, and registered by name in ``METHODS``.
+Which parameters each party trains is declared once, by state-dict key prefixes of the
+:class:`~benchmark.models.split.SplitViT` (``client_prefixes``, ``server_prefixes``; :meth:`Method.set_trainability`
+applies them), so a method is a small class, registered by name in ``METHODS``. Its own hyper-parameters are a
+frozen dataclass (``Params``) read from the run config's ``method_params`` section. This module never imports its
+subclasses: :mod:`benchmark.methods` is the one import point that fills the registry (as timm's
+``models/__init__.py`` does).
 
 Choices shared by every method (ours, the papers are silent): a fresh SGD optimiser per client and round
 (optimiser state is not carried across rounds, as in FedAvg's Alg. 1); partial last batches are kept;
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -31,7 +34,7 @@ from benchmark import seeding
 from benchmark.accounting.comm import CommLedger
 from benchmark.accounting.compute import ComputeLedger
 from benchmark.accounting.flops import FlopCount
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, build_section
 from benchmark.data.federated import FederatedData
 from benchmark.errors import NumericError
 from benchmark.federation.aggregation import WeightedAverage
@@ -48,6 +51,8 @@ def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
 
     def deco(cls: type[Method]) -> type[Method]:
         cls.name = name
+        if not cls.__dict__.get("label"):
+            cls.label = name
         return METHODS.register(name)(cls)
 
     return deco
@@ -100,6 +105,11 @@ def token_input(model: SplitViT) -> tuple[torch.Tensor]:
     return (torch.zeros(1, model.num_tokens, model.embed_dim, device=dev),)
 
 
+@dataclass(frozen=True)
+class NoParams:
+    """The hyper-parameters of a method that has none beyond the shared ``train`` section."""
+
+
 def state_kind(key: str) -> str:
     """Ledger kind of a state-dict entry: ``prompts`` for prompt tokens, ``params`` otherwise."""
     return "prompts" if ".prompts." in f".{key}" else "params"
@@ -109,22 +119,35 @@ class Method:
     """Base of every federated method. Subclasses set the class attributes and implement the hooks.
 
     Attributes:
-        name: Registry name (set by ``@METHODS.register``).
+        name: Registry name (set by ``@register_method``).
+        label: How tables and figures name the method (the paper's spelling).
+        order: Position in tables and figures (lower first); references after the federated methods.
         client_prefixes: State-dict prefixes trained on the client, broadcast, uploaded and averaged.
         server_prefixes: State-dict prefixes trained on the server.
+        client_stores: State-dict prefixes the client must hold (frozen parts included); None: the whole
+            model (the method runs the full forward pass on the client).
         server_copies: ``per_client`` (a copy per client, averaged each round: SFL-V1) or ``shared``
             (one copy trained by the clients in turn: SFL-V2). Ignored without server prefixes.
         uses_prompts: Whether the model gets ``model.prompt_len`` prompt tokens.
+        Params: The frozen dataclass of the method's own hyper-parameters (``method_params``).
+        reference: A reference configuration (centralized training, linear probe), not a federated method
+            of the paper: reported beside the methods, never compared in the claims.
     """
 
     name: str = ""
+    label: str = ""
+    order: int = 100
     client_prefixes: tuple[str, ...] = ()
     server_prefixes: tuple[str, ...] = ()
+    client_stores: tuple[str, ...] | None = None
     server_copies: str = "per_client"
     uses_prompts: bool = False
+    Params: type = NoParams
+    reference: bool = False
 
     def __init__(self, cfg: RunConfig, data: FederatedData, device: torch.device | str = "cpu") -> None:
         self.cfg, self.t, self.data = cfg, cfg.train, data
+        self.p = self.params(cfg)
         self.device = torch.device(device)
         self.model = self.prepare_model(cfg, data.num_classes).to(self.device)
         self._params = dict(self.model.named_parameters())
@@ -147,10 +170,36 @@ class Method:
     @classmethod
     def prepare_model(cls, cfg: RunConfig, num_classes: int) -> SplitViT:
         """The method's model with exactly its trainable parameters requiring gradients."""
-        model = cls.build_model(cfg, num_classes)
+        return cls.set_trainability(cls.build_model(cfg, num_classes))
+
+    @classmethod
+    def set_trainability(cls, model: SplitViT) -> SplitViT:
+        """The one place trainability is set: ``requires_grad`` iff a client or server prefix matches."""
         for name, p in model.named_parameters():
             p.requires_grad_(cls.is_client_param(name) or cls.is_server_param(name))
         return model
+
+    @classmethod
+    def params(cls, cfg: RunConfig) -> Any:
+        """The method's ``Params`` from ``cfg.method_params`` (unknown keys: one line listing the valid)."""
+        return build_section(cls.Params, cfg.method_params, "method_params.")
+
+    @classmethod
+    def resolved_params(cls, cfg: RunConfig) -> dict[str, Any]:
+        """Every hyper-parameter of the method, defaults filled in (what ``config.resolved.yaml`` states)."""
+        return asdict(cls.params(cfg))
+
+    @classmethod
+    def readings(cls) -> dict[str, dict[str, Any]]:
+        """Named ``method_params`` overrides, one per defensible reading of what the paper leaves open (the
+        claims table gives the range of a claim over them). Default: the method has one reading."""
+        return {}
+
+    @classmethod
+    def client_stored(cls, model: SplitViT) -> int:
+        """Parameters the client must hold (frozen ones included)."""
+        return sum(p.numel() for k, p in model.named_parameters()
+                   if cls.client_stores is None or k.startswith(cls.client_stores))
 
     @classmethod
     def is_client_param(cls, key: str) -> bool:
@@ -194,8 +243,9 @@ class Method:
         raise NotImplementedError
 
     @classmethod
-    def expected_samples(cls, cfg: RunConfig, samples: int) -> dict[str, int]:
-        """Samples each cost phase processes per round for a client holding ``samples`` samples."""
+    def expected_samples(cls, cfg: RunConfig, samples: int, first: bool = False) -> dict[str, int]:
+        """Samples each cost phase processes per round for a client holding ``samples`` samples; ``first``: in
+        the client's first sampled round (where one-off work such as a first EL2N scoring happens)."""
         raise NotImplementedError
 
     def check_settings(self) -> Iterable[str]:
@@ -220,12 +270,13 @@ class Method:
     def generator(self, *names: str | int) -> torch.Generator:
         return seeding.torch_generator(self.cfg.seed, *names)
 
-    def batches(self, indices: np.ndarray, rnd: int, client: int, epoch: int, stream: str = "train"):
+    def batches(self, indices: np.ndarray, rnd: int, client: int, epoch: int, stream: str = "train",
+                with_index: bool = False):
         """Seeded, shuffled batches of a client's samples: the order depends only on (seed, round, client,
         epoch, stream), so every method's main training loop sees the same order for the same samples
         (what the equivalence tests rely on) and a resumed run replays it exactly."""
         gen = self.generator("batches", stream, rnd, client, epoch)
-        return self.data.batches(indices, self.t.batch_size, self.device, gen)
+        return self.data.batches(indices, self.t.batch_size, self.device, gen, with_index=with_index)
 
     def record_compute(self, rnd: int, client: int, phase: str, samples: int) -> None:
         """Charge ``samples`` samples of every cost registered under ``phase``."""
@@ -251,6 +302,11 @@ class Method:
             return list(range(k))
         return sorted(seeding.rng(self.cfg.seed, "sampling", rnd).choice(k, size=m, replace=False).tolist())
 
+    def client_order(self, rnd: int, clients: list[int]) -> list[int]:
+        """The order in which the sampled clients are served (sorted; a method whose result depends on the
+        order, such as SFL-V2, overrides it)."""
+        return clients
+
     def _send_state(self, rnd: int, client: int, phase: str, direction: str, state: dict[str, torch.Tensor]) -> None:
         for kind in ("params", "prompts"):
             tensors = [v for k, v in state.items() if state_kind(k) == kind]
@@ -258,7 +314,7 @@ class Method:
                 self.comm.record(rnd, client, phase, direction, kind, tensors)
 
     def run_round(self, rnd: int) -> None:
-        clients = self.sample_clients(rnd)
+        clients = self.client_order(rnd, self.sample_clients(rnd))
         client_avg, server_avg = WeightedAverage(), WeightedAverage()
         self._load(self.global_server)
         for c in clients:
@@ -360,18 +416,3 @@ class Method:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
-
-
-def create_method(cfg: RunConfig, data: FederatedData, device: torch.device | str = "cpu") -> Method:
-    """The one factory: ``cfg.train.method`` looked up in :data:`METHODS` (unknown names list the valid)."""
-    import baselines  # noqa: F401  (registers fedavg, fedprompt, sfl_v1, sfl_v2)
-    import benchmark.sfprompt  # noqa: F401  (registers sfprompt)
-
-    return METHODS.get(cfg.train.method)(cfg, data, device)
-
-
-def method_class(name: str) -> type[Method]:
-    import baselines  # noqa: F401
-    import benchmark.sfprompt  # noqa: F401
-
-    return METHODS.get(name)

@@ -19,8 +19,6 @@ averages the backbone's own tokens only; with token (CLS) pooling this changes n
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -168,24 +166,3 @@ class SplitViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tail(self.body(self.head(x)))
-
-    # ------------------------------------------------------------------ parameter groups (by state-dict key)
-    def prompt_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
-        for name, p in self.named_parameters():
-            if ".prompts." in f".{name}":
-                yield name, p
-
-    def part_of(self, name: str) -> str:
-        """Which party-part a parameter belongs to: ``prompts``, ``head``, ``body`` or ``tail``."""
-        if ".prompts." in f".{name}":
-            return "prompts"
-        return name.split(".", 1)[0]
-
-    def set_trainable(self, parts: set[str]) -> None:
-        """Freeze everything except the named parts (subset of prompts, head, body, tail)."""
-        for name, p in self.named_parameters():
-            p.requires_grad_(self.part_of(name) in parts)
-
-    def state_of(self, parts: set[str]) -> dict[str, torch.Tensor]:
-        """Detached state of the named parts (keys as in ``state_dict``)."""
-        return {n: p.detach() for n, p in self.named_parameters() if self.part_of(n) in parts}

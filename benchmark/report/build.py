@@ -19,7 +19,7 @@ from benchmark.registry import Registry
 from benchmark.io import atomic_path, git_revision, write_json, write_text
 from benchmark.report import claims, figures, tables
 from benchmark.report.load import Results, load_results
-from benchmark.workflow import FIGURE_FORMATS, TABLE_FORMATS
+from benchmark.workflow import ABLATED_METHOD, FIGURE_FORMATS, TABLE_FORMATS
 
 
 @dataclass
@@ -42,8 +42,8 @@ def _accounting_files(res: Results) -> list[dict[str, str]]:
 def _ablation_sources(res: Results) -> Sources:
     abl = res.with_role("ablation")
     full = _method_runs(res)
-    full = full[full.method == "sfprompt"].merge(abl[tables.CELL].drop_duplicates(), on=tables.CELL)
-    return Sources(pd.concat([abl, full.assign(role="sfprompt")], ignore_index=True))
+    full = full[full.method == ABLATED_METHOD].merge(abl[tables.CELL].drop_duplicates(), on=tables.CELL)
+    return Sources(pd.concat([abl, full.assign(role=ABLATED_METHOD)], ignore_index=True))
 
 
 def _partition_files(res: Results) -> list[dict[str, str]]:
@@ -113,21 +113,28 @@ def _resources(res: Results, src: Sources) -> tables.Table:
 def _claims(res: Results, src: Sources) -> tables.Table:
     report = res.grid["report"]
     settings = {(a["label"], a["split"]): a["settings"] for a in res.grid["accounting"]}
+    sf = res.grid["config"]["method_settings"].get(claims.UNDER_STUDY, {})
+    params = {k.split(".", 1)[1]: v for k, v in sf.items() if k.startswith("method_params.")}
     return claims.claims_table(res.accounting, settings, src.runs, report["reference_method"],
-                               report["claim_tolerance"])
+                               report["claim_tolerance"], report["accuracy_margin"], params)
+
+
+@output("table", "paired", _methods)
+def _paired(res: Results, src: Sources) -> tables.Table:
+    return tables.paired_table(src.runs, res.grid["report"]["reference_method"])
 
 
 @output("table", "ablation", _ablation_sources)
 def _ablation(res: Results, src: Sources) -> tables.Table:
     variants = res.grid["config"]["ablations"].get("variants", {})
     runs = src.runs
-    return tables.ablation_table(runs[runs.role != "sfprompt"], runs[runs.role == "sfprompt"], variants)
+    return tables.ablation_table(runs[runs.role != ABLATED_METHOD], runs[runs.role == ABLATED_METHOD], variants)
 
 
 @output("table", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))
 def _sensitivity_table(res: Results, src: Sources) -> tables.Table:
     full = _method_runs(res)
-    return tables.sensitivity_table(src.runs, full[full.method == "sfprompt"])
+    return tables.sensitivity_table(src.runs, full[full.method == ABLATED_METHOD])
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ How we compare (pure functions, DataFrames in, a :class:`~benchmark.report.table
   traffic ratio is given at the runs' data size together with the break-even samples per client (where
   SFPrompt's traffic equals FL's).
 * A number "reproduces" a claim when it lies within ``tolerance`` (relative) of the paper's.
+* What the paper leaves open about SFPrompt's round (phase order, which samples the local loss sees, EL2N
+  re-scoring, what is actually sent) changes the cost numbers. The accounting computes every *reading*
+  (:meth:`benchmark.sfprompt.SFPrompt.readings`); each cost row gives the default reading's value, the range over
+  all readings and each reading's value, and its verdict follows the range: ``reproduces`` when every reading
+  does, ``reproduces under some readings`` (naming them) when some do, ``does not reproduce`` when none does.
+* Accuracy ("competitive with FL") is SFPrompt − FedAvg per cell, paired by seed, with its 95% CI, judged
+  against a margin (``report.accuracy_margin``, default 2 points): see :func:`benchmark.report.stats.margin_verdict`.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from benchmark.report.tables import CELL, FLOP_NOTE, Table, mean_std, method_label
+from benchmark.report.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
+from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
 from benchmark.workflow import ARCH_KEYS, unflatten
 
+UNDER_STUDY = "sfprompt"
+"""The method whose claims this table checks (the paper's)."""
 PAPER_BACKBONES = {"vit_base_patch16_224": "ViT-B/16", "vit_large_patch16_224": "ViT-L/16"}
 DEGENERATE = ("head = tail = 0 with token (CLS) pooling: the local-loss update and EL2N scores are degenerate "
               "(the client path classifies the input-layer CLS token, identical for every image)")
@@ -71,18 +81,22 @@ def fmt_value(value: float, unit: str) -> str:
     return f"{value:.3g}%" if unit == "%" else f"{value:.2f}×"
 
 
-def setting_text(settings: Mapping[str, Any], samples: int | None = None) -> str:
-    """The knobs a cost number depends on, from a run's non-default settings (defaults filled in)."""
+def setting_text(settings: Mapping[str, Any], samples: int | None = None,
+                 method_params: Mapping[str, Any] | None = None) -> str:
+    """The knobs a cost number depends on: the run settings (defaults filled in) and SFPrompt's own
+    ``method_params`` (defaults filled in), so every open choice of the paper is stated."""
     from benchmark.config import from_dict
+    from benchmark.methods import method_class
 
-    cfg = from_dict(unflatten(dict(settings)))
+    cfg = from_dict({**unflatten(dict(settings)), "method_params": dict(method_params or {})})
     m, t = cfg.model, cfg.train
+    p = method_class(UNDER_STUDY).params(cfg)
     parts = [f"split {m.head_blocks}/{m.tail_blocks}"]
     if samples is not None:
         parts.append(f"{samples} samples/client")
-    parts += [f"keep_ratio {t.keep_ratio:g}", f"prompt_len {m.prompt_len}", f"local_loss_epochs {t.local_loss_epochs}",
-              f"split_epochs {t.split_epochs}", f"batch_size {t.batch_size}",
-              f"prompt_grad_via_server {str(t.prompt_grad_via_server).lower()}"]
+    parts += [f"prompt_len {m.prompt_len}", f"batch_size {t.batch_size}"]
+    parts += [f"{k} {str(v).lower() if isinstance(v, bool) else f'{v:g}' if isinstance(v, float) else v}"
+              for k, v in dataclasses.asdict(p).items()]
     return ", ".join(parts)
 
 
@@ -97,11 +111,32 @@ def verdict(ours: float, paper: float, tolerance: float) -> str:
     return "reproduces" if abs(ours - paper) <= tolerance * abs(paper) else "does not reproduce"
 
 
-def _ratio(group: pd.DataFrame, reference: str, column: str) -> float:
-    sf, ref = group[group.method == "sfprompt"], group[group.method == reference]
+def range_verdict(values: Mapping[str, float], paper: float, tolerance: float) -> str:
+    """The verdict over every reading: all, some (named) or none reproduce the paper's number."""
+    ok = [r for r, v in values.items() if verdict(v, paper, tolerance) == "reproduces"]
+    if not values or all(pd.isna(v) for v in values.values()):
+        return "not computed"
+    if len(ok) == len(values):
+        return "reproduces"
+    if ok:
+        return f"reproduces under some readings ({', '.join(ok)})"
+    return "does not reproduce"
+
+
+def _value(group: pd.DataFrame, reference: str, column: str, reading: str = "default") -> float:
+    """SFPrompt's ``column`` in ``reading`` relative to the reference method's default reading."""
+    reads = group.reading if "reading" in group else pd.Series("default", index=group.index)
+    sf = group[(group.method == UNDER_STUDY) & (reads == reading)]
+    ref = group[(group.method == reference) & (reads == "default")]
     if not len(sf) or not len(ref) or not ref[column].iloc[0]:
         return math.nan
     return float(sf[column].iloc[0] / ref[column].iloc[0])
+
+
+def _readings(group: pd.DataFrame) -> list[str]:
+    if "reading" not in group:
+        return ["default"]
+    return list(dict.fromkeys(group[group.method == UNDER_STUDY].reading))
 
 
 def claims_table(
@@ -110,16 +145,20 @@ def claims_table(
     runs: pd.DataFrame,
     reference: str = "fedavg",
     tolerance: float = 0.1,
+    accuracy_margin: float = 2.0,
+    method_params: Mapping[str, Any] | None = None,
 ) -> Table:
     """The claims table.
 
     Args:
         accounting: Accounting rows with ``label, split, backbone, head_blocks, tail_blocks,
-            samples_per_client, method, client_gflops_round, comm_mb_total, break_even_samples, trained``.
+            samples_per_client, method, reading, client_gflops_round, comm_mb_total, break_even_samples``.
         accounting_settings: ``(label, split) -> settings`` of each accounting entry (from ``grid.json``).
         runs: Method runs (summary columns) for the measured and accuracy rows.
         reference: The FL baseline the paper compares against (FedAvg full fine-tuning).
         tolerance: Relative tolerance of "reproduces".
+        accuracy_margin: Points by which SFPrompt may trail the reference and still be "competitive".
+        method_params: SFPrompt's ``method_params`` in the profile (stated in the setting column).
     """
     rows: list[dict[str, Any]] = []
     ref_label = method_label(reference)
@@ -136,13 +175,17 @@ def claims_table(
                 row_claim = dataclasses.replace(claim, key="comm_context", statement="communication relative to "
                                                 "FL (this suite's backbone)")
             column = "client_gflops_round" if claim.metric == "client_flops" else "comm_mb_total"
-            ratio = _ratio(grp, reference, column)
-            ours = 100 * ratio if claim.unit == "%" else ratio
+            scale = 100 if claim.unit == "%" else 1
+            values = {r: scale * _value(grp, reference, column, r) for r in _readings(grp)}
+            ours = values.get("default", math.nan)
             head, tail = int(grp.head_blocks.iloc[0]), int(grp.tail_blocks.iloc[0])
             samples = int(grp.samples_per_client.iloc[0])
+            finite = [v for v in values.values() if not pd.isna(v)]
             notes = []
+            if len(values) > 1:
+                notes.append("readings: " + "; ".join(f"{r} {fmt_value(v, claim.unit)}" for r, v in values.items()))
             if claim.metric == "comm":
-                sf = grp[grp.method == "sfprompt"]
+                sf = grp[(grp.method == UNDER_STUDY) & ((grp.reading == "default") if "reading" in grp else True)]
                 be = sf.break_even_samples.iloc[0] if len(sf) and "break_even_samples" in sf else math.nan
                 notes.append(f"at {samples} samples/client; grows with samples/client, equals {ref_label} at "
                              f"{be:.0f} samples/client (break-even)")
@@ -151,31 +194,39 @@ def claims_table(
             rows.append({
                 "claim": row_claim.key, "statement": row_claim.statement,
                 "paper": fmt_value(claim.value, claim.unit) if applies or claim.metric != "comm" else "–",
-                "ours": fmt_value(ours, claim.unit), "ours_value": ours, "source": "analytic",
+                "ours": fmt_value(ours, claim.unit), "ours_value": ours,
+                "range": (f"{fmt_value(min(finite), claim.unit)} – {fmt_value(max(finite), claim.unit)}"
+                          if len(finite) > 1 else fmt_value(ours, claim.unit)),
+                "range_min": min(finite) if finite else math.nan, "range_max": max(finite) if finite else math.nan,
+                "source": "analytic",
                 "backbone": PAPER_BACKBONES[backbone] if paper_scale else f"{label} (resized {backbone})",
-                "setting": setting_text(settings, samples),
-                "verdict": verdict(ours, claim.value, tolerance) if applies else "context only",
+                "setting": setting_text(settings, samples, method_params),
+                "verdict": range_verdict(values, claim.value, tolerance) if applies else "context only",
                 "note": "; ".join(notes),
             })
     rows += _measured_rows(runs, reference)
-    rows += _accuracy_rows(runs, reference)
+    rows += _accuracy_rows(runs, reference, accuracy_margin)
     has_zero = any(int(g.head_blocks.iloc[0]) == 0 and int(g.tail_blocks.iloc[0]) == 0 for _, g in groups) or (
         len(runs) and ((runs.head_blocks == 0) & (runs.tail_blocks == 0)).any())
     rows.append({"claim": "caveat", "statement": "split head = tail = 0 (the setting of the 0.46% figure)",
-                 "paper": "–", "ours": "–", "ours_value": math.nan, "source": "method", "backbone": "all",
-                 "setting": "split 0/0, token pooling",
+                 "paper": "–", "ours": "–", "ours_value": math.nan, "range": "–", "source": "method",
+                 "backbone": "all", "setting": "split 0/0, token pooling",
                  "verdict": "degenerate" if has_zero else "not evaluated", "note": DEGENERATE})
     data = pd.DataFrame(rows)
-    display = data.rename(columns={"statement": "Claim", "paper": "Paper", "ours": "Ours", "source": "Source",
-                                   "backbone": "Backbone", "setting": "Setting", "verdict": "Verdict",
-                                   "note": "Note"})[["Claim", "Paper", "Ours", "Backbone", "Source", "Setting",
-                                                     "Verdict", "Note"]]
+    display = data.rename(columns={"statement": "Claim", "paper": "Paper", "ours": "Ours", "range": "Range",
+                                   "source": "Source", "backbone": "Backbone", "setting": "Setting",
+                                   "verdict": "Verdict", "note": "Note"})[
+        ["Claim", "Paper", "Ours", "Range", "Backbone", "Source", "Setting", "Verdict", "Note"]]
     caption = (f"The paper's headline claims beside ours. Client computation: SFPrompt's client GFLOPs per round "
                f"as % of {ref_label} (federated full fine-tuning); communication: SFPrompt's bytes per round (up + "
-               f"down) as a multiple of {ref_label}'s, per participating client. 'analytic' rows come from the "
-               f"accounting verb at the stated split (head/tail blocks on the client) and samples per client, "
-               f"'measured' rows from the runs' ledgers. 'reproduces' means within ±{tolerance:.0%} of the "
-               f"paper's number; settings are the suite's, never tuned to a claim. {FLOP_NOTE}.")
+               f"down) as a multiple of {ref_label}'s, per participating client. 'Ours' is the default reading of "
+               f"what the paper leaves open, 'Range' spans every defensible reading (each listed in the note), and "
+               f"the verdict follows the range. 'analytic' rows come from the accounting verb at the stated split "
+               f"(head/tail blocks on the client) and samples per client, 'measured' rows from the runs' ledgers. "
+               f"'reproduces' means within ±{tolerance:.0%} of the paper's number. Accuracy: SFPrompt − "
+               f"{ref_label}, paired by seed, mean ± {CONFIDENCE:.0%} CI; 'competitive' is reproduced when the whole "
+               f"interval lies above −{accuracy_margin:g} points, not reproduced when it lies below, inconclusive "
+               f"otherwise. Settings are the suite's, never tuned to a claim. {FLOP_NOTE}.")
     return Table("claims", data, display, caption, _summary(data))
 
 
@@ -187,42 +238,48 @@ def _measured_rows(runs: pd.DataFrame, reference: str) -> list[dict[str, Any]]:
         means = grp.groupby("method")[["client_gflops_round", "comm_mb_round"]].mean().reset_index()
         for key, metric, unit, column in (("local_compute", "client computation", "%", "client_gflops_round"),
                                           ("comm", "communication", "×", "comm_mb_round")):
-            ratio = _ratio(means, reference, column)
+            ratio = _value(means, reference, column)
+            value = 100 * ratio if unit == "%" else ratio
             rows.append({
                 "claim": f"{key}_measured", "statement": f"SFPrompt's {metric} relative to {method_label(reference)}",
-                "paper": "–", "ours": fmt_value(100 * ratio if unit == "%" else ratio, unit),
-                "ours_value": 100 * ratio if unit == "%" else ratio, "source": "measured",
-                "backbone": backbone, "setting": f"split {head}/{tail}, mean over {grp.dir.nunique()} runs",
+                "paper": "–", "ours": fmt_value(value, unit), "ours_value": value, "range": fmt_value(value, unit),
+                "source": "measured", "backbone": backbone,
+                "setting": f"split {head}/{tail}, mean over {grp.dir.nunique()} runs",
                 "verdict": "context only", "note": "degenerate local-loss/EL2N path (see caveat)"
                 if head == 0 and tail == 0 else "",
             })
     return rows
 
 
-def _accuracy_rows(runs: pd.DataFrame, reference: str) -> list[dict[str, Any]]:
+def _accuracy_rows(runs: pd.DataFrame, reference: str, margin: float) -> list[dict[str, Any]]:
     rows = []
     if not len(runs):
         return rows
     for cell, grp in runs.groupby(CELL, sort=False):
-        sf, _, n_sf = mean_std(grp[grp.method == "sfprompt"].final_accuracy)
-        fl, _, n_fl = mean_std(grp[grp.method == reference].final_accuracy)
-        if not n_sf or not n_fl:
+        sf = grp[grp.method == UNDER_STUDY].groupby("seed").final_accuracy.mean()
+        fl = grp[grp.method == reference].groupby("seed").final_accuracy.mean()
+        d, h, n = paired_difference(sf, fl)
+        if not n:
             continue
         rows.append({
             "claim": "accuracy", "statement": f"accuracy competitive with {method_label(reference)}",
-            "paper": "competitive", "ours": f"{sf - fl:+.1f} pp", "ours_value": sf - fl, "source": "measured",
-            "backbone": cell[0], "setting": f"{cell[1]}, {cell[2]}, {min(n_sf, n_fl)} seed(s)",
-            "verdict": "no number to compare", "note": f"SFPrompt {sf:.1f}% vs {method_label(reference)} {fl:.1f}%",
+            "paper": "competitive", "ours": f"{fmt_signed_ci(d, h, n)} pp", "ours_value": d,
+            "range": "–" if n < 2 else f"{d - h:+.1f} – {d + h:+.1f} pp", "source": "measured",
+            "backbone": cell[0], "setting": f"{cell[1]}, {cell[2]}, n = {n} seed(s), margin {margin:g} pp",
+            "verdict": margin_verdict(d, h, n, margin),
+            "note": (f"SFPrompt {sf.mean():.1f}% vs {method_label(reference)} {fl.mean():.1f}% (means); "
+                     f"paired {CONFIDENCE:.0%} CI" + (" needs 2+ seeds" if n < 2 else "")),
         })
     return rows
 
 
 def _summary(data: pd.DataFrame) -> list[str]:
-    """Which split reproduces the 0.46% figure, per paper backbone."""
+    """Which split reproduces the 0.46% figure, per paper backbone, over the readings."""
     notes = []
     sel = data[(data.claim == "local_compute") & (data.source == "analytic") & (data.verdict != "context only")]
     for backbone, grp in sel.groupby("backbone", sort=False):
-        parts = [f"{s.split(',')[0]}: {o} ({v})" for s, o, v in zip(grp.setting, grp.ours, grp.verdict)]
+        parts = [f"{s.split(',')[0]}: {o} (range {r}; {v})" for s, o, r, v in
+                 zip(grp.setting, grp.ours, grp["range"], grp.verdict)]
         notes.append(f"0.46% local computing on {backbone}: " + "; ".join(parts))
     if sel.empty:
         notes.append("0.46% local computing: no paper-scale backbone was accounted in this profile "

@@ -2,7 +2,10 @@
 
 No pyplot and no global state: each function builds its own ``Figure`` (render it with ``fig.savefig`` or
 display it in a notebook). Inputs are the frames of :class:`benchmark.report.load.Results` (``curves``,
-``runs``, ``histograms``, role selections); curves are averaged over seeds with a ±1 std band.
+``runs``, ``histograms``, role selections); curves are averaged over seeds with a band (error bars on points)
+of the 95% Student-t confidence interval of the mean (:mod:`benchmark.report.stats`). Each method has a fixed
+colour, marker and line style, and a panel notes methods whose curves coincide exactly (SFL-V1 = FedAvg under
+full participation), so no curve hides another unannounced.
 
 Units: accuracy in percent; communication in MB (1e6 bytes) cumulated over all clients; FLOPs in GFLOPs in
 fvcore's convention (1 FLOP = 1 multiply-add), per participating client per round.
@@ -16,16 +19,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from benchmark.report.tables import CELL, METHOD_ORDER, _sort_key, method_label, order_methods
+from benchmark.report.stats import CONFIDENCE, mean_ci, seed_band
+from benchmark.report.tables import CELL, _sort_key, method_label, order_methods
 
 _COLORS = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#AA3377", "#66CCEE", "#BBBBBB", "#000000"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+_DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1))]
 
 
 def method_style(method: str) -> dict:
-    """A fixed colour and marker per method (the same in every figure)."""
-    i = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + hash(method) % 3
-    return {"color": _COLORS[i % len(_COLORS)], "marker": _MARKERS[i % len(_MARKERS)]}
+    """A fixed colour, marker and line style per method (the same in every figure): its index in the table
+    order of every registered method, unregistered names after them in first-seen order."""
+    from benchmark.methods import ordered
+
+    names = ordered()
+    i = names.index(method) if method in names else len(names) + sum(map(ord, method)) % 3
+    return {"color": _COLORS[i % len(_COLORS)], "marker": _MARKERS[i % len(_MARKERS)],
+            "linestyle": _DASHES[i % len(_DASHES)]}
 
 
 def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)) -> tuple[Figure, list]:
@@ -55,10 +65,14 @@ def _empty(message: str) -> Figure:
     return fig
 
 
-def _seed_mean(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Mean and std of ``y`` over seeds at each ``x`` (curves share rounds across seeds)."""
-    g = frame.groupby(x)[y]
-    return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1).fillna(0.0)}).reset_index()
+def _coinciding(frame: pd.DataFrame, y: str) -> list[list[str]]:
+    """Groups of methods whose ``y`` per (seed, round) are identical in ``frame`` (one cell)."""
+    series = {m: tuple(np.round(g.sort_values(["seed", "round"])[y].to_numpy(), 9))
+              for m, g in frame.groupby("method") if "round" in g}
+    groups: dict[tuple, list[str]] = {}
+    for m in order_methods(series):
+        groups.setdefault(series[m], []).append(m)
+    return [g for g in groups.values() if len(g) > 1]
 
 
 def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bool, title: str) -> Figure:
@@ -73,6 +87,10 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
         sub = frame[(frame[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
         for method in order_methods(sub.method):
             draw(ax, sub[sub.method == method], method, method_style(method))
+        same = _coinciding(sub, "accuracy") if "accuracy" in sub else []
+        if same:
+            text = "; ".join(" = ".join(method_label(m) for m in g) for g in same)
+            ax.text(0.02, 0.02, f"identical curves: {text}", transform=ax.transAxes, fontsize=6, va="bottom")
         if logx:
             ax.set_xscale("log")
         else:
@@ -88,11 +106,11 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
 
 def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: str) -> Figure:
     def draw(ax, runs: pd.DataFrame, method: str, style: dict) -> None:
-        xs = _seed_mean(runs, "round", x)["mean"].to_numpy()
-        stats = _seed_mean(runs, "round", "accuracy")
-        ax.plot(xs, stats["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
-                markersize=3, linewidth=1.4)
-        ax.fill_between(xs, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=style["color"],
+        xs = seed_band(runs, "round", x)["mean"].to_numpy()
+        band = seed_band(runs, "round", "accuracy")
+        ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
+                linestyle=style["linestyle"], markersize=3, linewidth=1.4)
+        ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
                         alpha=0.15, linewidth=0)
 
     return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title)
@@ -105,7 +123,8 @@ def accuracy_vs_round(curves: pd.DataFrame) -> Figure:
         curves: ``backbone, dataset, partition, method, seed, round, accuracy`` (method runs).
     """
     frame = curves.assign(round_1=curves["round"] + 1) if len(curves) else curves
-    return _curve_panels(frame, "round_1", "round", False, "Accuracy vs round (mean ± std over seeds)")
+    return _curve_panels(frame, "round_1", "round", False,
+                         f"Accuracy vs round (mean over seeds, band: {CONFIDENCE:.0%} CI)")
 
 
 def accuracy_vs_comm(curves: pd.DataFrame) -> Figure:
@@ -115,7 +134,7 @@ def accuracy_vs_comm(curves: pd.DataFrame) -> Figure:
         curves: As :func:`accuracy_vs_round`, with ``comm_mb_cumulative``.
     """
     return _curve_panels(curves, "comm_mb_cumulative", "cumulative communication (MB, log)", True,
-                         "Accuracy vs cumulative communication")
+                         f"Accuracy vs cumulative communication (band: {CONFIDENCE:.0%} CI over seeds)")
 
 
 def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
@@ -126,12 +145,13 @@ def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
     """
 
     def draw(ax, pts: pd.DataFrame, method: str, style: dict) -> None:
-        ax.errorbar(pts.client_gflops_round.mean(), pts.final_accuracy.mean(),
-                    yerr=pts.final_accuracy.std(ddof=1) if len(pts) > 1 else None, fmt=style["marker"],
+        mean, half, n = mean_ci(pts.final_accuracy)
+        ax.errorbar(pts.client_gflops_round.mean(), mean, yerr=half if n > 1 else None, fmt=style["marker"],
                     color=style["color"], label=method_label(method), capsize=2)
 
     return _method_panels(runs, draw, "client GFLOPs per client-round (log)", "final test accuracy (%)", True,
-                          "Client computation vs final accuracy (fvcore FLOPs: 1 FLOP = 1 multiply-add)")
+                          f"Client computation vs final accuracy (error bars: {CONFIDENCE:.0%} CI over seeds; "
+                          "fvcore FLOPs: 1 FLOP = 1 multiply-add)")
 
 
 def partition_heatmaps(histograms: pd.DataFrame) -> Figure:
@@ -180,10 +200,10 @@ def sensitivity(points: pd.DataFrame) -> Figure:
             c = sub[(sub[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
             if c.empty:
                 continue
-            stats = c.groupby("role_value").final_accuracy.agg(["mean", "std"]).reindex(
+            band = seed_band(c, "role_value", "final_accuracy").set_index("role_value").reindex(
                 [v for v in values if v in set(c.role_value)])
-            xs = [values.index(v) for v in stats.index] if categorical else list(stats.index)
-            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), marker=_MARKERS[i % len(_MARKERS)],
+            xs = [values.index(v) for v in band.index] if categorical else list(band.index)
+            ax.errorbar(xs, band["mean"], yerr=band["half"].fillna(0), marker=_MARKERS[i % len(_MARKERS)],
                         color=_COLORS[i % len(_COLORS)], capsize=2, label=" · ".join(map(str, cell)))
         if categorical:
             ax.set_xticks(range(len(values)), [_split_tick(v) for v in values])
@@ -192,7 +212,8 @@ def sensitivity(points: pd.DataFrame) -> Figure:
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False)
-    fig.suptitle("SFPrompt sensitivity (one setting at a time)", fontsize=10)
+    fig.suptitle(f"SFPrompt sensitivity (one setting at a time; error bars: {CONFIDENCE:.0%} CI over seeds)",
+                 fontsize=10)
     return fig
 
 

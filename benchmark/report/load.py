@@ -101,6 +101,8 @@ def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.
         "head_blocks": int(settings.get("model.head_blocks", 1)),
         "tail_blocks": int(settings.get("model.tail_blocks", 1)),
         "warnings": " | ".join(env.get("warnings", [])),
+        "test_images": env.get("test_images", np.nan),
+        "test_split_full": env.get("test_split_full", np.nan),
     }
     row["comm_mb_round"] = row["comm_mb_up_round"] + row["comm_mb_down_round"]
     for k in ("backbone", "dataset", "partition", "variant", "method", "seed", "dir"):

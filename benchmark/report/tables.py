@@ -6,8 +6,9 @@ caption (which names the units and the FLOP convention) and notes printed under 
 
 Units everywhere: accuracy in percent (top-1, final round, global model on the test split), FLOPs in GFLOPs
 (1e9) in fvcore's convention (1 FLOP = 1 multiply-add), traffic in MB (1e6 bytes), all per participating
-client per round unless a column says otherwise. Mean ± standard deviation (ddof = 1) over seeds; n is the
-number of seeds.
+client per round unless a column says otherwise. Accuracy is the mean ± the half-width of a 95% confidence
+interval over seeds (Student t, :mod:`benchmark.report.stats`); n is the number of seeds. Method names and
+their order come from the method classes (``label``, ``order``), never from a list here.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-METHOD_LABELS = {"fedavg": "FedAvg", "fedprompt": "FedPrompt", "sfl_v1": "SFL-V1", "sfl_v2": "SFL-V2",
-                 "sfprompt": "SFPrompt"}
-METHOD_ORDER = list(METHOD_LABELS)
+from benchmark.report.stats import CONFIDENCE, binomial_se, fmt_ci, fmt_signed_ci, mean_ci, paired_difference
+
 FLOP_NOTE = ("FLOPs in fvcore's convention (1 FLOP = 1 multiply-add), GFLOPs = 1e9 FLOPs; "
              "MB = 1e6 bytes")
 CELL = ["backbone", "dataset", "partition"]
@@ -52,29 +52,17 @@ class Table:
 
 
 def method_label(name: str) -> str:
-    return METHOD_LABELS.get(name, name)
+    """The method class's ``label`` (the paper's spelling); an unregistered name is shown as it is."""
+    from benchmark.methods import METHODS
+
+    return METHODS.get(name).label if name in METHODS else name
 
 
 def order_methods(names: Iterable[str]) -> list[str]:
-    names = list(dict.fromkeys(names))
-    return [m for m in METHOD_ORDER if m in names] + [m for m in names if m not in METHOD_ORDER]
+    """Names in table order (each class's ``order``), unregistered names last."""
+    from benchmark.methods import ordered
 
-
-def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
-    """(mean, sample standard deviation, n) ignoring NaNs; std is NaN for n < 2."""
-    v = np.asarray([x for x in values if x is not None and not pd.isna(x)], dtype=float)
-    if len(v) == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
-
-
-def fmt_pm(mean: float, std: float, n: int, digits: int = 1) -> str:
-    """``"85.3 ± 1.2"``; the mean alone when there is one seed; ``"–"`` when nothing was measured."""
-    if n == 0 or pd.isna(mean):
-        return "–"
-    if n < 2 or pd.isna(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return ordered(names)
 
 
 def fmt_num(x: float, digits: int = 3) -> str:
@@ -116,32 +104,78 @@ def _drop_constant(display: pd.DataFrame, columns: Iterable[str]) -> tuple[pd.Da
 # the tables
 
 
+def _test_note(runs: pd.DataFrame) -> str:
+    """Caption sentence on the test-set size, with the binomial SE a subsampled test set implies."""
+    if "test_images" not in runs or runs.test_images.isna().all():
+        return ""
+    sizes = sorted({int(n) for n in runs.test_images.dropna()})
+    text = f"Evaluated on {'/'.join(f'{n:,}' for n in sizes)} test images"
+    if "test_split_full" in runs and not runs.test_split_full.fillna(True).all():
+        se = binomial_se(50.0, min(sizes))
+        text += (f" (a subsample of the test split: one run's accuracy has a binomial standard error of up to "
+                 f"{se:.1f} pp)")
+    return text + ". "
+
+
 def accuracy_table(runs: pd.DataFrame) -> Table:
-    """Final test accuracy, dataset × partition × method, mean ± std over seeds.
+    """Final test accuracy, dataset × partition × method: mean ± 95% CI over seeds, with n.
 
     Args:
         runs: Method runs (one row per run) with ``backbone, dataset, partition, method, seed,
-            final_accuracy``.
+            final_accuracy`` (optionally ``test_images``, ``test_split_full``).
     """
     rows = []
     for key, grp in runs.groupby(CELL + ["method"], sort=False):
-        m, s, n = mean_std(grp.final_accuracy)
-        rows.append({**dict(zip(CELL + ["method"], key)), "accuracy_mean": m, "accuracy_std": s, "seeds": n})
-    data = pd.DataFrame(rows, columns=CELL + ["method", "accuracy_mean", "accuracy_std", "seeds"])
+        m, h, n = mean_ci(grp.final_accuracy)
+        rows.append({**dict(zip(CELL + ["method"], key)), "accuracy_mean": m, "accuracy_ci95": h, "seeds": n})
+    data = pd.DataFrame(rows, columns=CELL + ["method", "accuracy_mean", "accuracy_ci95", "seeds"])
     methods = order_methods(data.method)
+    seeds = sorted(set(data.seeds)) if len(data) else [0]
     display_rows = []
     for key, grp in data.groupby(CELL, sort=False):
         row = {"Backbone": key[0], "Dataset": key[1], "Partition": key[2]}
         for m in methods:
             hit = grp[grp.method == m]
-            row[method_label(m)] = fmt_pm(*hit[["accuracy_mean", "accuracy_std", "seeds"]].iloc[0]) if len(hit) else "–"
+            if not len(hit):
+                row[method_label(m)] = "–"
+                continue
+            mean, half, n = hit[["accuracy_mean", "accuracy_ci95", "seeds"]].iloc[0]
+            row[method_label(m)] = fmt_ci(mean, half, int(n)) + (f" (n={int(n)})" if len(seeds) > 1 else "")
         display_rows.append(row)
     display = pd.DataFrame(display_rows)
     display, notes = _drop_constant(display, ["Backbone"])
-    seeds = sorted(set(data.seeds)) if len(data) else [0]
-    caption = (f"Final-round top-1 test accuracy (%) of the global model, mean ± standard deviation over "
-               f"{'/'.join(map(str, seeds))} seed(s); one seed shows the mean alone. {FLOP_NOTE}.")
+    caption = (f"Final-round top-1 test accuracy (%) of the global model: mean ± half-width of the "
+               f"{CONFIDENCE:.0%} confidence interval over n = {'/'.join(map(str, seeds))} seed(s) (Student t); "
+               f"one seed shows the mean alone. {_test_note(runs)}{FLOP_NOTE}.")
     return Table("accuracy", data, display, caption, notes)
+
+
+def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
+    """Per cell and method: accuracy − ``reference``'s, paired by seed, with its 95% CI and n."""
+    rows = []
+    for key, grp in runs.groupby(CELL, sort=False):
+        ref = grp[grp.method == reference].groupby("seed").final_accuracy.mean()
+        for m in order_methods(grp.method):
+            if m == reference or not len(ref):
+                continue
+            mine = grp[grp.method == m].groupby("seed").final_accuracy.mean()
+            d, h, n = paired_difference(mine, ref)
+            rows.append({**dict(zip(CELL, key)), "method": m, "reference": reference, "diff_mean": d,
+                         "diff_ci95": h, "seeds": n})
+    data = pd.DataFrame(rows, columns=CELL + ["method", "reference", "diff_mean", "diff_ci95", "seeds"])
+    display = pd.DataFrame({
+        "Backbone": data.backbone, "Dataset": data.dataset, "Partition": data.partition,
+        "Method": data.method.map(method_label),
+        f"Δ vs {method_label(reference)} (pp)": [fmt_signed_ci(m, h, n) for m, h, n in
+                                                  zip(data.diff_mean, data.diff_ci95, data.seeds)],
+        "n": data.seeds.astype(int).astype(str),
+    })
+    display, notes = _drop_constant(display, ["Backbone"])
+    caption = (f"Final-round test accuracy of each method minus {method_label(reference)}'s in the same cell, in "
+               f"percentage points, paired by seed (same partition, initialisation and client sampling): mean ± "
+               f"half-width of the {CONFIDENCE:.0%} Student-t confidence interval of the per-seed differences; an "
+               f"interval that contains 0 shows no detectable difference. {FLOP_NOTE}.")
+    return Table("paired", data, display, caption, notes)
 
 
 def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str = "fedavg") -> Table:
@@ -213,8 +247,9 @@ def _variant_table(rows: list[dict], name: str, caption: str, lead: list[tuple[s
     display = pd.DataFrame({
         **{title: data[col].astype(str) for title, col in lead},
         "Backbone": data.backbone, "Dataset": data.dataset, "Partition": data.partition,
-        "Accuracy (%)": [fmt_pm(m, s, n) for m, s, n in zip(data.accuracy_mean, data.accuracy_std, data.seeds)],
-        "Δ vs SFPrompt (pp)": data.delta_pp.map(lambda x: "–" if pd.isna(x) else f"{x:+.1f}"),
+        "Accuracy (%)": [fmt_ci(m, h, n) for m, h, n in zip(data.accuracy_mean, data.accuracy_ci95, data.seeds)],
+        "Δ vs SFPrompt (pp)": [fmt_signed_ci(m, h, n) for m, h, n in
+                               zip(data.delta_pp, data.delta_ci95, data.delta_seeds)],
         "Client GFLOPs/round": data.client_gflops_round.map(fmt_num),
         "MB/round": data.comm_mb_round.map(fmt_num),
     })
@@ -223,10 +258,13 @@ def _variant_table(rows: list[dict], name: str, caption: str, lead: list[tuple[s
 
 
 def _summarise(grp: pd.DataFrame, full: pd.DataFrame) -> dict:
-    m, s, n = mean_std(grp.final_accuracy)
-    fm, _, fn = mean_std(full.final_accuracy)
-    return {"accuracy_mean": m, "accuracy_std": s, "seeds": n, "delta_pp": m - fm if fn else math.nan,
-            "client_gflops_round": grp.client_gflops_round.mean(), "comm_mb_round": grp.comm_mb_round.mean()}
+    """Accuracy mean ± CI of a variant and its change against full SFPrompt, paired by seed."""
+    m, h, n = mean_ci(grp.final_accuracy)
+    d, dh, dn = paired_difference(grp.groupby("seed").final_accuracy.mean(),
+                                  full.groupby("seed").final_accuracy.mean())
+    return {"accuracy_mean": m, "accuracy_ci95": h, "seeds": n, "delta_pp": d, "delta_ci95": dh,
+            "delta_seeds": dn, "client_gflops_round": grp.client_gflops_round.mean(),
+            "comm_mb_round": grp.comm_mb_round.mean()}
 
 
 def ablation_table(variants: pd.DataFrame, full: pd.DataFrame, settings: Mapping[str, Mapping]) -> Table:
@@ -248,7 +286,8 @@ def ablation_table(variants: pd.DataFrame, full: pd.DataFrame, settings: Mapping
                 rows.append({"variant": name.replace("_", " "), "setting": text, **dict(zip(CELL, cell)), **_summarise(sub, ref)})
     caption = ("SFPrompt ablations: each variant changes one setting of the full method (no pruning: keep every "
                "sample; no local-loss update; no prompts; no server gradient for the prompts). Final-round test "
-               "accuracy (%) mean ± std over seeds, its change against full SFPrompt in percentage points, and "
+               "accuracy (%): mean ± 95% CI over seeds (Student t); its change against full SFPrompt in "
+               "percentage points, paired by seed, with its 95% CI; and "
                f"the measured client GFLOPs and MB (up + down) per participating client per round. {FLOP_NOTE}.")
     return _variant_table(rows, "ablation", caption, [("Variant", "variant"), ("Setting", "setting")])
 
@@ -270,8 +309,8 @@ def sensitivity_table(points: pd.DataFrame, full: pd.DataFrame) -> Table:
         data = data.sort_values(["parameter", "_order"], kind="stable").drop(columns="_order").reset_index(drop=True)
     caption = ("SFPrompt sensitivity, one setting varied at a time around the base configuration (keep_ratio: "
                "fraction of samples kept by EL2N pruning; prompt_len: prompt tokens; split: transformer blocks "
-               "head/tail on the client). Final-round test accuracy (%) mean ± std over seeds, change against the "
-               f"base setting (pp), measured client GFLOPs and MB per participating client per round. {FLOP_NOTE}.")
+               "head/tail on the client). Final-round test accuracy (%): mean ± 95% CI over seeds (Student t); "
+               f"change against the base setting (pp, paired by seed, with its 95% CI); measured client GFLOPs and MB per participating client per round. {FLOP_NOTE}.")
     return _variant_table(data.to_dict("records") if len(data) else [], "sensitivity", caption,
                           [("Parameter", "parameter"), ("Value", "value")])
 

@@ -20,7 +20,7 @@ from tests.benchmarks.conftest import ROOT
 SCRIPT = """
 import json, resource, sys, time
 import torch
-from benchmark.federation.method import create_method
+from benchmark.methods import create_method
 from benchmark.perf import run_config, synthetic_data
 from benchmark.run import keep_freed_memory
 torch.set_num_threads(1)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from benchmark.federation.method import create_method
+from benchmark.methods import create_method
 from benchmark.perf import METHODS, SMALL_VITS, matmul_rate, run_config, synthetic_data
 
 MODEL = os.environ.get("SFP_BENCH_MODEL", "d128x6")

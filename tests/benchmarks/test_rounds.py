@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from benchmark.federation.method import create_method
+from benchmark.methods import create_method
 from benchmark.perf import SMALL_VITS, PhaseClock, run_config, synthetic_data
 
 MODEL = os.environ.get("SFP_BENCH_MODEL", "d128x6")
@@ -28,10 +28,10 @@ VARIANTS = {
     "sfl_v1": ("sfl_v1", {}),
     "sfl_v2": ("sfl_v2", {}),
     "sfprompt": ("sfprompt", {}),
-    "sfprompt/no_pruning": ("sfprompt", {"train.keep_ratio": 1.0}),
-    "sfprompt/no_local_loss": ("sfprompt", {"train.local_loss_epochs": 0}),
+    "sfprompt/no_pruning": ("sfprompt", {"method_params.keep_ratio": 1.0}),
+    "sfprompt/no_local_loss": ("sfprompt", {"method_params.local_loss_epochs": 0}),
     "sfprompt/no_prompts": ("sfprompt", {"model.prompt_len": 0}),
-    "sfprompt/no_server_grad": ("sfprompt", {"train.prompt_grad_via_server": False}),
+    "sfprompt/no_server_grad": ("sfprompt", {"method_params.prompt_grad_via_server": False}),
 }
 
 
