@@ -10,6 +10,7 @@ Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -283,11 +284,36 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return VERBS[args.verb][2](args)
+        with _quiet_bars(getattr(args, "quiet", False)):
+            return VERBS[args.verb][2](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+
+@contextlib.contextmanager
+def _quiet_bars(quiet: bool):
+    """With ``-q``, no progress bar at all (the decode bar reads ``TQDM_DISABLE``, Hugging Face datasets its own
+    switch for the parquet conversion), so that an error stays the only line on stderr; restored on exit."""
+    if not quiet:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS")}
+    os.environ.update(dict.fromkeys(saved, "1"))
+    hf = sys.modules.get("datasets")
+    was_on = hf is not None and hf.is_progress_bar_enabled()
+    if was_on:
+        hf.disable_progress_bars()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if was_on:
+            hf.enable_progress_bars()
 
 if __name__ == "__main__":
     sys.exit(main())

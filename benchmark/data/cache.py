@@ -335,7 +335,8 @@ def decode_split(ds: datasets.Dataset, img_size: int, desc: str = "decode",
     images = torch.empty((n, 3, img_size, img_size), dtype=torch.uint8)
     labels = torch.empty((n,), dtype=torch.int64)
     start = 0
-    with _torch_threads(1), tqdm(total=n, desc=desc, unit="img", mininterval=1.0) as bar:
+    quiet = os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # the CLI's -q sets it (read per call)
+    with _torch_threads(1), tqdm(total=n, desc=desc, unit="img", mininterval=1.0, disable=quiet) as bar:
         for batch in raw.iter(batch_size=_DECODE_BATCH):
             arrays = []
             for i, cell in enumerate(batch.column("image").to_pylist()):

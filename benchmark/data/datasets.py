@@ -222,7 +222,7 @@ def _fail(spec: DatasetSpec, origin: str, what: str) -> DatasetError:
 
 
 def _describe_columns(features: datasets.Features) -> str:
-    return ", ".join(f"{c} ({type(f).__name__ if not hasattr(f, 'dtype') else f.dtype})" for c, f in features.items())
+    return ", ".join(f"{c} ({f.dtype if type(f).__name__ == 'Value' else type(f).__name__})" for c, f in features.items())
 
 
 def _is_int(feature) -> bool:
@@ -245,13 +245,15 @@ def _column(spec: DatasetSpec, origin: str, features: datasets.Features, kind: s
 
 def detect_columns(spec: DatasetSpec, features: datasets.Features, origin: str = "") -> tuple[str, str]:
     """``(image column, label column)``: the declared ones, else the one ``Image`` and the one ``ClassLabel``
-    column (else the one integer column)."""
+    column (else the one integer column, else the one string column, which :func:`_class_names` rejects with
+    a message saying how to encode it)."""
     import datasets
 
     images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
     image = _column(spec, origin, features, "image", spec.image_column, images)
     labels = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
-    labels = labels or [c for c, f in features.items() if _is_int(f) and c != image]
+    labels = labels or [c for c, f in features.items() if _is_int(f) and c != image] or [
+        c for c, f in features.items() if getattr(f, "dtype", "") in ("string", "large_string") and c != image]
     label = _column(spec, origin, features, "label", spec.label_column, labels)
     if not isinstance(features[image], datasets.Image):
         raise _fail(spec, origin, f"image column {image!r} holds {_describe_columns({image: features[image]})}, "
