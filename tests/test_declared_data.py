@@ -266,3 +266,46 @@ def test_train_runs_on_a_declared_dataset_by_run_config_alone(tmp_path, capsys, 
     assert main(["data", "--dataset", f"{scheme}:{folder}"]) == 0
     out = capsys.readouterr().out
     assert "src:" in out and f"classes (3): {', '.join(names)}" in out and "train: 24 images   test: 6 images" in out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# done when: the workflow on declared datasets by a profile alone (one Snakemake run for both folders)
+
+
+def test_workflow_runs_declared_datasets_by_profile_alone(tmp_path):
+    """The smoke profile's settings with a `datasets:` override: a parquet folder (odd columns, no test split)
+    and an image folder, one partition, two methods, a scratch backbone. Then: nothing left to do, and a
+    changed declaration re-decodes that dataset (and reruns what reads it) only."""
+    from tests.test_workflow import CONFIGS, job_counts, snakemake
+
+    leaves = write_parquet(tmp_path / "data" / "leaves", per_class=12)
+    pets = write_image_folder(tmp_path / "data" / "pets", per_class=12, classes=["cat", "dog", "emu"])
+    raw = yaml.safe_load(CONFIGS["smoke"].read_text())
+    raw.update(results=str(tmp_path / "results"), ablations={}, sensitivity={}, methods=["fedavg", "sfprompt"],
+               partitions={"iid": {"scheme": "iid"}},
+               datasets={"leaves": {"source": f"parquet:{leaves}", "max_train_samples": 24},
+                         "pets": {"source": f"imagefolder:{pets}"}})
+    raw["run"]["partition"]["num_clients"] = 2
+    raw["run"]["train"]["rounds"] = 1
+    raw["backbones"]["tiny"].update(weights="scratch", pretrain={})
+    raw["accounting"]["splits"] = [[0, 0], [1, 1]]
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(raw))
+    work = tmp_path / "work"
+    work.mkdir()
+    snakemake("all", "--cores", "2", "--configfile", str(profile), workdir=work)
+
+    results = tmp_path / "results"
+    accuracy = (results / "tables" / "accuracy.csv").read_text()
+    assert "leaves" in accuracy and "pets" in accuracy
+    for name, classes in (("leaves", CLASSES), ("pets", ["cat", "dog", "emu"])):
+        train, test = read_cache(results / "cache" / f"{name}-16px.safetensors")
+        assert train.classes == classes and len(test) == 8  # ceil(20% of 36) held out
+        assert (results / "runs" / "tiny" / name / "iid" / "sfprompt" / "seed0" / "metrics.csv").is_file()
+    assert (results / "figures" / "accuracy_vs_round.png").is_file() and (results / "manifest.json").is_file()
+
+    assert job_counts(snakemake("all", "-n", "--configfile", str(profile), workdir=work).log) == {}
+    raw["datasets"]["pets"]["test_fraction"] = 0.25
+    profile.write_text(yaml.safe_dump(raw))
+    planned = job_counts(snakemake("all", "-n", "--configfile", str(profile), workdir=work).log)
+    assert planned["cache"] == 1 and planned["partition"] == 1 and planned["train"] == 2, planned
