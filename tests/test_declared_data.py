@@ -55,8 +55,10 @@ def _image(i: int) -> PILImage.Image:
 
 
 def write_parquet(folder: Path, per_class: int = 10, classes=CLASSES, splits=("train",), shards: int = 1,
-                  label_feature=None, labels=None, extra_image: bool = False, corrupt: int | None = None) -> Path:
-    """A parquet folder in the hub's layout, columns ``pixels`` (Image), ``kind`` (ClassLabel), ``note``."""
+                  label_feature=None, labels=None, extra_image: bool = False, corrupt: int | None = None,
+                  row_ids: bool = True) -> Path:
+    """A parquet folder in the hub's layout, columns ``note`` (string), ``pixels`` (Image), ``kind`` (ClassLabel)
+    and, unless ``row_ids`` is False, the distractor ``row_id`` (int64): the label is the ClassLabel, not it."""
     folder.mkdir(parents=True, exist_ok=True)
     for split in splits:
         n = per_class * len(classes)
@@ -65,6 +67,8 @@ def write_parquet(folder: Path, per_class: int = 10, classes=CLASSES, splits=("t
         cols = {"note": [f"row {i}" for i in range(len(lab))], "pixels": images, "kind": lab}
         feats = {"note": datasets.Value("string"), "pixels": datasets.Image(),
                  "kind": label_feature or datasets.ClassLabel(names=list(classes))}
+        if row_ids:
+            cols["row_id"], feats["row_id"] = list(range(len(lab))), datasets.Value("int64")
         if extra_image:
             cols["thumb"], feats["thumb"] = images, datasets.Image()
         ds = datasets.Dataset.from_dict(cols, features=datasets.Features(feats))
@@ -153,7 +157,7 @@ def test_ambiguous_image_columns_list_the_candidates_until_one_is_named(tmp_path
 
 
 def test_plain_integer_labels_warn_and_count_classes_from_the_data(tmp_path):
-    folder = write_parquet(tmp_path / "ints", label_feature=datasets.Value("int64"))
+    folder = write_parquet(tmp_path / "ints", label_feature=datasets.Value("int64"), row_ids=False)
     with pytest.warns(UserWarning, match=r"'kind' holds plain integers.*3 classes"):
         loaded = load_dataset_spec(declared(folder))
     assert loaded.classes == ["0", "1", "2"]
@@ -219,7 +223,8 @@ BAD = [
     ("ambiguous_columns", lambda p: {"source": f"parquet:{write_parquet(p / 'a', extra_image=True)}"},
      r"cannot tell the image column \(several candidates: pixels, thumb"),
     ("unknown_column", lambda p: {"source": f"parquet:{write_parquet(p / 'u')}", "label_column": "labels"},
-     r"label column 'labels' not found; columns: note \(string\), pixels \(Image\), kind \(ClassLabel\)"),
+     r"label column 'labels' not found; columns: note \(string\), pixels \(Image\), kind \(ClassLabel\), "
+     r"row_id \(int64\)"),
     ("bad_scheme", lambda p: {"source": "s3://bucket/x"}, r"'data.source' of dataset 'mine' must be hf:OWNER/NAME"),
     ("missing_split", lambda p: {"source": f"parquet:{write_parquet(p / 'm')}", "test_split": "validation"},
      r"no 'validation' split \(splits: train\); set data.test_split"),
