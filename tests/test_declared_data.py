@@ -248,6 +248,22 @@ def test_bad_data_is_one_line_and_writes_nothing(tmp_path, capsys, case_id, make
     assert not results.exists(), list(results.rglob("*"))
 
 
+def test_very_small_classes_meet_the_partitioners_own_errors(tmp_path, capsys):
+    """A class of 3 images among 24 cannot give 4 Dirichlet clients 8 samples each: the partitioner's
+    ``min_partition_size`` error, one line with its hint (the cache, built from valid data, may stay)."""
+    folder = write_parquet(tmp_path / "src", labels=[0] * 15 + [1] * 12 + [2] * 3)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "threads": 1, "data": {"dataset": "mine", "source": f"parquet:{folder}", "cache_dir": str(tmp_path / "c")},
+        "partition": {"scheme": "dirichlet", "num_clients": 4, "alpha": 0.1, "min_partition_size": 8},
+        "model": TINY_MODEL, "train": {"method": "fedavg", "rounds": 1}}))
+    capsys.readouterr()
+    assert main(["partition", "--config", str(cfg), "--out", str(tmp_path / "p.json"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "partition scheme 'dirichlet' failed for 4 clients on 24 samples" in err[0], err
+    assert "partition.min_partition_size" in err[0] and not (tmp_path / "p.json").exists()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # done when: train by a run config alone, on a parquet folder and on an image folder
 
