@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image as PILImage
 
@@ -23,7 +22,7 @@ from benchmark.__main__ import main
 from benchmark.config import DataConfig
 from benchmark.data.cache import build_cache, cache_path, read_cache
 from benchmark.data.datasets import DatasetSpec, load_dataset_spec, spec_from_config
-from benchmark.errors import ConfigError, DatasetError
+from benchmark.errors import DatasetError
 
 CLASSES = ["oak", "elm", "yew"]
 TINY_MODEL = {"backbone": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 4,
