@@ -10,6 +10,7 @@ Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: .
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -66,27 +67,55 @@ def _load_cfg(a: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------------------------------------
-@verb("data", "describe a dataset (sizes, classes) or list the registered ones",
-      _with(dataset={}, data_root={}, list={"action": "store_true"}))
-def cmd_data(a: argparse.Namespace) -> int:
-    from benchmark.data.datasets import DATASETS, describe
+def _dataset_override(value: str | None) -> dict:
+    """``--dataset`` as config overrides: a preset's name, or a source (``hf:OWNER/NAME``, ``parquet:DIR``,
+    ``imagefolder:DIR``) declaring a dataset named after its last path component."""
+    if not value:
+        return {}
+    if ":" not in value:
+        return {"data.dataset": value}
+    from benchmark.data.datasets import name_from_source
 
-    if a.list or not a.dataset:
+    return {"data.dataset": name_from_source(value), "data.source": value}
+
+
+def _load_data_cfg(a: argparse.Namespace):
+    """The run config with ``--dataset`` applied (it wins over the config's dataset and source)."""
+    from benchmark.config import load_config, parse_overrides
+
+    over = {**parse_overrides(a.set), **_dataset_override(a.dataset)}
+    for key, attr in (("data.data_root", "data_root"), ("device", "device"), ("threads", "threads"), ("seed", "seed")):
+        if getattr(a, attr, None) is not None:
+            over[key] = getattr(a, attr)
+    return load_config(a.config, over)
+
+
+_DATASET_HELP = "a preset's name, or a source: hf:OWNER/NAME, parquet:DIR, imagefolder:DIR"
+
+
+@verb("data", "describe a dataset (sizes, classes): a preset, a declared one, or --list the presets",
+      _with(_config_args, dataset={"help": _DATASET_HELP}, list={"action": "store_true"}))
+def cmd_data(a: argparse.Namespace) -> int:
+    from benchmark.data.datasets import DATASETS, describe, spec_from_config
+
+    if a.list or not (a.dataset or a.config or a.set):
         for name in DATASETS.names():
             print(name)
         return 0
-    print(describe(a.dataset, a.data_root))
+    cfg = _load_data_cfg(a)
+    print(describe(spec_from_config(cfg.data), cfg.data.data_root))
     return 0
 
 
 @verb("cache", "decode a dataset once into the uint8 array cache",
-      _with(_config_args, dataset={}, img_size={"type": int}, cache_dir={}))
+      _with(_config_args, dataset={"help": _DATASET_HELP}, img_size={"type": int}, cache_dir={}))
 def cmd_cache(a: argparse.Namespace) -> int:
     import torch
 
     from benchmark.data.cache import build_cache
+    from benchmark.data.datasets import spec_from_config
 
-    cfg = _load_cfg(a)
+    cfg = _load_data_cfg(a)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     size = a.img_size or cfg.data.cache_img_size
@@ -94,7 +123,7 @@ def cmd_cache(a: argparse.Namespace) -> int:
         from benchmark.models.vit import input_spec
 
         size = input_spec(cfg.model)[0]
-    path = build_cache(a.dataset or cfg.data.dataset, size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
+    path = build_cache(spec_from_config(cfg.data), size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
     print(path)
     return 0
 
@@ -265,11 +294,36 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return VERBS[args.verb][2](args)
+        with _quiet_bars(getattr(args, "quiet", False)):
+            return VERBS[args.verb][2](args)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+
+@contextlib.contextmanager
+def _quiet_bars(quiet: bool):
+    """With ``-q``, no progress bar at all (the decode bar reads ``TQDM_DISABLE``, Hugging Face datasets its own
+    switch for the parquet conversion), so that an error stays the only line on stderr; restored on exit."""
+    if not quiet:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS")}
+    os.environ.update(dict.fromkeys(saved, "1"))
+    hf = sys.modules.get("datasets")
+    was_on = hf is not None and hf.is_progress_bar_enabled()
+    if was_on:
+        hf.disable_progress_bars()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if was_on:
+            hf.enable_progress_bars()
 
 if __name__ == "__main__":
     sys.exit(main())

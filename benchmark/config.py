@@ -35,12 +35,42 @@ RUNTIME_KEYS = ("threads", "keep_freed_memory", "device")
 bit-identical across thread counts and allocators, tested; GPU runs repeat only up to float rounding anyway)."""
 
 
+DECLARATION_KEYS = ("source", "hub_config", "train_split", "test_split", "image_column", "label_column",
+                    "num_classes", "test_fraction")
+"""``data`` keys that declare a dataset (fields of :class:`benchmark.data.datasets.DatasetSpec`); None: the
+preset's value (or the spec's default, for a dataset declared by ``source``)."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset, where it lives, and how much of it a CPU-sized run uses."""
+    """Which dataset, where it lives, and how much of it a CPU-sized run uses.
+
+    A dataset is either a preset (``dataset: cifar10``, ``python -m benchmark data --list``) or declared here
+    by ``source`` and, where auto-detection cannot decide, the keys after it; ``dataset`` is then the name
+    used in paths, cache files and tables. See :mod:`benchmark.data.datasets`.
+    """
 
     dataset: str = "digits"
-    """Registered dataset name (``python -m benchmark data --list``)."""
+    """A preset's name, or the name of the dataset declared by ``source`` (letters, digits, ``_ . -``)."""
+    source: Optional[str] = None
+    """Declares a dataset: ``hf:OWNER/NAME`` (hub id; a local mirror ``data_root/<dataset>/`` first),
+    ``parquet:DIR`` (parquet files in the hub's layout, ``{split}-*.parquet``) or ``imagefolder:DIR`` (one
+    subfolder per class). None: ``dataset`` is a preset."""
+    hub_config: Optional[str] = None
+    """Hub configuration (subset) name; also a sub-folder of a ``parquet:`` folder."""
+    train_split: Optional[str] = None
+    """Split trained on (default ``train``)."""
+    test_split: Optional[str] = None
+    """Split evaluated on. None: ``test`` if the source has one, else a seeded stratified draw of
+    ``test_fraction`` of the train split (seed 0, independent of the run seed)."""
+    image_column: Optional[str] = None
+    """Column of images; None: the one ``Image`` column."""
+    label_column: Optional[str] = None
+    """Column of labels; None: the one ``ClassLabel`` column (else the one integer column)."""
+    num_classes: Optional[int] = None
+    """Number of classes; None: from the ``ClassLabel`` (or max integer label + 1, with a warning)."""
+    test_fraction: Optional[float] = None
+    """Share of the train split held out when there is no test split (default 0.2)."""
     data_root: Optional[str] = None
     """Folder of local parquet mirrors (``ROOT/<name>/{split}-*.parquet``); None: ``$BENCHMARK_DATA_ROOT``."""
     cache_dir: str = "results/cache"
@@ -53,6 +83,10 @@ class DataConfig:
     """Stratified, seeded subsample of the train split (None: all)."""
     max_test_samples: Optional[int] = None
     """Stratified, seeded subsample of the test split (None: all)."""
+
+    def preset(self, name: str) -> "DataConfig":
+        """A copy reading the preset ``name`` (declaration keys cleared), e.g. a pre-training dataset."""
+        return dataclasses.replace(self, dataset=name, **{k: None for k in DECLARATION_KEYS})
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,12 @@ def backbone_depth(cfg: RunConfig) -> int:
 
 def check_run(cfg: RunConfig, needs_method: bool = True) -> None:
     """Raise a one-line :class:`ConfigError` for anything that would fail later in a run."""
-    from benchmark.data.datasets import get_spec
+    from benchmark.data.datasets import spec_from_config
     from benchmark.methods import method_class
 
     if needs_method:
         method_class(cfg.train.method).params(cfg)  # the name and its method_params
-    spec = get_spec(cfg.data.dataset)
+    spec = spec_from_config(cfg.data)
     depth = backbone_depth(cfg)
     m = cfg.model
     if m.head_blocks + m.tail_blocks >= depth:

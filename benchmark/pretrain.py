@@ -45,11 +45,12 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def pretrain(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
     """Pre-train ``cfg.model`` (with ``weights: scratch``) on ``cfg.pretrain.dataset``; return the card."""
     pre = cfg.pretrain
-    check_run(cfg.replace(**{"data.dataset": pre.dataset, "model.weights": "scratch"}), needs_method=False)
+    data_cfg = cfg.data.preset(pre.dataset)  # a preset, not the dataset the runs may declare in data.*
+    check_run(dataclasses.replace(cfg, data=data_cfg).replace(**{"model.weights": "scratch"}), needs_method=False)
     device = resolve_device(cfg.device)
     configure_torch(cfg, device)
     img_size, mean, std = input_spec(cfg.model)
-    data_cfg = dataclasses.replace(cfg.data, dataset=pre.dataset, max_train_samples=pre.max_train_samples,
+    data_cfg = dataclasses.replace(data_cfg, max_train_samples=pre.max_train_samples,
                                    max_test_samples=pre.max_test_samples)
     train, test = load_image_data(data_cfg, cfg.data.cache_img_size or img_size, cfg.seed)
     data = FederatedData(train.images, train.labels, test.images, test.labels, [], list(train.classes),

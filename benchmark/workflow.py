@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from benchmark.config import RunConfig, cache_file_name, from_dict
+from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -271,7 +271,19 @@ class Workflow:
             (a.label, split_label(a.split)): a for a in self._accounting()}
 
     # ------------------------------------------------------------------ checks
+    def _check_datasets(self) -> None:
+        """Every dataset is a preset or a valid declaration (``source`` and friends); reads no data."""
+        from benchmark.data.datasets import spec_from_config
+
+        for name, entry in self.datasets.items():
+            data = {**self.base.get("data", {}), **entry, "dataset": name}
+            try:
+                spec_from_config(from_dict({"data": data}).data)
+            except ConfigError as exc:
+                raise ConfigError(f"workflow config key 'datasets.{name}': {exc}") from None
+
     def _check_sections(self) -> None:
+        self._check_datasets()
         flat = flatten(self.base)
         for key in flat:
             if key in GRID_KEYS or key.startswith(METHOD_PARAMS):
@@ -531,10 +543,12 @@ class Workflow:
         return sorted({str(Path(f).parent) for f in files})
 
     def cache_args(self, wc: Any) -> str:
-        """The cache rule's ``--set data.data_root=...`` where a profile names the mirror folder (the dataset's
-        entry first, then ``run.data``); nothing else changes the decoded arrays."""
+        """The cache rule's ``--set`` arguments: the dataset's declaration (``data.source``, columns, splits,
+        ...) and the mirror folder, where the profile sets them (the dataset's entry first, then ``run.data``);
+        nothing else changes the decoded arrays. A Snakemake param, so a changed declaration re-decodes."""
         data = {**self.base.get("data", {}), **self.datasets.get(wc.dataset, {})}
-        return set_args({"data.data_root": data["data_root"]}) if data.get("data_root") else ""
+        keys = ("data_root",) + DECLARATION_KEYS
+        return set_args({f"data.{k}": data[k] for k in keys if data.get(k) is not None})
 
     def accounting_entry(self, wc: Any) -> Accounting:
         return self.accounting[(wc.backbone, wc.split)]

@@ -40,7 +40,7 @@ from benchmark.data import (
 from benchmark.errors import DatasetError, UnknownNameError
 
 SHARED = Path(os.environ.get("BENCHMARK_SHARED_DATA", "/work/shared/data"))
-NAMES = ["c0", "c1", "c2", "c3"]
+NAMES = [f"c{i}" for i in range(10)]  # the presets written as mirrors below declare 10 classes
 
 
 @pytest.fixture(autouse=True)
@@ -86,8 +86,8 @@ def test_registry_lists_all_datasets_with_known_sources():
     assert expected <= set(DATASETS.names())
     for name in DATASETS:
         spec = get_spec(name)
-        assert spec.name == name and spec.source in SOURCES
-    assert get_spec("svhn").hub_config == "cropped_digits"
+        assert spec.name == name and spec.scheme in SOURCES
+    assert get_spec("svhn").hub_config == "cropped_digits" and get_spec("svhn").hub_id == "ufldl-stanford/svhn"
     assert get_spec("cifar100").label_column == "fine_label"
 
 
@@ -156,7 +156,7 @@ def test_synthetic_mirror_loads_and_caches_exact_pixels(tmp_path):
     assert train.labels.dtype == torch.int64 and train.classes == NAMES
     # lossless PNG at the native size: the cache holds the very pixels (HWC -> CHW)
     assert torch.equal(train.images, torch.from_numpy(src["train"]).permute(0, 3, 1, 2))
-    assert torch.equal(test.labels, torch.arange(24) % 4)
+    assert torch.equal(test.labels, torch.arange(24) % 10)
 
 
 def test_resize_and_grayscale_to_three_channels(tmp_path):
@@ -177,7 +177,8 @@ def test_variable_size_images_are_centre_cropped_then_resized(tmp_path):
         m = min(h, w)
         a[(h - m) // 2:(h - m) // 2 + m, (w - m) // 2:(w - m) // 2 + m] = 100
         imgs.append(a)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=NAMES)})
+    names = [f"f{i}" for i in range(102)]  # the flowers102 preset declares 102 classes
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
     for split in ("train", "test"):
         ds = datasets.Dataset.from_dict({"image": imgs, "label": [0, 1, 2, 3]}, features=features)
         ds.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))

@@ -115,7 +115,8 @@ def test_schema_names_match_the_registries():
 
     method_class("fedavg")  # imports the registering modules
     defs = yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]
-    assert sorted(defs["dataset"]["enum"]) == sorted(DATASETS.names())
+    # datasets are not an enum (a profile may declare its own); every preset's name is a valid dataset name
+    assert "enum" not in defs["dataset"] and all(re.match(defs["dataset"]["pattern"], n) for n in DATASETS.names())
     assert sorted(defs["method"]["enum"]) == sorted(METHODS.names())
 
 
@@ -157,7 +158,13 @@ def _smoke_raw() -> dict:
     (lambda c: c["partitions"]["iid"].update(alpha_=1), "unknown workflow config key 'partitions.iid.alpha_'"),
     (lambda c: c["partitions"]["iid"].update(scheme="random"), "'partitions.iid.scheme'"),
     (lambda c: c.update(methods=["fedavg", "fedsgd"]), "'methods.1'"),
-    (lambda c: c.update(datasets={"cifar11": {}}), "'datasets'"),
+    (lambda c: c.update(datasets={"cifar11": {}}), "'datasets.cifar11': unknown dataset 'cifar11'; valid: cifar10"),
+    (lambda c: c.update(datasets={"mine": {"source": "ftp:x"}}), "'datasets.mine.source'"),
+    (lambda c: c.update(datasets={"mine": {"source": "parquet:/x", "image_col": "a"}}),
+     "unknown workflow config key 'datasets.mine.image_col'"),
+    (lambda c: c.update(datasets={"mine": {"source": "parquet:/x", "test_fraction": 1.0}}),
+     "'datasets.mine.test_fraction'"),
+    (lambda c: c.update(datasets={"my/set": {"source": "parquet:/x"}}), "'datasets'"),
     (lambda c: c["ablations"]["variants"].update(typo={"train.keep_rato": 1.0}), "train.keep_rato"),
     (lambda c: c["ablations"]["variants"].update(bad={"data.max_train_samples": 10}), "'ablations.variants.bad.data"),
     (lambda c: c["run"]["train"].update(lr=-1.0), "train.lr"),
@@ -277,6 +284,18 @@ def test_cache_files_are_named_by_dataset_and_resolution():
     assert smoke.pretrain_input(SimpleNamespace(backbone="tiny")) == {"cache": "out/cache/mnist5k-16px.safetensors"}
     assert smoke.partition_input(SimpleNamespace(dataset="digits", partition="iid", seed=0)) == {
         "cache": "out/cache/digits-16px.safetensors"}
+
+
+def test_cache_rule_params_carry_a_declared_dataset():
+    raw = _smoke_raw()
+    raw["datasets"] = {"digits": {"max_train_samples": 800},
+                       "leaves": {"source": "parquet:/data/leaves", "label_column": "kind", "max_train_samples": 40}}
+    wf = load_workflow(raw)
+    assert wf.cache_args(SimpleNamespace(dataset="digits")) == ""
+    args = wf.cache_args(SimpleNamespace(dataset="leaves"))
+    assert args == "--set data.label_column=kind --set data.source=parquet:/data/leaves"
+    run = wf.runs[("tiny", "leaves", "iid", "fedavg", 0)]
+    assert run.config().data.source == "parquet:/data/leaves" and run.dir.startswith("runs/tiny/leaves/iid/")
 
 
 def test_paper_accounting_needs_no_training(tmp_path):

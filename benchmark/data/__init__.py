@@ -1,4 +1,5 @@
-"""Data: registered datasets (HF hub, local parquet mirrors, package-shipped sets), the uint8 image cache,
+"""Data: dataset declarations and presets (HF hub, local parquet mirrors, parquet and image folders,
+package-shipped sets), the uint8 image cache,
 per-batch transforms, and federated partitions built with flwr-datasets.
 
 Typical use::
@@ -21,6 +22,7 @@ _EXPORTS = {
     "read_cache": "cache",
     "DATASETS": "datasets", "SOURCES": "datasets", "DatasetSpec": "datasets", "class_names": "datasets",
     "describe": "datasets", "get_spec": "datasets", "load_hf": "datasets", "stratified_subsample": "datasets",
+    "LoadedDataset": "datasets", "load_dataset_spec": "datasets", "spec_from_config": "datasets",
     "PARTITIONERS": "partition", "Partition": "partition", "label_entropy": "partition",
     "make_partition": "partition",
     "normalize": "transforms", "resize": "transforms",
@@ -38,7 +40,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "DATASETS", "SOURCES", "PARTITIONERS", "DatasetSpec", "ImageSet", "Partition",
+    "DATASETS", "SOURCES", "PARTITIONERS", "DatasetSpec", "ImageSet", "LoadedDataset", "Partition",
     "build_cache", "cache_path", "class_names", "describe", "get_spec", "label_entropy", "load_hf",
-    "load_image_data", "make_partition", "normalize", "read_cache", "resize", "stratified_subsample",
+    "load_dataset_spec", "load_image_data", "make_partition", "normalize", "read_cache", "resize",
+    "spec_from_config", "stratified_subsample",
 ]

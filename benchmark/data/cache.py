@@ -4,16 +4,24 @@ One safetensors file per (dataset, image size), ``{cache_dir}/{dataset}-{img_siz
 
 * ``train_images``, ``test_images``: uint8 ``[N, 3, img_size, img_size]`` (RGB, channels first, 0..255);
 * ``train_labels``, ``test_labels``: int64 ``[N]``;
-* metadata (strings): format version, dataset, image size, class names (JSON), origin, counts.
+* metadata (strings): format version, dataset, image size, class names (JSON), origin, counts, and the
+  dataset's declaration (:meth:`~benchmark.data.datasets.DatasetSpec.fingerprint`): a file written for another
+  declaration of the same name (a changed source, split or column) is rebuilt, not reused.
 
 Pre-processing, applied once at build time:
 
-* every image is converted to RGB (grayscale is replicated to 3 channels, palettes expanded, alpha dropped);
+* every image is converted to RGB (grayscale is replicated to 3 channels, palettes expanded, alpha dropped
+  without compositing);
 * a non-square image is centre-cropped to a square first (departure from a plain resize, which would distort
-  the aspect ratio; only Flowers-102 has non-square images among the registered sets); JPEGs much larger
+  the aspect ratio; only Flowers-102 has non-square images among the presets); images of mixed sizes are
+  resized one by one, so any declared dataset ends up at ``img_size``; JPEGs much larger
   than ``img_size`` are decoded at a reduced DCT scale (PIL ``draft``), never below ``img_size``;
 * the square is resized to ``img_size`` with ``torch.nn.functional.interpolate`` (bilinear, antialias,
   rounded back to uint8). Images already at ``img_size`` are copied untouched.
+
+An image that cannot be decoded stops the build with one line naming the split, the row and, for parquet
+sources, the shard file and its row (imagefolder: the image file); the half-built cache, its lock file and a
+cache folder this build created are removed, so nothing is left behind.
 
 Writes are atomic (a temporary file in the same folder, then ``os.replace``) and serialised by a
 ``filelock.FileLock`` on ``<file>.lock``, so concurrent processes (e.g. parallel Snakemake jobs) neither
@@ -32,7 +40,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -54,7 +62,7 @@ if TYPE_CHECKING:
 # Hugging Face ``datasets`` (imported by benchmark.data.datasets) costs about 0.6 s per process and is needed
 # only to decode, so this module imports it, and the registry module, only where they are used. These names
 # of benchmark.data.datasets stay importable from here (stratified_subsample is part of this module's API).
-_LAZY = ("DatasetSpec", "class_names", "get_spec", "load_hf_with_origin", "stratified_subsample")
+_LAZY = ("DatasetSpec", "class_names", "get_spec", "load_hf_with_origin", "spec_from_config", "stratified_subsample")
 
 
 def __getattr__(name: str) -> Any:
@@ -66,7 +74,7 @@ def __getattr__(name: str) -> Any:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 """Bumped whenever the file layout or the pre-processing changes; older files are rebuilt."""
 _DECODE_BATCH = 256
 """Images decoded (and resized) per step; bounds the float32 resize buffer (256 x 3 x 224 x 224 x 4 B = 154 MB)."""
@@ -109,16 +117,16 @@ def cache_path(cache_dir: str | os.PathLike, dataset: str, img_size: int) -> Pat
     return Path(cache_dir) / cache_file_name(dataset, img_size)
 
 
-def build_cache(dataset: str, img_size: int, data_root: str | None = None,
+def build_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | None = None,
                 cache_dir: str | os.PathLike = "results/cache") -> Path:
     """Decode ``dataset`` at ``img_size`` pixels into the cache file, unless a current one exists.
 
     Idempotent and safe to call from concurrent processes (file lock, atomic replace).
 
     Args:
-        dataset: Registered dataset name.
+        dataset: A preset's name or a declaration (:func:`benchmark.data.datasets.spec_from_config`).
         img_size: Side of the square output images, in pixels.
-        data_root: Mirror root for :func:`benchmark.data.datasets.load_hf` (None: ``$BENCHMARK_DATA_ROOT``).
+        data_root: Mirror root of ``hf:`` sources (None: ``$BENCHMARK_DATA_ROOT``).
         cache_dir: Folder of cache files (created if missing).
 
     Returns:
@@ -151,7 +159,8 @@ def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet
     """The run's ``(train, test)`` images: from the cache (built first if missing), then subsampled.
 
     Args:
-        cfg: Data section of the run config (dataset, data_root, cache_dir, max_train/test_samples).
+        cfg: Data section of the run config (the dataset or its declaration, data_root, cache_dir,
+            max_train/test_samples).
         img_size: Side of the square images, in pixels (the backbone's input size).
         seed: The run seed. ``max_train_samples`` / ``max_test_samples`` keep a stratified subsample drawn
             with this seed (see :func:`stratified_subsample`); the same seed gives the same subsample.
@@ -159,9 +168,9 @@ def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet
     Returns:
         ``(train, test)``; rows keep the cache's (source) order.
     """
-    from benchmark.data.datasets import stratified_subsample
+    from benchmark.data.datasets import spec_from_config, stratified_subsample
 
-    path, _ = _ensure_cache(cfg.dataset, img_size, cfg.data_root, cfg.cache_dir)
+    path, _ = _ensure_cache(spec_from_config(cfg), img_size, cfg.data_root, cfg.cache_dir)
     train, test = read_cache(path)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train):
         train = train.subset(stratified_subsample(train.labels.numpy(), cfg.max_train_samples, seed))
@@ -189,60 +198,78 @@ def _read_metadata(path: Path) -> Optional[dict[str, str]]:
     return meta
 
 
-def _is_current(path: Path) -> bool:
+def _is_current(path: Path, fingerprint: str) -> bool:
     meta = _read_metadata(path)
     if meta is None:
         return False
     if meta["format"] != CACHE_FORMAT:
         log.warning("cache file %s has format %s (current %s): rebuilding", path, meta["format"], CACHE_FORMAT)
         return False
+    if meta.get("spec") != fingerprint:
+        log.warning("cache file %s was built for another declaration of its dataset: rebuilding", path)
+        return False
     return True
 
 
-def _ensure_cache(dataset: str, img_size: int, data_root: str | None,
+def _ensure_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | None,
                   cache_dir: str | os.PathLike) -> tuple[Path, bool]:
     """Return ``(path, built)``: ``built`` is True when this call decoded the data (False: it was cached).
 
-    A current cache file is returned without consulting the dataset registry (which imports Hugging Face
-    ``datasets``); only a file written for that name can exist, so the name was valid when it was built.
+    Consulting the declaration is cheap (Hugging Face ``datasets`` is imported only to decode).
     """
-    if int(img_size) >= 1 and _is_current(cache_path(cache_dir, dataset, img_size)):
-        return cache_path(cache_dir, dataset, img_size), False
-    from benchmark.data.datasets import class_names, get_spec, load_hf_with_origin
+    from benchmark.data.datasets import get_spec, load_dataset_spec
 
     spec = get_spec(dataset)
     if int(img_size) < 1:
         raise ConfigError(f"image size must be >= 1 pixel, got {img_size!r}")
-    path = cache_path(cache_dir, dataset, img_size)
-    if _is_current(path):
+    path = cache_path(cache_dir, spec.name, img_size)
+    fingerprint = spec.fingerprint()
+    if _is_current(path, fingerprint):
         return path, False
-    # Resolve the source before creating anything, so a missing dataset leaves no folder or lock behind.
-    dd, origin = load_hf_with_origin(dataset, data_root)
+    # Read and check the source before creating anything, so bad data leaves no folder or lock behind.
+    loaded = load_dataset_spec(spec, data_root)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if _is_current(path):  # another process built it while we waited for the lock
-            return path, False
-        classes = class_names(dd["train"], spec)
-        tensors: dict[str, torch.Tensor] = {}
-        for split in ("train", "test"):
-            images, labels = decode_split(dd[split], spec, int(img_size), desc=f"decode {dataset}/{split}")
-            tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
-        metadata = {
-            "format": CACHE_FORMAT, "dataset": dataset, "img_size": str(int(img_size)),
-            "classes": json.dumps(classes), "origin": origin,
-            "num_train": str(len(tensors["train_labels"])), "num_test": str(len(tensors["test_labels"])),
-        }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata=metadata)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600 files; use the usual permissions
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    log.info("cached %s at %d px in %s", dataset, img_size, path)
+    lock = Path(str(path) + ".lock")
+    try:
+        with FileLock(str(lock)):
+            if _is_current(path, fingerprint):  # another process built it while we waited for the lock
+                return path, False
+            tensors: dict[str, torch.Tensor] = {}
+            for split in ("train", "test"):
+                images, labels = decode_split(loaded.splits[split], int(img_size), desc=f"decode {spec.name}/{split}",
+                                              where=lambda row, s=split: f"dataset {spec.name!r} "
+                                                                         f"{loaded.locate[s](row)}")
+                tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
+            metadata = {
+                "format": CACHE_FORMAT, "dataset": spec.name, "img_size": str(int(img_size)),
+                "classes": json.dumps(loaded.classes), "origin": loaded.origin, "spec": fingerprint,
+                "num_train": str(len(tensors["train_labels"])), "num_test": str(len(tensors["test_labels"])),
+            }
+            _write_atomic(path, tensors, metadata)
+    except BaseException:
+        if not path.exists():  # nothing was built: leave no lock file or folder behind
+            lock.unlink(missing_ok=True)
+            for d in made:  # deepest first
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+        raise
+    log.info("cached %s at %d px in %s", spec.name, img_size, path)
     return path, True
+
+
+def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600 files; use the usual permissions
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _decode_one(cell: dict, img_size: int) -> np.ndarray:
@@ -285,34 +312,48 @@ def _resize(images: torch.Tensor, img_size: int) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def decode_split(ds: datasets.Dataset, spec: DatasetSpec, img_size: int,
-                 desc: str = "decode") -> tuple[torch.Tensor, torch.Tensor]:
+def decode_split(ds: datasets.Dataset, img_size: int, desc: str = "decode",
+                 where: Optional[Callable[[int], str]] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every image of a split to uint8 ``[N, 3, img_size, img_size]``, with int64 labels ``[N]``.
 
+    ``ds`` has the columns ``image`` and ``label`` (:func:`benchmark.data.datasets.load_dataset_spec`).
     Reads the raw encoded bytes through Arrow (``datasets`` builds no per-row dicts or PIL objects), decodes
     them with PIL, ``_DECODE_BATCH`` at a time, and resizes equal-size images as one batch. Measured on the
     2-core machines: about 0.15 ms per 32-px JPEG, so CIFAR-10's 60,000 images take about 10 s. Deliberately
     single-threaded: a thread pool gained nothing (PIL's per-image cost is Python header parsing, under the
     GIL), and torch's intra-op threads on these small batches cost more in synchronisation than they save
     (36 ms vs 1.5 ms per batch on a loaded 2-core machine), so they are set to 1 while decoding.
+
+    Raises:
+        DatasetError: an image cannot be decoded; the message names its row (``where(row)``, if given) and,
+        for images stored as files, the file.
     """
     import datasets
 
     n = ds.num_rows
-    raw = ds.cast_column(spec.image_column, datasets.Image(decode=False)).with_format("arrow")
+    raw = ds.cast_column("image", datasets.Image(decode=False)).with_format("arrow")
     images = torch.empty((n, 3, img_size, img_size), dtype=torch.uint8)
     labels = torch.empty((n,), dtype=torch.int64)
     start = 0
-    with _torch_threads(1), tqdm(total=n, desc=desc, unit="img", mininterval=1.0) as bar:
+    quiet = os.environ.get("TQDM_DISABLE", "") not in ("", "0")  # the CLI's -q sets it (read per call)
+    with _torch_threads(1), tqdm(total=n, desc=desc, unit="img", mininterval=1.0, disable=quiet) as bar:
         for batch in raw.iter(batch_size=_DECODE_BATCH):
-            arrays = [_decode_one(c, img_size) for c in batch.column(spec.image_column).to_pylist()]
+            arrays = []
+            for i, cell in enumerate(batch.column("image").to_pylist()):
+                try:
+                    arrays.append(_decode_one(cell, img_size))
+                except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ...
+                    row = where(start + i) if where else f"row {start + i}"
+                    file = f", image file {cell['path']}" if cell.get("path") and cell.get("bytes") is None else ""
+                    raise DatasetError(f"cannot decode the image of {row}{file}: {type(exc).__name__}: "
+                                       f"{' '.join(str(exc).split())[:200]}") from None
             stop = start + len(arrays)
             if len({a.shape for a in arrays}) == 1:
                 images[start:stop] = _resize(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), img_size)
-            else:  # variable-size photos: resize one by one
+            else:  # mixed sizes: resize one by one
                 for i, a in enumerate(arrays):
                     images[start + i] = _resize(torch.from_numpy(np.array(a)).permute(2, 0, 1)[None], img_size)[0]
-            labels[start:stop] = torch.from_numpy(batch.column(spec.label_column).to_numpy().astype(np.int64))
+            labels[start:stop] = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
             bar.update(stop - start)
             start = stop
     return images, labels

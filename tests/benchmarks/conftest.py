@@ -68,6 +68,7 @@ def write_synthetic_cache(cache_dir: Path, dataset: str, n_train: int, n_test: i
     from safetensors.torch import save_file
 
     from benchmark.data.cache import CACHE_FORMAT, cache_path
+    from benchmark.data.datasets import get_spec
 
     g = torch.Generator().manual_seed(0)
     tensors = {
@@ -78,7 +79,8 @@ def write_synthetic_cache(cache_dir: Path, dataset: str, n_train: int, n_test: i
     }
     meta = {"format": CACHE_FORMAT, "dataset": dataset, "img_size": str(img_size),
             "classes": json.dumps([str(i) for i in range(num_classes)]), "origin": "synthetic (benchmark)",
-            "num_train": str(n_train), "num_test": str(n_test)}
+            "num_train": str(n_train), "num_test": str(n_test),
+            "spec": get_spec(dataset).fingerprint()}  # the preset's declaration: the cache is current for it
     path = cache_path(cache_dir, dataset, img_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)

@@ -29,7 +29,7 @@ ENV = "../../environment.yml"
 
 wildcard_constraints:
     backbone=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    dataset=r"[a-z0-9_]+",
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     partition=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     variant=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     seed=r"\d+",
