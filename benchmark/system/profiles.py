@@ -173,15 +173,27 @@ def _read(path: Path) -> dict[str, Any]:
     return doc
 
 
+def read_profile_docs(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The raw ``{"devices": ..., "links": ...}`` documents of ``folder`` (default :data:`PROFILE_DIR`)."""
+    folder = Path(folder) if folder else PROFILE_DIR
+    return {"devices": _read(folder / "devices.yaml"), "links": _read(folder / "links.yaml"),
+            "folder": str(folder)}
+
+
 def load_profiles(folder: str | Path | None = None) -> Profiles:
     """Read and validate ``devices.yaml`` and ``links.yaml`` in ``folder`` (default :data:`PROFILE_DIR`).
 
     Raises:
         ConfigError: one line naming the file and key (a missing source, a non-positive rate, ...).
     """
-    folder = Path(folder) if folder is not None else PROFILE_DIR
+    return profiles_from_docs(read_profile_docs(folder))
+
+
+def profiles_from_docs(docs: Mapping[str, Any]) -> Profiles:
+    """Validate the documents of :func:`read_profile_docs` (also as copied into a workflow's ``grid.json``)."""
+    folder = Path(docs.get("folder", ""))
     devices, links = folder / "devices.yaml", folder / "links.yaml"
-    ddoc, ldoc = _read(devices), _read(links)
+    ddoc, ldoc = docs["devices"], docs["links"]
     _check_keys(str(devices), ddoc, ("training_efficiency", "clients", "servers"))
     _check_keys(str(links), ldoc, ("links",))
     if "training_efficiency" not in ddoc:
@@ -200,20 +212,3 @@ def load_profiles(folder: str | Path | None = None) -> Profiles:
         raise ConfigError(f"{links}: 'links' must list at least one link")
     link_items = {n: _link(f"{links}: links.{n}", n, e) for n, e in ldoc["links"].items()}
     return Profiles(out["clients"], out["servers"], link_items, eff, eff_source, str(folder))
-
-
-def profiles_digest(folder: str | Path | None = None) -> dict[str, Any]:
-    """A JSON-able summary of the profiles (rates, links, power): a change in a file changes it, so the
-    workflow's ``grid.json`` (which embeds it) and everything rendered from it are rebuilt."""
-    p = load_profiles(folder)
-
-    def dev(d: Device) -> dict[str, Any]:
-        return {"label": d.label, "macs_per_s": d.macs_per_s, "power_w": d.power_w}
-
-    return {
-        "training_efficiency": p.training_efficiency,
-        "clients": {n: dev(d) for n, d in p.clients.items()},
-        "servers": {n: dev(d) for n, d in p.servers.items()},
-        "links": {n: {"label": lk.label, "up_mbps": lk.up_mbps, "down_mbps": lk.down_mbps, "rtt_ms": lk.rtt_ms}
-                  for n, lk in p.links.items()},
-    }
