@@ -202,7 +202,9 @@ def test_calibration_local_profile_predicts_measured_compute_within_25_percent()
     from benchmark.perf import run_config, synthetic_data
     from benchmark.system.calibrate import TOLERANCE, calibrate
 
-    cfg = run_config("fedavg", "d128x6", clients=2).replace(**{"model.prompt_len": 10, "train.keep_ratio": 0.5})
-    rate, rows = calibrate(cfg, synthetic_data(2, 48, test_samples=8), ALL)
+    # the default profile's ViT width (d128, 32 px) at 3 blocks (head, body, tail: one each), smoke-sized data
+    cfg = run_config("fedavg", "d128x6", clients=2).replace(**{"model.depth": 3, "model.prompt_len": 10,
+                                                               "train.keep_ratio": 0.5})
+    rate, rows = calibrate(cfg, synthetic_data(2, 48, test_samples=8), ALL, reference_steps=3)
     errors = {c.method: round(c.error, 3) for c in rows}
     assert all(abs(e) <= TOLERANCE for e in errors.values()), errors

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from benchmark.report import figures as figs
 from benchmark.report.build import Sources, output
@@ -184,6 +185,7 @@ def accuracy_vs_time(res: Results, src: Sources):
             ax.plot(g.time_s.clip(lower=1e-6), g.accuracy, label=method_label(method), color=style["color"],
                     marker=style["marker"], markersize=3, linewidth=1.4)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # spans of less than a decade would label every minor tick
         ax.set_title(f"{figs._title(key[:3], show_backbone)} · {key[3]}", fontsize=9)
         ax.set_xlabel("simulated wall-clock (s, log)")
         ax.set_ylabel("test accuracy (%)")
