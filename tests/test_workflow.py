@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -294,9 +295,17 @@ def test_smoke_writes_every_target(smoke_results):
     for path in wf.final_targets() + wf.run_targets() + wf.accounting_targets() + wf.partition_targets():
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
-    assert set(wf.tables()) == {"accuracy", "resources", "ablation", "claims", "sensitivity"}
+    assert set(wf.tables()) == {"accuracy", "resources", "ablation", "claims", "sensitivity", "time_to_target",
+                                "system_rounds", "crossover"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
-                                 "sensitivity"}
+                                 "sensitivity", "accuracy_vs_time"}
+    for path in wf.system_targets():
+        assert Path(path).is_file(), path
+    # time to target: every (cell, profile pair, method), "not reached" being a valid cell
+    ttt = pd.read_csv(smoke_results / "tables" / "time_to_target.csv")
+    cells = len(wf.datasets) * len(wf.partitions)
+    assert len(ttt) == cells * len(wf.system["pairs"]) * len(wf.methods)
+    assert (ttt.reached <= ttt.seeds).all() and ttt.target_accuracy.gt(0).all()
 
 
 def test_jobs_honour_the_declared_threads_and_share_partitions(smoke_results):
