@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,13 +19,15 @@ from benchmark.system.profiles import PROFILE_DIR, Device, Link, SystemProfile, 
 ALL = ("fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt")
 
 # 1e9 multiply-adds/s client, 1e10 server; 8 Mbit/s up (1e6 bytes/s), 16 Mbit/s down (2e6 bytes/s); RTT 100 ms
-PROFILE = SystemProfile(Device("c", "client", 1e9, 2.0), Link("l", "link", 8.0, 16.0, 100.0), Device("s", "server", 1e10))
+PROFILE = SystemProfile(Device("c", "client", 1e9, 2.0), Link("l", "link", 8.0, 16.0, 100.0),
+                        Device("s", "server", 1e10))
 
 
 def comm(rows: list[tuple]) -> pd.DataFrame:
     """(round, client, phase, direction, kind, bytes, messages) -> a comm ledger frame."""
     return pd.DataFrame([(r, c, ph, d, k, "float32", b // 4, b, m) for r, c, ph, d, k, b, m in rows],
-                        columns=["round", "client", "phase", "direction", "kind", "dtype", "numel", "bytes", "messages"])
+                        columns=["round", "client", "phase", "direction", "kind", "dtype", "numel", "bytes",
+                                 "messages"])
 
 
 def flops(rows: list[tuple]) -> pd.DataFrame:

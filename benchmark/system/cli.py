@@ -14,7 +14,6 @@ Actions:
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 ACTIONS = ("usage", "rounds", "crossover", "calibrate", "profiles")
 
