@@ -147,3 +147,4 @@ class SFLV2(SplitFed):
     label = "SFL-V2"
     order = 40
     server_copies = "shared"
+    critical_path = "serial_server"  # one server part: its work adds up over the clients

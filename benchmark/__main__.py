@@ -1,7 +1,8 @@
 """Command line: ``python -m benchmark <verb> ...``; the Snakefile's rules are one call each.
 
 Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``, ``pretrain``, ``train``,
-``accounting`` (per-round FLOPs and bytes without training), ``report`` (tables, figures, manifest),
+``accounting`` (per-round FLOPs and bytes without training), ``system`` (time and energy on real devices and
+links, calibration: :mod:`benchmark.system.cli`), ``report`` (tables, figures, manifest),
 ``grid`` (validate a workflow config, list its runs), ``runconfig`` (one grid run's RunConfig YAML)
 and ``costs`` (wall and CPU time per rule of a finished workflow, from Snakemake's job timings).
 Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: ...``, with exit status 2.
@@ -198,6 +199,20 @@ def cmd_accounting(a: argparse.Namespace) -> int:
         write_csv(a.out, table)
     print(format_table(table))
     return 0
+
+
+def _system_args(p: argparse.ArgumentParser) -> None:
+    from benchmark.system.cli import add_args
+
+    add_args(p)
+
+
+@verb("system", "the system model: per-round time and energy on real devices and links, calibration",
+      _system_args)
+def cmd_system(a: argparse.Namespace) -> int:
+    from benchmark.system.cli import main as system_main
+
+    return system_main(a)
 
 
 @verb("report", "render tables, figures and the manifest from a workflow's results folder",

@@ -56,16 +56,17 @@ each method's own parameters) describes the runs."""
 METHOD_PARAMS = "method_params."
 ABLATED_METHOD = "sfprompt"
 """The method under study: ablations and sensitivity sweeps are variants of it (its ``method_settings`` apply)."""
-RULES = ("cache", "partition", "pretrain", "train", "accounting", "report")
+RULES = ("cache", "partition", "pretrain", "train", "accounting", "system", "report")
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
 TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": None, "ablation": "ablation",
-                                  "claims": None, "sensitivity": "sensitivity"}
+                                  "claims": None, "sensitivity": "sensitivity", "time_to_target": None,
+                                  "system_rounds": None, "crossover": None}
 """The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
 registered in :data:`benchmark.report.build.OUTPUTS` under the same names."""
 FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
-                                  "partitions": None, "sensitivity": "sensitivity"}
+                                  "partitions": None, "sensitivity": "sensitivity", "accuracy_vs_time": None}
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
@@ -269,6 +270,9 @@ class Workflow:
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
         self.accounting: dict[tuple[str, str], Accounting] = {
             (a.label, split_label(a.split)): a for a in self._accounting()}
+        from benchmark.system.plan import system_section
+
+        self.system: dict[str, Any] = system_section(doc)
 
     # ------------------------------------------------------------------ checks
     def _check_datasets(self) -> None:
@@ -576,6 +580,10 @@ class Workflow:
     def accounting_targets(self) -> list[str]:
         return [self.path(a.file) for a in self.accounting.values()]
 
+    def system_targets(self) -> list[str]:
+        """One usage CSV per accounting table (the ``system`` rule: paper-scale time and energy inputs)."""
+        return [self.path(f"system/{a.label}_{split_label(a.split)}.csv") for a in self.accounting.values()]
+
     def table_targets(self) -> list[str]:
         return [self.path(f"tables/{t}.{fmt}") for t in self.tables() for fmt in TABLE_FORMATS]
 
@@ -608,7 +616,7 @@ class Workflow:
         a missing intermediate file whose dependents are up to date, so the runs, partitions, backbones and
         accounting tables are targets too: deleting one run folder reruns that run, then the report."""
         return (self.table_targets() + self.figure_targets() + [self.path("manifest.json")] + self.run_targets()
-                + self.partition_targets() + self.accounting_targets()
+                + self.partition_targets() + self.accounting_targets() + self.system_targets()
                 + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()])
 
     # ------------------------------------------------------------------ what the report reads
@@ -632,6 +640,7 @@ class Workflow:
             "tables": self.tables(),
             "figures": self.figures(),
             "report": self.doc["report"],
+            "system": self.system,
         }
 
     def config_json(self) -> str:

@@ -257,15 +257,18 @@ def test_smoke_claims_say_the_degenerate_setting_and_break_even(smoke_results):
 def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     outputs = manifest["outputs"]
-    expected = {f"tables/{t}.{x}" for t in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity")
+    expected = {f"tables/{t}.{x}" for t in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity",
+                                             "time_to_target", "system_rounds", "crossover")
                 for x in ("csv", "md", "tex")}
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
-                                              "partitions", "sensitivity") for x in ("pdf", "png")}
+                                              "partitions", "sensitivity", "accuracy_vs_time") for x in ("pdf", "png")}
     assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
     assert len(outputs["tables/accuracy.csv"]["runs"]) == 10
     assert {r["variant"] for r in outputs["tables/ablation.csv"]["runs"]} == {
         "sfprompt", "no_pruning", "no_local_loss", "no_prompts", "no_server_grad"}
     assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting"}
+    assert {f["kind"] for f in outputs["tables/crossover.csv"]["files"]} == {"system"}
+    assert len(outputs["tables/time_to_target.csv"]["runs"]) == 10
     assert len(outputs["figures/partitions.png"]["files"]) == 2
     for entry in outputs.values():
         for run in entry["runs"]:

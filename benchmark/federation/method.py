@@ -144,6 +144,10 @@ class Method:
     uses_prompts: bool = False
     Params: type = NoParams
     reference: bool = False
+    critical_path: str = "parallel_clients"
+    """How a round's time composes (:data:`benchmark.system.model.CRITICAL_PATHS`): ``parallel_clients`` (the
+    server waits for the slowest client; per-client server work runs in parallel) or ``serial_server`` (one
+    shared server part serves the clients in turn)."""
 
     def __init__(self, cfg: RunConfig, data: FederatedData, device: torch.device | str = "cpu") -> None:
         self.cfg, self.t, self.data = cfg, cfg.train, data

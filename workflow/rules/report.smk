@@ -23,6 +23,7 @@ rule tables:
         grid=f"{R}/grid.json",
         runs=WF.run_targets(),
         accounting=WF.accounting_targets(),
+        system=WF.system_targets(),
     output:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
     log:
