@@ -54,6 +54,9 @@ OPTIMISER_KEYS = ("train.lr", "train.momentum", "train.weight_decay", "train.gra
 Anything else that changes cost belongs in ``run``, so the analytic accounting (one config for every method, plus
 each method's own parameters) describes the runs."""
 METHOD_PARAMS = "method_params."
+POOLED = "pooled"
+"""Partition label of the reference runs on the pooled training data (one client holds every sample)."""
+POOLED_PARTITION = {"scheme": "iid", "num_clients": 1, "min_partition_size": 0}
 ABLATED_METHOD = "sfprompt"
 """The method under study: ablations and sensitivity sweeps are variants of it (its ``method_settings`` apply)."""
 RULES = ("cache", "partition", "pretrain", "train", "accounting", "system", "report")
@@ -265,6 +268,7 @@ class Workflow:
         self.datasets: dict[str, dict[str, Any]] = {d: {} for d in ds} if isinstance(ds, list) else {
             d: dict(v or {}) for d, v in ds.items()}
         self.partitions: dict[str, dict[str, Any]] = doc["partitions"]
+        self.references: dict[str, dict[str, Any]] = doc["references"].get("pooled", {})
         self.methods: list[str] = list(doc["methods"])
         self._check_sections()
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
@@ -301,6 +305,13 @@ class Workflow:
                                   f"{', '.join(ARCH_KEYS)}; put split and prompt keys in run.model")
             if "backbone" not in b["model"]:
                 raise ConfigError(f"workflow config key 'backbones.{name}.model.backbone' is required (a timm ViT name)")
+        if POOLED in self.partitions:
+            raise ConfigError(f"workflow config key 'partitions.{POOLED}': the label is reserved for the reference "
+                              f"runs on the pooled data (references.pooled); rename the partition")
+        for name in self.references:
+            if name in self.methods or name in self.doc["ablations"].get("variants", {}):
+                raise ConfigError(f"workflow config key 'references.pooled.{name}': a reference may not be named "
+                                  f"like a method or an ablation")
         for method, sets in self.doc["method_settings"].items():
             bad = [k for k in sets if k not in OPTIMISER_KEYS and not k.startswith(METHOD_PARAMS)]
             if bad:
@@ -365,7 +376,10 @@ class Workflow:
     def _cell_settings(self, backbone: str, dataset: str, partition: str, seed: int) -> dict[str, Any]:
         return {**self._backbone_settings(backbone), "data.dataset": dataset,
                 **{f"data.{k}": v for k, v in self.datasets[dataset].items()},
-                **{f"partition.{k}": v for k, v in self.partitions[partition].items()}, "seed": seed}
+                **{f"partition.{k}": v for k, v in self._partition_spec(partition).items()}, "seed": seed}
+
+    def _partition_spec(self, partition: str) -> dict[str, Any]:
+        return POOLED_PARTITION if partition == POOLED and self.references else self.partitions[partition]
 
     def _in_scope(self, block: str, backbone: str, dataset: str, partition: str, seed: int) -> bool:
         scope = self.doc[block].get("scope", {})
@@ -410,7 +424,22 @@ class Workflow:
                                 by_config[ident] = [variant, method, [role], settings]
                         for ident, (variant, method, roles, settings) in by_config.items():
                             runs.append(Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles)))
+                for seed in self.seeds:
+                    runs += self._reference_runs(backbone, dataset, seed, depth)
         return runs
+
+    def _reference_runs(self, backbone: str, dataset: str, seed: int, depth: int | None) -> list[Run]:
+        """The pooled-data references of one (backbone, dataset, seed): each method's own settings apply."""
+        base = self._cell_settings(backbone, dataset, POOLED, seed)
+        out = []
+        for name, ref in self.references.items():
+            method = ref["method"]
+            where = f"run {backbone}/{dataset}/{POOLED}/{name}/seed{seed}"
+            settings = self._resolve(where, base, {"train.method": method}, self.doc["method_settings"].get(method, {}))
+            self._check_depth(where, settings, depth)
+            out.append(Run(backbone, dataset, POOLED, name, seed, method, tuple(sorted(settings.items())),
+                           (Role("reference", name, ref.get("label", name)),)))
+        return out
 
     @staticmethod
     def _check_depth(where: str, settings: Mapping[str, Any], depth: int | None) -> None:

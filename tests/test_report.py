@@ -247,6 +247,19 @@ def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
         assert "fvcore" in md and "1 FLOP = 1 multiply-add" in tex
 
 
+def test_smoke_accuracy_has_ci_and_n_over_two_seeds_with_reference_rows(smoke_results):
+    acc = pd.read_csv(smoke_results / "tables" / "accuracy.csv")
+    assert {"accuracy_mean", "accuracy_ci95", "seeds"} <= set(acc.columns)
+    assert (acc.seeds == 2).all() and acc.accuracy_ci95.notna().all()
+    assert {"central_ft", "central_prompt", "linear_probe"} <= set(acc.method)
+    md = (smoke_results / "tables" / "accuracy.md").read_text()
+    assert "Centralized FT" in md and "Linear probe" in md and "95% confidence interval" in md
+    paired = pd.read_csv(smoke_results / "tables" / "paired.csv")
+    assert (paired.seeds == 2).all() and paired.diff_ci95.notna().all() and "fedavg" not in set(paired.method)
+    claims = pd.read_csv(smoke_results / "tables" / "claims.csv").set_index("claim")
+    assert set(claims.loc[["accuracy"], "verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+
+
 def test_smoke_claims_say_the_degenerate_setting_and_break_even(smoke_results):
     data = pd.read_csv(smoke_results / "tables" / "claims.csv")
     assert data.set_index("claim").loc["caveat", "verdict"] == "degenerate"
@@ -263,12 +276,14 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
                                               "partitions", "sensitivity", "accuracy_vs_time") for x in ("pdf", "png")}
     assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
-    assert len(outputs["tables/accuracy.csv"]["runs"]) == 10
+    assert len(outputs["tables/accuracy.csv"]["runs"]) == 20 + 6  # 5 methods x 2 partitions x 2 seeds + references
+    assert {r["variant"] for r in outputs["tables/accuracy.csv"]["runs"] if "pooled" in r["dir"]} == {
+        "central_ft", "central_prompt", "linear_probe"}
     assert {r["variant"] for r in outputs["tables/ablation.csv"]["runs"]} == {
         "sfprompt", "no_pruning", "no_local_loss", "no_prompts", "no_server_grad"}
     assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting"}
     assert {f["kind"] for f in outputs["tables/crossover.csv"]["files"]} == {"system"}
-    assert len(outputs["tables/time_to_target.csv"]["runs"]) == 10
+    assert len(outputs["tables/time_to_target.csv"]["runs"]) == 20
     assert len(outputs["figures/partitions.png"]["files"]) == 2
     for entry in outputs.values():
         for run in entry["runs"]:

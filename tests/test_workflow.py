@@ -314,7 +314,7 @@ def test_smoke_writes_every_target(smoke_results):
     for path in wf.final_targets() + wf.run_targets() + wf.accounting_targets() + wf.partition_targets():
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
-    assert set(wf.tables()) == {"accuracy", "resources", "ablation", "claims", "sensitivity", "time_to_target",
+    assert set(wf.tables()) == {"accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "time_to_target",
                                 "system_rounds", "crossover"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
                                  "sensitivity", "accuracy_vs_time"}
@@ -332,7 +332,8 @@ def test_jobs_honour_the_declared_threads_and_share_partitions(smoke_results):
         env = json.loads(env_file.read_text())
         assert env["torch_threads"] == 1, env_file
         cell = env_file.parent.parent.parent  # runs/{b}/{dataset}/{partition}
-        part = json.loads((smoke_results / "partitions" / cell.parent.name / cell.name / "seed0.json").read_text())
+        part = json.loads((smoke_results / "partitions" / cell.parent.name / cell.name
+                           / f"{env_file.parent.name}.json").read_text())
         assert env["partition_hash"] == part["hash"], env_file
 
 
@@ -396,7 +397,7 @@ def test_grid_and_runconfig_verbs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "benchmark", "grid", "-w", str(CONFIGS["smoke"])], capture_output=True,
                          text=True, env=env, cwd=tmp_path, check=True).stdout
-    assert "16 runs" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
+    assert "32 runs (20 method, 7 sensitivity, 4 ablation, 6 reference roles)" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
     target = tmp_path / "run.yaml"
     subprocess.run([sys.executable, "-m", "benchmark", "runconfig", "-w", str(CONFIGS["smoke"]), "--run",
                     "tiny/digits/iid/no_pruning/seed0", "--out", str(target)], env=env, cwd=tmp_path, check=True)

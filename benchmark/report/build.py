@@ -87,6 +87,18 @@ def _methods(res: Results) -> Sources:
     return Sources(_method_runs(res))
 
 
+def _with_references(res: Results) -> Sources:
+    """Method runs plus the pooled-data references, each reference shown in every cell of its (backbone,
+    dataset) under its own name (``method``) and label (``label``)."""
+    runs = _method_runs(res)
+    refs = res.with_role("reference")
+    if len(refs) and len(runs):
+        cells = runs[tables.CELL].drop_duplicates()
+        spread = refs.drop(columns="partition").merge(cells, on=["backbone", "dataset"])
+        runs = pd.concat([runs, spread.assign(method=spread.role, label=spread.role_value)], ignore_index=True)
+    return Sources(runs)
+
+
 def _with_accounting(res: Results) -> Sources:
     return Sources(_method_runs(res), _accounting_files(res))
 
@@ -99,7 +111,7 @@ def _curves_of(res: Results, runs: pd.DataFrame) -> pd.DataFrame:
 # tables
 
 
-@output("table", "accuracy", _methods)
+@output("table", "accuracy", _with_references)
 def _accuracy(res: Results, src: Sources) -> tables.Table:
     return tables.accuracy_table(src.runs)
 
@@ -119,7 +131,7 @@ def _claims(res: Results, src: Sources) -> tables.Table:
                                report["claim_tolerance"], report["accuracy_margin"], params)
 
 
-@output("table", "paired", _methods)
+@output("table", "paired", _with_references)
 def _paired(res: Results, src: Sources) -> tables.Table:
     return tables.paired_table(src.runs, res.grid["report"]["reference_method"])
 

@@ -51,18 +51,28 @@ class Table:
 # formatting helpers
 
 
-def method_label(name: str) -> str:
-    """The method class's ``label`` (the paper's spelling); an unregistered name is shown as it is."""
+def method_label(name: str, runs: pd.DataFrame | None = None) -> str:
+    """A reference run's own ``label`` (from ``runs``), else the method class's ``label`` (the paper's
+    spelling); an unregistered name is shown as it is."""
     from benchmark.methods import METHODS
 
+    if runs is not None and "label" in runs:
+        hit = runs.loc[(runs.method == name) & runs.label.notna(), "label"]
+        if len(hit):
+            return str(hit.iloc[0])
     return METHODS.get(name).label if name in METHODS else name
 
 
-def order_methods(names: Iterable[str]) -> list[str]:
-    """Names in table order (each class's ``order``), unregistered names last."""
+def order_methods(names: Iterable[str], runs: pd.DataFrame | None = None) -> list[str]:
+    """Names in table order (each class's ``order``), unregistered names last; with ``runs``, the reference
+    runs (those with a ``label``) after every method."""
     from benchmark.methods import ordered
 
-    return ordered(names)
+    names = ordered(names)
+    if runs is not None and "label" in runs:
+        refs = set(runs.loc[runs.label.notna(), "method"])
+        names = [n for n in names if n not in refs] + [n for n in names if n in refs]
+    return names
 
 
 def fmt_num(x: float, digits: int = 3) -> str:
@@ -129,7 +139,7 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
         m, h, n = mean_ci(grp.final_accuracy)
         rows.append({**dict(zip(CELL + ["method"], key)), "accuracy_mean": m, "accuracy_ci95": h, "seeds": n})
     data = pd.DataFrame(rows, columns=CELL + ["method", "accuracy_mean", "accuracy_ci95", "seeds"])
-    methods = order_methods(data.method)
+    methods = order_methods(data.method, runs)
     seeds = sorted(set(data.seeds)) if len(data) else [0]
     display_rows = []
     for key, grp in data.groupby(CELL, sort=False):
@@ -137,17 +147,25 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
         for m in methods:
             hit = grp[grp.method == m]
             if not len(hit):
-                row[method_label(m)] = "–"
+                row[method_label(m, runs)] = "–"
                 continue
             mean, half, n = hit[["accuracy_mean", "accuracy_ci95", "seeds"]].iloc[0]
-            row[method_label(m)] = fmt_ci(mean, half, int(n)) + (f" (n={int(n)})" if len(seeds) > 1 else "")
+            row[method_label(m, runs)] = fmt_ci(mean, half, int(n)) + (f" (n={int(n)})" if len(seeds) > 1 else "")
         display_rows.append(row)
     display = pd.DataFrame(display_rows)
     display, notes = _drop_constant(display, ["Backbone"])
     caption = (f"Final-round top-1 test accuracy (%) of the global model: mean ± half-width of the "
                f"{CONFIDENCE:.0%} confidence interval over n = {'/'.join(map(str, seeds))} seed(s) (Student t); "
-               f"one seed shows the mean alone. {_test_note(runs)}{FLOP_NOTE}.")
+               f"one seed shows the mean alone. {_reference_note(runs)}{_test_note(runs)}{FLOP_NOTE}.")
     return Table("accuracy", data, display, caption, notes)
+
+
+def _reference_note(runs: pd.DataFrame) -> str:
+    if "label" not in runs or runs.label.isna().all():
+        return ""
+    labels = ", ".join(dict.fromkeys(runs.label.dropna()))
+    return (f"References ({labels}) are trained on the pooled training data (one client, the same seeds, rounds "
+            f"and sample passes) and repeated in every partition of their dataset. ")
 
 
 def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
@@ -155,7 +173,7 @@ def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
     rows = []
     for key, grp in runs.groupby(CELL, sort=False):
         ref = grp[grp.method == reference].groupby("seed").final_accuracy.mean()
-        for m in order_methods(grp.method):
+        for m in order_methods(grp.method, runs):
             if m == reference or not len(ref):
                 continue
             mine = grp[grp.method == m].groupby("seed").final_accuracy.mean()
@@ -165,7 +183,7 @@ def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
     data = pd.DataFrame(rows, columns=CELL + ["method", "reference", "diff_mean", "diff_ci95", "seeds"])
     display = pd.DataFrame({
         "Backbone": data.backbone, "Dataset": data.dataset, "Partition": data.partition,
-        "Method": data.method.map(method_label),
+        "Method": [method_label(m, runs) for m in data.method],
         f"Δ vs {method_label(reference)} (pp)": [fmt_signed_ci(m, h, n) for m, h, n in
                                                   zip(data.diff_mean, data.diff_ci95, data.seeds)],
         "n": data.seeds.astype(int).astype(str),
