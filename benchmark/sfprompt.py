@@ -156,6 +156,7 @@ class SFPrompt(Method):
             "score_once": {**paper, "el2n_every_round": False},
             "score_first_local_kept_once": {**paper, "el2n_timing": "before_local_loss",
                                             "local_loss_samples": "kept", "el2n_every_round": False},
+            "paper_minimal_traffic": {**paper, "minimal_traffic": True},
         }
 
     def check_settings(self) -> Iterable[str]:

@@ -9,25 +9,16 @@ hash) and files (accounting tables, partitions with their hash) behind every tab
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from benchmark.registry import Registry
 from benchmark.io import atomic_path, git_revision, write_json, write_text
 from benchmark.report import claims, figures, tables
 from benchmark.report.load import Results, load_results
+from benchmark.report.outputs import OUTPUTS, Sources, output
 from benchmark.workflow import ABLATED_METHOD, FIGURE_FORMATS, TABLE_FORMATS
-
-
-@dataclass
-class Sources:
-    """What one output is drawn from: run summaries (``runs``) and other result files."""
-
-    runs: pd.DataFrame
-    files: list[dict[str, str]] = field(default_factory=list)
 
 
 def _method_runs(res: Results) -> pd.DataFrame:
@@ -48,39 +39,6 @@ def _ablation_sources(res: Results) -> Sources:
 
 def _partition_files(res: Results) -> list[dict[str, str]]:
     return [{"path": v["file"], "kind": "partition", "hash": v["hash"]} for v in res.partition_files.values()]
-
-
-@dataclass(frozen=True)
-class Output:
-    """One table or figure of the report: where its inputs come from and how it is drawn.
-
-    Attributes:
-        kind: ``table`` or ``figure``.
-        name: File stem (``tables/{name}.*``, ``figures/{name}.*``); a table and a figure may share it.
-        sources: Results -> the runs and files behind the output (the manifest lists exactly these).
-        render: (results, sources) -> a :class:`~benchmark.report.tables.Table` or a matplotlib ``Figure``.
-    """
-
-    kind: str
-    name: str
-    sources: Callable[[Results], Sources]
-    render: Callable[[Results, Sources], Any]
-
-
-OUTPUTS: dict[str, Registry[Output]] = {"table": Registry("table"), "figure": Registry("figure")}
-"""Every output of the report, by kind and name: the one place a table or figure is declared (a new one is a
-decorated function here or in a module imported below, plus its name in the workflow's ``TABLES`` /
-``FIGURES``). Nothing else branches on an output's name."""
-
-
-def output(kind: str, name: str, sources: Callable[[Results], Sources]):
-    """Decorator: register ``render(results, sources)`` as the ``kind`` output ``name``."""
-
-    def deco(render: Callable[[Results, Sources], Any]) -> Callable[[Results, Sources], Any]:
-        OUTPUTS[kind].register(name)(Output(kind, name, sources, render))
-        return render
-
-    return deco
 
 
 def _methods(res: Results) -> Sources:

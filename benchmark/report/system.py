@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.ticker import NullFormatter
 
 from benchmark.report import figures as figs
-from benchmark.report.build import Sources, output
+from benchmark.report.outputs import Sources, output
 from benchmark.report.load import Results
 from benchmark.report.tables import CELL, Table, _drop_constant, fmt_num, method_label, order_methods
 from benchmark.system.analysis import (mean_ci, paper_scale_rounds, read_ledgers, run_timeline, to_target,

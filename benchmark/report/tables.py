@@ -23,6 +23,8 @@ import pandas as pd
 
 from benchmark.report.stats import CONFIDENCE, binomial_se, fmt_ci, fmt_signed_ci, mean_ci, paired_difference
 
+MINIMAL_READING = "paper_minimal_traffic"
+"""The accounting reading that sends only the rows the receiver reads (SFPrompt's ``minimal_traffic``)."""
 FLOP_NOTE = ("FLOPs in fvcore's convention (1 FLOP = 1 multiply-add), GFLOPs = 1e9 FLOPs; "
              "MB = 1e6 bytes")
 CELL = ["backbone", "dataset", "partition"]
@@ -214,7 +216,11 @@ def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str 
     measured = runs.groupby(["backbone", "head_blocks", "tail_blocks", "method"])[
         ["client_gflops_round", "comm_mb_round"]].mean() if len(runs) else pd.DataFrame()
     rows = []
-    for key, grp in accounting.groupby(keys, sort=False):
+    if "reading" not in accounting:
+        accounting = accounting.assign(reading="default")
+    for key, all_readings in accounting.groupby(keys, sort=False):
+        grp = all_readings[all_readings.reading == "default"]
+        minimal = all_readings[all_readings.reading == MINIMAL_READING].set_index("method").comm_mb_total
         ref = grp[grp.method == reference]
         for r in grp.itertuples(index=False):
             mkey = (r.label, r.head_blocks, r.tail_blocks, r.method)
@@ -225,6 +231,7 @@ def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str 
                 "client_params_stored": r.client_params_stored, "client_params_trainable": r.client_params_trainable,
                 "client_gflops_round": r.client_gflops_round, "comm_mb_up": r.comm_mb_up,
                 "comm_mb_down": r.comm_mb_down, "comm_mb_total": r.comm_mb_total,
+                "comm_mb_total_minimal": float(minimal.get(r.method, math.nan)),
                 **{f"{col}_pct_of_ref": 100 * getattr(r, col) / ref[col].iloc[0] if len(ref) else math.nan
                    for col in ("client_params_stored", "client_params_trainable", "client_gflops_round",
                                "comm_mb_up", "comm_mb_down", "comm_mb_total")},
@@ -244,16 +251,21 @@ def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str 
         "Client params trainable": with_pct("client_params_trainable", fmt_count),
         "Client GFLOPs/round": with_pct("client_gflops_round", fmt_num),
         "Up MB/round": with_pct("comm_mb_up", fmt_num), "Down MB/round": with_pct("comm_mb_down", fmt_num),
+        "Minimal MB/round": data.comm_mb_total_minimal.map(fmt_num),
         f"Comm. % of {ref_label}": data.comm_mb_total_pct_of_ref.map(fmt_num),
         "Measured GFLOPs/round": data.measured_client_gflops_round.map(fmt_num),
         "Measured MB/round": data.measured_comm_mb_round.map(fmt_num),
     })
     if data.measured_client_gflops_round.isna().all():
         display = display.drop(columns=["Measured GFLOPs/round", "Measured MB/round"])
+    if data.comm_mb_total_minimal.isna().all():
+        display = display.drop(columns=["Minimal MB/round"])
     caption = (f"Client resources per participating client per round, analytic (accounting verb: the methods' "
                f"own cost hooks on random weights) at each backbone's split point (head/tail blocks on the "
                f"client) and samples per client; in parentheses, each relative to {ref_label} (%); 'Measured' columns "
-               f"average the runs' ledgers of the same backbone and split. Parameters: k = 1e3, M = 1e6. "
+               f"average the runs' ledgers of the same backbone and split; 'Minimal MB/round' is SFPrompt's traffic "
+               f"when only the rows the receiver reads are sent (minimal_traffic; the other columns: whole "
+               f"activations). Parameters: k = 1e3, M = 1e6. "
                f"{FLOP_NOTE}; MB up + down = total traffic.")
     return Table("resources", data, display, caption)
 
