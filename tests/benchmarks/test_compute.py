@@ -13,7 +13,10 @@ import time
 import pytest
 
 from benchmark.methods import create_method
-from benchmark.perf import METHODS, SMALL_VITS, matmul_rate, run_config, synthetic_data
+from benchmark.methods import federated_methods
+from benchmark.perf import SMALL_VITS, matmul_rate, run_config, synthetic_data
+
+METHODS = federated_methods()
 
 MODEL = os.environ.get("SFP_BENCH_MODEL", "d128x6")
 """Backbone of the compute benchmarks (a key of :data:`benchmark.perf.SMALL_VITS`)."""
