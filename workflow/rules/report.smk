@@ -23,6 +23,7 @@ rule tables:
         grid=f"{R}/grid.json",
         runs=WF.run_targets(),
         accounting=WF.accounting_targets(),
+        privacy=WF.privacy_targets(),
     output:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
     log:
@@ -47,6 +48,7 @@ rule figures:
         grid=f"{R}/grid.json",
         runs=WF.run_targets(),
         partitions=WF.partition_targets(),
+        privacy=WF.privacy_targets(),
     output:
         [report(p, caption=c, category="Figures") if c else p for p, c in WF.report_outputs("figures")],
     log:
