@@ -113,8 +113,9 @@ def _resources(res: Results, src: Sources) -> tables.Table:
 def _claims(res: Results, src: Sources) -> tables.Table:
     report = res.grid["report"]
     settings = {(a["label"], a["split"]): a["settings"] for a in res.grid["accounting"]}
-    return claims.claims_table(res.accounting, settings, src.runs, report["reference_method"],
-                               report["claim_tolerance"])
+    table = claims.claims_table(res.accounting, settings, src.runs, report["reference_method"],
+                                report["claim_tolerance"])
+    return privacy.with_privacy_claim(table, res)
 
 
 @output("table", "ablation", _ablation_sources)
@@ -157,6 +158,9 @@ def _partitions(res: Results, src: Sources):
 @output("figure", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))
 def _sensitivity_figure(res: Results, src: Sources):
     return figures.sensitivity(src.runs)
+
+
+from benchmark.report import privacy  # noqa: E402  (registers the privacy table and figures; needs `output`)
 
 
 def render_table(res: Results, name: str) -> tables.Table:
