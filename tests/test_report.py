@@ -176,7 +176,7 @@ def test_figures_are_pure_functions_returning_figures():
 
 
 def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
-    for name in ("accuracy", "resources", "ablation", "claims", "sensitivity"):
+    for name in ("accuracy", "resources", "ablation", "claims", "sensitivity", "privacy"):
         csv = pd.read_csv(smoke_results / "tables" / f"{name}.csv")
         assert len(csv), name
         tex = (smoke_results / "tables" / f"{name}.tex").read_text()
@@ -195,15 +195,17 @@ def test_smoke_claims_say_the_degenerate_setting_and_break_even(smoke_results):
 def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     outputs = manifest["outputs"]
-    expected = {f"tables/{t}.{x}" for t in ("accuracy", "resources", "ablation", "claims", "sensitivity")
+    expected = {f"tables/{t}.{x}" for t in ("accuracy", "resources", "ablation", "claims", "sensitivity", "privacy")
                 for x in ("csv", "md", "tex")}
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
-                                              "partitions", "sensitivity") for x in ("pdf", "png")}
+                                              "partitions", "sensitivity", "privacy_reconstructions",
+                                              "privacy_frontier") for x in ("pdf", "png")}
     assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
     assert len(outputs["tables/accuracy.csv"]["runs"]) == 10
     assert {r["variant"] for r in outputs["tables/ablation.csv"]["runs"]} == {
         "sfprompt", "no_pruning", "no_local_loss", "no_prompts", "no_server_grad"}
-    assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting"}
+    assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting", "privacy_file",
+                                                                           "privacy_examples"}
     assert len(outputs["figures/partitions.png"]["files"]) == 2
     for entry in outputs.values():
         for run in entry["runs"]:

@@ -261,6 +261,7 @@ def test_dag_builds(name, tmp_path):
     assert counts["partition"] == len(wf.partition_targets())
     assert counts.get("pretrain", 0) == len(wf.pretrained())
     assert counts["tables"] == counts["figures"] == counts["manifest"] == 1
+    assert counts["privacy_attack"] == len(wf.privacy_cases)
     caches = {wf.cache_file(r.config()) for r in wf.runs.values()}
     caches |= {wf.pretrain_input(SimpleNamespace(backbone=b))["cache"] for b in wf.pretrained()}
     assert counts["cache"] == len(caches)  # one decode per (dataset, size), whatever reads it
@@ -294,9 +295,11 @@ def test_smoke_writes_every_target(smoke_results):
     for path in wf.final_targets() + wf.run_targets() + wf.accounting_targets() + wf.partition_targets():
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
-    assert set(wf.tables()) == {"accuracy", "resources", "ablation", "claims", "sensitivity"}
+    assert set(wf.tables()) == {"accuracy", "resources", "ablation", "claims", "sensitivity", "privacy"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
-                                 "sensitivity"}
+                                 "sensitivity", "privacy_reconstructions", "privacy_frontier"}
+    claims = (smoke_results / "tables" / "claims.csv").read_text()
+    assert "privacy" in claims and "split 0/0" in claims
 
 
 def test_jobs_honour_the_declared_threads_and_share_partitions(smoke_results):

@@ -109,7 +109,11 @@ def _resources(res: Results, src: Sources) -> tables.Table:
     return tables.resource_table(res.accounting, src.runs, res.grid["report"]["reference_method"])
 
 
-@output("table", "claims", _with_accounting)
+def _claims_sources(res: Results) -> Sources:
+    return Sources(_method_runs(res), _accounting_files(res) + privacy.privacy_files(res))
+
+
+@output("table", "claims", _claims_sources)
 def _claims(res: Results, src: Sources) -> tables.Table:
     report = res.grid["report"]
     settings = {(a["label"], a["split"]): a["settings"] for a in res.grid["accounting"]}

@@ -29,12 +29,15 @@ NOISE_COST = ("not measured: the runs train without the noise (it is added in th
               "training with it needs the send sites in sfprompt.py and splitfed.py)")
 
 
+def privacy_files(res: Results) -> list[dict[str, str]]:
+    """The privacy jobs' files that exist (per-image CSVs and example arrays), for the manifest."""
+    return [{"path": e[k], "kind": f"privacy_{k}"} for e in res.grid.get("privacy", []) for k in ("file", "examples")
+            if (res.root / e[k]).is_file()]
+
+
 def _sources(res: Results) -> Sources:
-    entries = res.grid.get("privacy", [])
-    runs = {r for e in entries for r in e.get("runs", [])}
-    files = [{"path": e[k], "kind": f"privacy_{k}"} for e in entries for k in ("file", "examples")
-             if (res.root / e[k]).is_file()]
-    return Sources(res.runs[res.runs.dir.isin(runs)], files)
+    runs = {r for e in res.grid.get("privacy", []) for r in e.get("runs", [])}
+    return Sources(res.runs[res.runs.dir.isin(runs)], privacy_files(res))
 
 
 def load_privacy(res: Results) -> pd.DataFrame:
