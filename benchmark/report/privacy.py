@@ -203,6 +203,7 @@ def frontier(images: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
     real = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna()]
+    labelled: set[tuple] = set()  # SFL-V1 and SFL-V2 often coincide: one label per position
     for method in order_methods(real.method):
         style = method_style(method)
         sub = real[real.method == method]
@@ -216,8 +217,10 @@ def frontier(images: pd.DataFrame) -> Figure:
                            edgecolors=style["color"], zorder=3,
                            label=method_label(method) if (hb, tb, sigma) == tuple(
                                sub[["head_blocks", "tail_blocks"]].iloc[0]) + (0.0,) else None)
-                ax.annotate(f"{hb}/{tb}" + ("" if sigma == 0 else f" σ={sigma:g}"), (x, y), fontsize=6,
-                            xytext=(4, 2), textcoords="offset points")
+                text = f"{hb}/{tb}" + ("" if sigma == 0 else f" σ={sigma:g}")
+                if (round(x, 3), round(y, 1), text) not in labelled:
+                    labelled.add((round(x, 3), round(y, 1), text))
+                    ax.annotate(text, (x, y), fontsize=6, xytext=(4, 2), textcoords="offset points")
     base = summary[summary.attack == BASELINE].psnr_mean
     if len(base):
         ax.axhline(float(base.mean()), color="grey", ls=":", lw=1, label="mean image (baseline)")
