@@ -27,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/accounting.smk"
 include: "workflow/rules/system.smk"
+include: "workflow/rules/privacy.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -2,7 +2,8 @@
 
 Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``, ``pretrain``, ``train``,
 ``accounting`` (per-round FLOPs and bytes without training), ``system`` (time and energy on real devices and
-links, calibration: :mod:`benchmark.system.cli`), ``report`` (tables, figures, manifest),
+links, calibration: :mod:`benchmark.system.cli`), ``privacy`` (reconstruction attacks on smashed data),
+``report`` (tables, figures, manifest),
 ``grid`` (validate a workflow config, list its runs), ``runconfig`` (one grid run's RunConfig YAML)
 and ``costs`` (wall and CPU time per rule of a finished workflow, from Snakemake's job timings).
 Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: ...``, with exit status 2.
@@ -213,6 +214,32 @@ def cmd_system(a: argparse.Namespace) -> int:
     from benchmark.system.cli import main as system_main
 
     return system_main(a)
+
+
+@verb("privacy", "reconstruction attacks on the smashed data of one split point (a spec from the workflow)",
+      _with(spec={"required": True, "help": "JSON spec (Workflow.privacy_spec): cases, attacks, noise, budgets"},
+            threads={"type": int, "help": "torch threads"},
+            out={"required": True, "help": "output stem: writes STEM.csv (per image) and STEM.npz (examples)"},
+            quiet={"action": "store_true", "help": "no per-attack log lines"}))
+def cmd_privacy(a: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from benchmark.privacy.evaluate import evaluate, write_outputs
+
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
+    try:
+        spec = json.loads(a.spec)
+    except json.JSONDecodeError as exc:
+        from benchmark.errors import ConfigError
+
+        raise ConfigError(f"--spec is not valid JSON: {exc}") from None
+    frame, examples = evaluate(spec, log=(lambda *_: None) if a.quiet else print)
+    paths = write_outputs(frame, examples, a.out)
+    print(f"wrote {', '.join(map(str, paths))}")
+    return 0
 
 
 @verb("report", "render tables, figures and the manifest from a workflow's results folder",

@@ -10,6 +10,8 @@ Outputs (in ``out_dir``), each written atomically (temporary file, then rename):
 * ``comm.csv``: the communication ledger (:mod:`benchmark.accounting.comm`).
 * ``flops.csv``: the compute ledger (:mod:`benchmark.accounting.compute`), fvcore convention.
 * ``config.resolved.yaml`` and ``env.json`` (package versions, device, git revision, seed, warnings).
+* ``head_state.safetensors``: the ``head.*`` entries of the aggregated client state after the last round
+  (prompts; the head itself for SplitFed and FedAvg), the state the privacy job attacks as "final".
 
 ``metrics.csv`` is written last, so its presence marks a complete run. A checkpoint
 (``checkpoint.pt``) is written after every round and removed at the end; a rerun resumes from it.
@@ -40,6 +42,18 @@ from benchmark.preflight import check_run
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+HEAD_STATE = "head_state.safetensors"
+"""The aggregated client-side head state after the last round (what the server knows; read by the privacy job)."""
+
+
+def write_head_state(path: Path, global_client: dict[str, torch.Tensor]) -> None:
+    """Write the ``head.*`` entries of the global client state (prompts, and the head where the client trains
+    it) as safetensors, atomically; empty for methods whose client trains nothing in the head."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in global_client.items() if k.startswith("head.")},
+                  str(tmp))
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -198,6 +212,7 @@ def train(
     write_json(out / "env.json", env)
     write_csv(out / "comm.csv", method.comm.frame())
     write_csv(out / "flops.csv", method.compute.frame())
+    write_head_state(out / HEAD_STATE, method.global_client)
     write_csv(out / "metrics.csv", metrics)  # last: its presence marks a complete run
     if ckpt.exists():
         ckpt.unlink()

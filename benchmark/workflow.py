@@ -16,6 +16,7 @@ roles. Paths (relative to ``results``)::
     partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
+    privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
     grid.json, tables/, figures/, manifest.json          (report)
 
 A run's settings reach the CLI as ``--set section.key=value`` arguments (the difference from RunConfig's
@@ -28,6 +29,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,17 +61,18 @@ POOLED = "pooled"
 POOLED_PARTITION = {"scheme": "iid", "num_clients": 1, "min_partition_size": 0}
 ABLATED_METHOD = "sfprompt"
 """The method under study: ablations and sensitivity sweeps are variants of it (its ``method_settings`` apply)."""
-RULES = ("cache", "partition", "pretrain", "train", "accounting", "system", "report")
+RULES = ("cache", "partition", "pretrain", "train", "accounting", "system", "privacy", "report")
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
 TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": None, "ablation": "ablation",
                                   "claims": None, "sensitivity": "sensitivity", "time_to_target": None,
-                                  "system_rounds": None, "crossover": None}
+                                  "system_rounds": None, "crossover": None, "privacy": None}
 """The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
-registered in :data:`benchmark.report.build.OUTPUTS` under the same names."""
+registered in :data:`benchmark.report.outputs.OUTPUTS` under the same names."""
 FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
-                                  "partitions": None, "sensitivity": "sensitivity", "accuracy_vs_time": None}
+                                  "partitions": None, "sensitivity": "sensitivity", "accuracy_vs_time": None,
+                                  "privacy_reconstructions": None, "privacy_frontier": None}
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
@@ -277,6 +280,8 @@ class Workflow:
         from benchmark.system.plan import system_section
 
         self.system: dict[str, Any] = system_section(doc)
+        self.privacy: dict[str, Any] = doc["privacy"]
+        self.privacy_cases: dict[str, list[dict[str, Any]]] = self._privacy_cases()
 
     # ------------------------------------------------------------------ checks
     def _check_datasets(self) -> None:
@@ -482,6 +487,89 @@ class Workflow:
                               f"data.max_train_samples for {dataset!r}; give an integer instead")
         return max(1, int(data["max_train_samples"]) // int(clients))
 
+    # ------------------------------------------------------------------ privacy (benchmark.privacy)
+    def privacy_cell(self) -> tuple[str, str, str, int]:
+        """(backbone, dataset, partition, seed) the privacy jobs attack: ``privacy.*`` or the first of each."""
+        p = self.privacy
+        cell = (p.get("backbone") or next(iter(self.backbones)), p.get("dataset") or next(iter(self.datasets)),
+                p.get("partition") or next(iter(self.partitions)), p.get("seed", self.seeds[0]))
+        for key, value, known in zip(("backbone", "dataset", "partition", "seed"), cell,
+                                     (self.backbones, self.datasets, self.partitions, self.seeds)):
+            if value not in known:
+                raise ConfigError(f"workflow config key 'privacy.{key}': {value!r} is not one of "
+                                  f"{', '.join(map(str, known))}")
+        return cell
+
+    def _privacy_cases(self) -> dict[str, list[dict[str, Any]]]:
+        """Per split label, one case per privacy method: its run in the privacy cell at that split (the method
+        run, or an SFPrompt split sensitivity point) or, without one, the method run's settings at that split
+        (attacked at round 0 only)."""
+        backbone, dataset, partition, seed = cell = self.privacy_cell()
+        depth = self.backbones[backbone]["model"].get("depth")
+        in_cell = [r for r in self.runs.values() if (r.backbone, r.dataset, r.partition, r.seed) == cell]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for split in self.privacy["splits"]:
+            label, cases = split_label(split), []
+            for method in self.privacy["methods"]:
+                if method not in self.methods:
+                    raise ConfigError(f"workflow config key 'privacy.methods': {method!r} is not in methods "
+                                      f"({', '.join(self.methods)})")
+                base = next(r for r in in_cell if r.variant == method)
+                match = [r for r in in_cell if r.method == method and any(
+                    (role.kind, role.name) in (("method", method), ("sensitivity", "split")) for role in r.roles)
+                    and (r.config().model.head_blocks, r.config().model.tail_blocks) == tuple(split)]
+                if match:
+                    run = match[0]
+                    cases.append({"method": method, "settings": dict(run.settings), "run": run.dir})
+                    continue
+                where = f"privacy {method} {label}"
+                sets = self._resolve(where, dict(base.settings),
+                                     {"model.head_blocks": split[0], "model.tail_blocks": split[1]})
+                self._check_depth(where, sets, depth)
+                cases.append({"method": method, "settings": sets, "run": None})
+            out[label] = cases
+        return out
+
+    def privacy_stem(self, split: str) -> str:
+        return f"privacy/{self.privacy_cell()[0]}_{split}"
+
+    def privacy_targets(self) -> list[str]:
+        return [self.path(f"{self.privacy_stem(s)}.{x}") for s in self.privacy_cases for x in ("csv", "npz")]
+
+    def _privacy_split(self, wc: Any) -> list[dict[str, Any]]:
+        if wc.backbone != self.privacy_cell()[0] or wc.split not in self.privacy_cases:
+            raise ConfigError(f"no privacy job {wc.backbone}_{wc.split} in this workflow config")
+        return self.privacy_cases[wc.split]
+
+    def privacy_spec(self, wc: Any) -> str:
+        """The privacy job's ``--spec`` (JSON): its cases and settings, so editing them reruns exactly it."""
+        p = self.privacy
+        acc = self.doc["accounting"].get("samples_per_client", "auto")
+        cases = [{"method": c["method"], "settings": c["settings"],
+                  "run_dir": self.path(c["run"]) if c["run"] else None} for c in self._privacy_split(wc)]
+        head, tail = (int(v) for v in re.fullmatch(r"h(\d+)t(\d+)", wc.split).groups())
+        spec = {"backbone": wc.backbone, "split": [head, tail], "cases": cases,
+                "run_labels": {self.path(c["run"]): c["run"] for c in self._privacy_split(wc) if c["run"]},
+                "attacks": p["attacks"], "noise_sigma": p["noise_sigma"], "rounds": p["rounds"],
+                "images": p["images"], "aux_samples": p["aux_samples"],
+                "samples_per_client": acc if isinstance(acc, int) else self.run_samples_per_client(),
+                "attack_settings": {"opt_steps": p["optimisation"]["steps"], "opt_lr": p["optimisation"]["lr"],
+                                    "opt_tv": p["optimisation"]["tv"], "decoder_epochs": p["decoder"]["epochs"],
+                                    "decoder_hidden": p["decoder"]["hidden"], "decoder_lr": p["decoder"]["lr"],
+                                    "seed": self.privacy_cell()[3]}}
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+    def privacy_input(self, wc: Any) -> dict[str, Any]:
+        cases = self._privacy_split(wc)
+        backbone = self.privacy_cell()[0]
+        out: dict[str, Any] = {"cache": self.cache_file(from_dict(unflatten(cases[0]["settings"])))}
+        if self.backbones[backbone]["weights"] == "pretrain":
+            out["weights"] = self.path(f"backbones/{backbone}.safetensors")
+        runs = sorted({c["run"] for c in cases if c["run"]})
+        if runs and "final" in self.privacy["rounds"]:
+            out["heads"] = [self.path(f"{r}/head_state.safetensors") for r in runs]
+        return out
+
     # ------------------------------------------------------------------ lookups used by the rules
     def run(self, wc: Any) -> Run:
         key = (wc.backbone, wc.dataset, wc.partition, wc.variant, int(wc.seed))
@@ -646,6 +734,7 @@ class Workflow:
         accounting tables are targets too: deleting one run folder reruns that run, then the report."""
         return (self.table_targets() + self.figure_targets() + [self.path("manifest.json")] + self.run_targets()
                 + self.partition_targets() + self.accounting_targets() + self.system_targets()
+                + self.privacy_targets()
                 + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()])
 
     # ------------------------------------------------------------------ what the report reads
@@ -666,6 +755,9 @@ class Workflow:
             "backbones": {b: {"weights": spec["weights"],
                               "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None}
                           for b, spec in self.backbones.items()},
+            "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
+                         "examples": f"{self.privacy_stem(s)}.npz", "runs": [c["run"] for c in cases if c["run"]]}
+                        for s, cases in self.privacy_cases.items()],
             "tables": self.tables(),
             "figures": self.figures(),
             "report": self.doc["report"],

@@ -238,7 +238,7 @@ def test_figures_are_pure_functions_returning_figures():
 
 
 def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
-    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity"):
+    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "privacy"):
         csv = pd.read_csv(smoke_results / "tables" / f"{name}.csv")
         assert len(csv), name
         tex = (smoke_results / "tables" / f"{name}.tex").read_text()
@@ -271,17 +271,19 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     outputs = manifest["outputs"]
     expected = {f"tables/{t}.{x}" for t in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity",
-                                             "time_to_target", "system_rounds", "crossover")
+                                             "time_to_target", "system_rounds", "crossover", "privacy")
                 for x in ("csv", "md", "tex")}
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
-                                              "partitions", "sensitivity", "accuracy_vs_time") for x in ("pdf", "png")}
+                                              "partitions", "sensitivity", "accuracy_vs_time",
+                                              "privacy_reconstructions", "privacy_frontier") for x in ("pdf", "png")}
     assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
     assert len(outputs["tables/accuracy.csv"]["runs"]) == 20 + 6  # 5 methods x 2 partitions x 2 seeds + references
     assert {r["variant"] for r in outputs["tables/accuracy.csv"]["runs"] if "pooled" in r["dir"]} == {
         "central_ft", "central_prompt", "linear_probe"}
     assert {r["variant"] for r in outputs["tables/ablation.csv"]["runs"]} == {
         "sfprompt", "no_pruning", "no_local_loss", "no_prompts", "no_server_grad"}
-    assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting"}
+    assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting", "privacy_file",
+                                                                           "privacy_examples"}
     assert {f["kind"] for f in outputs["tables/crossover.csv"]["files"]} == {"system"}
     assert len(outputs["tables/time_to_target.csv"]["runs"]) == 20
     assert len(outputs["figures/partitions.png"]["files"]) == 2

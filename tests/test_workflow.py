@@ -269,6 +269,7 @@ def test_dag_builds(name, tmp_path):
     assert counts["partition"] == len(wf.partition_targets())
     assert counts.get("pretrain", 0) == len(wf.pretrained())
     assert counts["tables"] == counts["figures"] == counts["manifest"] == 1
+    assert counts["privacy_attack"] == len(wf.privacy_cases)
     caches = {wf.cache_file(r.config()) for r in wf.runs.values()}
     caches |= {wf.pretrain_input(SimpleNamespace(backbone=b))["cache"] for b in wf.pretrained()}
     assert counts["cache"] == len(caches)  # one decode per (dataset, size), whatever reads it
@@ -315,9 +316,9 @@ def test_smoke_writes_every_target(smoke_results):
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
     assert set(wf.tables()) == {"accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "time_to_target",
-                                "system_rounds", "crossover"}
+                                "system_rounds", "crossover", "privacy"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
-                                 "sensitivity", "accuracy_vs_time"}
+                                 "sensitivity", "accuracy_vs_time", "privacy_reconstructions", "privacy_frontier"}
     for path in wf.system_targets():
         assert Path(path).is_file(), path
     # time to target: every (cell, profile pair, method), "not reached" being a valid cell
@@ -325,6 +326,8 @@ def test_smoke_writes_every_target(smoke_results):
     cells = len(wf.datasets) * len(wf.partitions)
     assert len(ttt) == cells * len(wf.system["pairs"]) * len(wf.methods)
     assert (ttt.reached <= ttt.seeds).all() and ttt.target_accuracy.gt(0).all()
+    claims = (smoke_results / "tables" / "claims.csv").read_text()
+    assert "privacy" in claims and "split 0/0" in claims
 
 
 def test_jobs_honour_the_declared_threads_and_share_partitions(smoke_results):

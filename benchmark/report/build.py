@@ -79,14 +79,19 @@ def _resources(res: Results, src: Sources) -> tables.Table:
     return tables.resource_table(res.accounting, src.runs, res.grid["report"]["reference_method"])
 
 
-@output("table", "claims", _with_accounting)
+def _claims_sources(res: Results) -> Sources:
+    return Sources(_method_runs(res), _accounting_files(res) + privacy.privacy_files(res))
+
+
+@output("table", "claims", _claims_sources)
 def _claims(res: Results, src: Sources) -> tables.Table:
     report = res.grid["report"]
     settings = {(a["label"], a["split"]): a["settings"] for a in res.grid["accounting"]}
     sf = res.grid["config"]["method_settings"].get(claims.UNDER_STUDY, {})
     params = {k.split(".", 1)[1]: v for k, v in sf.items() if k.startswith("method_params.")}
-    return claims.claims_table(res.accounting, settings, src.runs, report["reference_method"],
-                               report["claim_tolerance"], report["accuracy_margin"], params)
+    table = claims.claims_table(res.accounting, settings, src.runs, report["reference_method"],
+                                report["claim_tolerance"], report["accuracy_margin"], params)
+    return privacy.with_privacy_claim(table, res)
 
 
 @output("table", "paired", _with_references)
@@ -134,6 +139,9 @@ def _partitions(res: Results, src: Sources):
 @output("figure", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))
 def _sensitivity_figure(res: Results, src: Sources):
     return figures.sensitivity(src.runs)
+
+
+from benchmark.report import privacy  # noqa: E402  (registers the privacy table and figures; needs `output`)
 
 
 def render_table(res: Results, name: str) -> tables.Table:

@@ -42,5 +42,6 @@ localrules:
     partitions,
     backbones,
     accounting,
+    privacy,
     grid,
     manifest,

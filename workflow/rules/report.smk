@@ -24,6 +24,7 @@ rule tables:
         runs=WF.run_targets(),
         accounting=WF.accounting_targets(),
         system=WF.system_targets(),
+        privacy=WF.privacy_targets(),
     output:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
     log:
@@ -48,6 +49,7 @@ rule figures:
         grid=f"{R}/grid.json",
         runs=WF.run_targets(),
         partitions=WF.partition_targets(),
+        privacy=WF.privacy_targets(),
     output:
         [report(p, caption=c, category="Figures") if c else p for p, c in WF.report_outputs("figures")],
     log:

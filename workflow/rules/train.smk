@@ -11,6 +11,7 @@ rule train:
         flops=f"{R}/runs/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}/flops.csv",
         env=f"{R}/runs/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}/env.json",
         config=f"{R}/runs/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}/config.resolved.yaml",
+        head_state=f"{R}/runs/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}/head_state.safetensors",
     log:
         f"{R}/logs/train/{{backbone}}/{{dataset}}/{{partition}}/{{variant}}/seed{{seed}}.log",
     benchmark:

@@ -1,0 +1,282 @@
+"""Reconstruction attacks on smashed data: one registry, each attack a function
+``(view, knowledge) -> images`` (what the server received, what it knows -> reconstructed pixels).
+
+Every attack returns float images ``[B, 3, H, W]`` in **[0, 1] pixel units** at the model's input resolution
+(the backbone's mean/std normalisation undone), the space in which :mod:`benchmark.privacy.metrics` scores
+them. The threat model is in :mod:`benchmark.privacy` (the server knows the head's weights and the prompts).
+
+Registered attacks (``ATTACKS.names()``):
+
+* ``analytic``: least-squares inversion of the linear client map at ``head_blocks = 0`` (patch embedding +
+  position embedding; prefix and prompt tokens dropped). For ViT-B/16 the per-patch map is square
+  (768 outputs for 16×16×3 = 768 pixels), so the solve is exact up to float rounding; with fewer outputs
+  than pixels per patch (the smoke profile's 32-wide ViT, 48 pixels per patch) it is the minimum-norm
+  solution in normalised pixel space. Not applicable (and says so) at ``head_blocks >= 1``.
+* ``optimisation``: white-box model inversion, the rMLE attack of He et al. 2019 ("Model inversion attacks
+  against collaborative inference", ACSAC) as UnSplit (Erdogan et al. 2022, "UnSplit: Data-oblivious model
+  inversion, model stealing, and label inference attacks against split learning", WPES) runs it: optimise
+  the input so that the known head reproduces the observed activations, with a total-variation prior.
+  Departure from UnSplit: the head's weights are known (frozen public checkpoint or aggregated by the
+  server), so only the input is optimised, not the model; the input is parameterised through a sigmoid so it
+  stays in [0, 1], and starts from the auxiliary data's mean image.
+* ``decoder``: a learned inverse network (He et al. 2019's black-box attack; FORA, Xu et al. 2024, "A
+  stealthy wolf in sheep's clothing: feature-oriented reconstruction attack against split learning", CVPR;
+  the decoder ResSFL, Li et al. 2022, CVPR, uses to measure leakage per cut layer): the server runs the known
+  head on public auxiliary images no client holds, trains a decoder from their smashed data back to pixels,
+  then applies it to the clients' smashed data. Departure from FORA: no substitute head is learned, because
+  this server knows the head. Decoder: a per-patch-token MLP (D -> hidden -> 3·p²), folded into an image and
+  refined by a small residual convolution.
+* ``mean_image``: the trivial baseline, the auxiliary data's mean image whatever was received (an attack
+  must beat it to have learned anything from the smashed data).
+
+With the Gaussian-noise defence (``sigma > 0``) the server knows σ: the analytic and optimisation attacks
+are maximum-likelihood under Gaussian noise as they stand, and the decoder is trained on noised auxiliary
+smashed data of the same σ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.errors import BenchmarkError
+from benchmark.models.split import SplitViT
+from benchmark.registry import Registry
+
+
+class AttackNotApplicable(BenchmarkError):
+    """The attack's assumptions do not hold for this client map (e.g. ``analytic`` at ``head_blocks >= 1``)."""
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Budgets of the iterative attacks (every default is what ``config/default.yaml`` measures with).
+
+    Attributes:
+        opt_steps: Adam steps of the optimisation attack.
+        opt_lr: Its learning rate (on the sigmoid's logits).
+        opt_tv: Weight of the total-variation prior (mean absolute neighbour difference, [0, 1] pixels)
+            against the mean squared activation error.
+        decoder_epochs: Training epochs of the decoder on the auxiliary smashed data.
+        decoder_hidden: Hidden width of the decoder's per-token MLP.
+        decoder_lr: Adam learning rate of the decoder.
+        batch_size: Batch size of decoder training.
+        seed: Seeds the decoder's initialisation, its batch order and the defence's noise.
+    """
+
+    opt_steps: int = 200
+    opt_lr: float = 0.1
+    opt_tv: float = 0.01
+    decoder_epochs: int = 30
+    decoder_hidden: int = 256
+    decoder_lr: float = 0.002
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class ServerKnowledge:
+    """What the honest-but-curious server knows besides the smashed data.
+
+    Attributes:
+        model: The split ViT with the head (and prompts) in the state the client used; only ``model.head`` is
+            run. In eval mode.
+        mean, std: The backbone's input normalisation (0..1 units per channel).
+        aux_images: Public auxiliary images no client holds, float ``[A, 3, H, W]`` in [0, 1] at the model's
+            resolution (for the decoder and the mean-image baseline).
+        sigma: Standard deviation of the Gaussian noise the client adds to the smashed data (0: none).
+        settings: Attack budgets.
+    """
+
+    model: SplitViT
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    aux_images: torch.Tensor
+    sigma: float = 0.0
+    settings: AttackSettings = field(default_factory=AttackSettings)
+
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        m = torch.tensor(self.mean, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
+        s = torch.tensor(self.std, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
+        return (x01 - m) / s
+
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        m = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        s = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return x * s + m
+
+    def head(self, x01: torch.Tensor) -> torch.Tensor:
+        """The client map the server knows: [0, 1] pixels -> smashed tokens ``[B, T, D]``."""
+        return self.model.head(self.normalize(x01))
+
+
+Attack = Callable[[torch.Tensor, ServerKnowledge], torch.Tensor]
+ATTACKS: Registry[Attack] = Registry("attack")
+"""Every reconstruction attack by name: ``analytic``, ``decoder``, ``mean_image``, ``optimisation``."""
+
+
+def add_noise(smashed: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The defence: i.i.d. Gaussian noise of standard deviation ``sigma`` (activation units) added to the
+    smashed data before it is sent. ``sigma = 0`` returns the input unchanged."""
+    if sigma <= 0:
+        return smashed
+    noise = torch.randn(smashed.shape, generator=generator, dtype=smashed.dtype)  # CPU generator: same draws anywhere
+    return smashed + sigma * noise.to(smashed.device)
+
+
+def _grid(model: SplitViT) -> tuple[int, int, int]:
+    """(patch side p, patch rows, patch columns) of the head's patch embedding."""
+    pe = model.head.patch_embed
+    p = pe.proj.kernel_size[0]
+    gh, gw = pe.grid_size
+    return int(p), int(gh), int(gw)
+
+
+def patch_tokens(smashed: torch.Tensor, model: SplitViT) -> torch.Tensor:
+    """The patch tokens of the smashed data (prefix and head prompt tokens dropped): ``[B, N_patches, D]``."""
+    n = model.head.patch_embed.num_patches
+    return smashed[:, -n:]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# analytic
+
+
+def _check_linear(model: SplitViT) -> None:
+    head = model.head
+    pe = head.patch_embed
+    if model.head_blocks != 0:
+        raise AttackNotApplicable(f"analytic: the client map has {model.head_blocks} transformer block(s) "
+                                  "(non-linear); it inverts head_blocks = 0 only")
+    proj = getattr(pe, "proj", None)
+    if not isinstance(proj, nn.Conv2d) or proj.kernel_size != proj.stride or proj.padding not in ((0, 0), 0):
+        raise AttackNotApplicable("analytic: the patch embedding is not a non-overlapping convolution")
+    for name, mod in (("patch_embed.norm", getattr(pe, "norm", None)), ("norm_pre", head.norm_pre)):
+        if mod is not None and not isinstance(mod, nn.Identity):
+            raise AttackNotApplicable(f"analytic: {name} is a {type(mod).__name__}, so the map is not linear")
+
+
+@ATTACKS.register("analytic")
+def analytic(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """Least-squares inversion of ``z = W · patch + b + pos`` per patch (float64 solve, minimum norm when W
+    has fewer rows than pixels per patch), then the normalisation undone and clipped to [0, 1]."""
+    model = know.model
+    _check_linear(model)
+    proj = model.head.patch_embed.proj
+    p, gh, gw = _grid(model)
+    c = proj.in_channels
+    n = gh * gw
+    # Solved on the CPU in float64 (LAPACK's gelsd handles rank-deficient and wide systems; the system is small).
+    z = patch_tokens(smashed, model).detach().cpu().double()       # [B, N, D]
+    pos = model.head.pos_embed.detach().cpu().double()[0, -n:]     # [N, D]: the patch positions' embedding
+    bias = proj.bias.detach().cpu().double() if proj.bias is not None else torch.zeros(proj.out_channels, dtype=torch.float64)
+    w = proj.weight.detach().cpu().double().reshape(proj.out_channels, c * p * p)   # [D, C·p·p], order (c, i, j)
+    rhs = (z - pos - bias).reshape(-1, w.shape[0]).T               # [D, B·N]
+    sol = torch.linalg.lstsq(w, rhs, driver="gelsd").solution      # [C·p·p, B·N]
+    b = smashed.shape[0]
+    patches = sol.T.reshape(b, gh, gw, c, p, p)
+    x = patches.permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * p, gw * p)
+    return know.unnormalize(x).clamp(0, 1).float().to(smashed.device)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# optimisation
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference of vertical and horizontal neighbours."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def _logit(x01: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    x = x01.clamp(eps, 1 - eps)
+    return torch.log(x) - torch.log1p(-x)
+
+
+@ATTACKS.register("optimisation")
+def optimisation(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """argmin_x ||head(x) - z||² (mean over elements) + tv · TV(x), x = sigmoid(u) in [0, 1], by Adam from
+    the auxiliary mean image; the head's weights stay fixed."""
+    s = know.settings
+    target = smashed.detach()
+    start = know.aux_images.mean(0, keepdim=True).expand(len(target), -1, -1, -1)
+    u = _logit(start).clone().requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=s.opt_lr)
+    params = [p for p in know.model.head.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        for _ in range(s.opt_steps):
+            x = torch.sigmoid(u)
+            loss = F.mse_loss(know.head(x), target) + s.opt_tv * total_variation(x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+    return torch.sigmoid(u).detach()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# learned decoder
+
+
+class TokenDecoder(nn.Module):
+    """Smashed patch tokens ``[B, N, D]`` -> image ``[B, 3, H, W]`` in [0, 1]: a per-token MLP to each patch's
+    pixels, folded into the image, plus a residual 3×3 convolution across patch borders."""
+
+    def __init__(self, dim: int, hidden: int, patch: int, grid: tuple[int, int], channels: int = 3) -> None:
+        super().__init__()
+        self.patch, self.grid, self.channels = patch, grid, channels
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, channels * patch * patch))
+        self.refine = nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, channels, 3, padding=1))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        b, (gh, gw), p, c = tokens.shape[0], self.grid, self.patch, self.channels
+        x = self.mlp(tokens).reshape(b, gh, gw, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * p, gw * p)
+        return torch.sigmoid(x + self.refine(x))
+
+
+@torch.no_grad()
+def _smash(know: ServerKnowledge, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([know.head(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+@ATTACKS.register("decoder")
+def decoder(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """Train a :class:`TokenDecoder` on (head(aux) + noise, aux) with MSE, then decode the received data."""
+    s, model = know.settings, know.model
+    p, gh, gw = _grid(model)
+    gen = torch.Generator().manual_seed(s.seed)
+    aux = know.aux_images
+    aux_tokens = patch_tokens(_smash(know, aux), model)
+    torch.manual_seed(s.seed)
+    net = TokenDecoder(aux_tokens.shape[-1], s.decoder_hidden, p, (gh, gw), aux.shape[1]).to(aux.device)
+    opt = torch.optim.Adam(net.parameters(), lr=s.decoder_lr)
+    for _ in range(s.decoder_epochs):
+        order = torch.randperm(len(aux), generator=gen).to(aux.device)
+        for i in range(0, len(aux), s.batch_size):
+            idx = order[i:i + s.batch_size]
+            loss = F.mse_loss(net(add_noise(aux_tokens[idx], know.sigma, gen)), aux[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return net(patch_tokens(smashed, model))
+
+
+@ATTACKS.register("mean_image")
+def mean_image(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """The trivial baseline: the auxiliary data's mean image for every client image (ignores ``smashed``)."""
+    return know.aux_images.mean(0, keepdim=True).expand(len(smashed), -1, -1, -1).clone()
+
+
+def reconstruct(name: str, smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """Run attack ``name`` (an unknown name raises with the valid list)."""
+    return ATTACKS.get(name)(smashed, know)

@@ -1,0 +1,220 @@
+"""The privacy job: reconstruct clients' images from the smashed data the server receives, for every method,
+attack, noise level and round of one split point, and score them.
+
+``python -m benchmark privacy --spec JSON --out DIR/NAME`` (the workflow's ``privacy`` rule, one job per
+split point) writes ``NAME.csv`` (one row per image × method × round × attack × σ: PSNR in dB and SSIM on
+[0, 1] pixels, the attack's wall seconds, and the method's client FLOPs share of FedAvg at this split) and
+``NAME.npz`` (a few originals and their reconstructions as uint8, for the reconstruction grid figure).
+
+What the server sees at a round is the client head's output under the client state of that round. The job
+computes it itself:
+
+* ``first``: the state broadcast in round 0, i.e. the backbone's weights with the run seed's initial prompts
+  (rebuilt exactly as the run builds it);
+* ``final``: the aggregated client state after the last round, read from the run's ``head_state.safetensors``
+  (written by :func:`benchmark.run.train`). Only where the grid has a run of this method at this split;
+  otherwise the table says "no run".
+
+Victims are ``images`` of the clients' training images (the run's training subsample); the auxiliary data
+are up to ``aux_samples`` test images, which no client holds. Costs: client FLOPs per round from the methods'
+own accounting hooks (:func:`benchmark.accounting.analytic.accounting_table`), fvcore convention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from benchmark import seeding
+from benchmark.config import RunConfig, from_dict
+from benchmark.errors import ConfigError
+from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSettings, ServerKnowledge, add_noise,
+                                       patch_tokens)
+from benchmark.privacy.metrics import per_image
+
+ROUNDS = ("first", "final")
+EXAMPLES = 4
+"""Images per case kept (uint8) for the reconstruction grid figure."""
+COLUMNS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "run", "attack", "sigma",
+           "image", "psnr", "ssim", "seconds", "smashed_rms", "client_flops_pct_of_fedavg", "note"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One method at this split: its RunConfig and, when the grid has such a run, the run folder."""
+
+    method: str
+    config: RunConfig
+    run_dir: str | None
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    from benchmark.workflow import unflatten
+
+    return unflatten(flat)
+
+
+def load_spec(spec: dict[str, Any]) -> tuple[list[Case], dict[str, Any]]:
+    """The cases and the privacy settings of a spec written by :meth:`benchmark.workflow.Workflow.privacy_spec`."""
+    cases = [Case(c["method"], from_dict(_unflatten(c["settings"])), c.get("run_dir")) for c in spec["cases"]]
+    if not cases:
+        raise ConfigError("privacy spec has no cases (privacy.methods is empty?)")
+    for name in spec["attacks"]:
+        ATTACKS.get(name)
+    return cases, spec
+
+
+def to_unit(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``[B, 3, h, w]`` -> float [0, 1] at ``size`` px (bilinear, antialias, as the runs resize)."""
+    x = images.float() / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return x
+
+
+def _images(cfg: RunConfig, n: int, aux: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(victims: n client training images, auxiliary: up to ``aux`` test images, number of classes)."""
+    from benchmark.data.cache import load_image_data
+    from benchmark.models.vit import input_spec
+
+    size, _, _ = input_spec(cfg.model)
+    train, test = load_image_data(cfg.data, cfg.data.cache_img_size or size, cfg.seed)
+    pick = seeding.rng(cfg.seed, "privacy", "victims").permutation(len(train))[:n]
+    victims = to_unit(train.images[torch.as_tensor(np.sort(pick))], size)
+    aux_idx = seeding.rng(cfg.seed, "privacy", "aux").permutation(len(test))[:aux]
+    return victims, to_unit(test.images[torch.as_tensor(np.sort(aux_idx))], size), len(train.classes)
+
+
+def _model(case: Case, num_classes: int, round_: str, device: torch.device):
+    """The split model with the head in the state the server knows at ``round_``; None if unavailable."""
+    from benchmark.methods import method_class
+
+    if round_ == "final" and case.run_dir is None:
+        return None
+    model = method_class(case.method).build_model(case.config, num_classes).eval()
+    if round_ == "final":
+        from safetensors.torch import load_file
+
+        path = Path(case.run_dir) / "head_state.safetensors"
+        if not path.is_file():
+            raise ConfigError(f"run {case.run_dir!r} has no head_state.safetensors (rerun it with this version)")
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for k, v in load_file(str(path)).items():
+                params[k].copy_(v)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device)
+
+
+def _head_digest(model) -> str:
+    h = hashlib.sha256(str(model.prompt_len).encode())
+    for k, v in sorted(model.head.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _client_share(case: Case, samples: int, num_classes: int) -> float:
+    """The method's client FLOPs per round as % of FedAvg's at this split (analytic accounting)."""
+    from benchmark.accounting.analytic import accounting_table
+
+    table = accounting_table(case.config, samples_per_client=samples, num_classes=num_classes,
+                             methods=["fedavg", case.method] if case.method != "fedavg" else ["fedavg"])
+    return float(table.set_index("method").loc[case.method, "client_flops_pct_of_fedavg"])
+
+
+def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Run every (method, round, σ, attack) of the spec; return the per-image frame and the example arrays."""
+    cases, spec = load_spec(spec)
+    settings = AttackSettings(**spec.get("attack_settings", {}))
+    head, tail = spec["split"]
+    from benchmark.run import resolve_device
+
+    device = resolve_device(cases[0].config.device)
+    victims, aux, num_classes = _images(cases[0].config, spec["images"], spec["aux_samples"])
+    victims, aux = victims.to(device), aux.to(device)
+    mean, std = _norm(cases[0].config)
+    rows: list[dict[str, Any]] = []
+    examples: dict[str, np.ndarray] = {"originals": _u8(victims[:EXAMPLES])}
+    done: dict[tuple, list[dict[str, Any]]] = {}
+    for case in cases:
+        share = _client_share(case, spec["samples_per_client"], num_classes)
+        base = {"backbone": spec["backbone"], "dataset": case.config.data.dataset, "head_blocks": head,
+                "tail_blocks": tail, "method": case.method, "client_flops_pct_of_fedavg": share}
+        for round_ in spec["rounds"]:
+            model = _model(case, num_classes, round_, device)
+            run = spec["run_labels"].get(case.run_dir) if case.run_dir else None
+            if model is None:
+                rows.append({**base, "round": round_, "run": None, "attack": None, "sigma": np.nan,
+                             "image": -1, "psnr": np.nan, "ssim": np.nan, "seconds": np.nan,
+                             "note": "no run of this method at this split in the grid"})
+                continue
+            with torch.no_grad():
+                smashed = ServerKnowledge(model, mean, std, aux).head(victims)
+            digest = _head_digest(model)
+            rms = float(patch_tokens(smashed, model).pow(2).mean().sqrt())  # the scale σ compares with
+            for si, sigma in enumerate(spec["noise_sigma"]):
+                gen = seeding.torch_generator(settings.seed, "privacy", "noise", si)
+                received = add_noise(smashed, float(sigma), gen)
+                know = ServerKnowledge(model, mean, std, aux, float(sigma), settings)
+                for attack in spec["attacks"]:
+                    key = (digest, float(sigma), attack)
+                    tag = f"{case.method}|{round_}|{attack}|{float(sigma):g}"
+                    if key not in done:
+                        done[key] = _attack(attack, received, know, victims)
+                        log(f"h{head}t{tail} {tag}: PSNR {np.nanmean([r['psnr'] for r in done[key]]):.2f} dB "
+                            f"({done[key][0]['seconds']:.1f} s)")
+                    for r in done[key]:
+                        rows.append({**base, "round": round_, "run": run, "attack": attack, "sigma": float(sigma),
+                                     "smashed_rms": rms,
+                                     **{k: v for k, v in r.items() if k != "images"}})
+                    if done[key][0].get("images") is not None:
+                        examples[tag] = done[key][0]["images"]
+    return pd.DataFrame(rows, columns=COLUMNS), examples
+
+
+def _norm(cfg: RunConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from benchmark.models.vit import input_spec
+
+    _, mean, std = input_spec(cfg.model)
+    return mean, std
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    return (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def _attack(name: str, received: torch.Tensor, know: ServerKnowledge, victims: torch.Tensor) -> list[dict[str, Any]]:
+    t0 = time.perf_counter()
+    try:
+        rec = ATTACKS.get(name)(received, know)
+    except AttackNotApplicable as exc:
+        return [{"image": -1, "psnr": np.nan, "ssim": np.nan, "seconds": 0.0, "note": str(exc), "images": None}]
+    seconds = time.perf_counter() - t0
+    scores = per_image(victims, rec)
+    out = [{"image": i, "psnr": p, "ssim": s, "seconds": seconds, "note": ""} for i, (p, s) in enumerate(scores)]
+    out[0]["images"] = _u8(rec[:EXAMPLES])
+    return out
+
+
+def write_outputs(frame: pd.DataFrame, examples: dict[str, np.ndarray], out: str | Path) -> list[Path]:
+    """``{out}.csv`` and ``{out}.npz``, atomically."""
+    from benchmark.io import atomic_path, write_csv
+
+    out = Path(out)
+    csv, npz = out.with_name(out.name + ".csv"), out.with_name(out.name + ".npz")
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(npz) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{k.replace("|", "__"): v for k, v in examples.items()})
+    write_csv(csv, frame)
+    return [csv, npz]
