@@ -435,6 +435,8 @@ class Workflow:
 
     def _reference_runs(self, backbone: str, dataset: str, seed: int, depth: int | None) -> list[Run]:
         """The pooled-data references of one (backbone, dataset, seed): each method's own settings apply."""
+        if not self.references:
+            return []
         base = self._cell_settings(backbone, dataset, POOLED, seed)
         out = []
         for name, ref in self.references.items():

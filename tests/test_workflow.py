@@ -405,4 +405,4 @@ def test_grid_and_runconfig_verbs(tmp_path):
     subprocess.run([sys.executable, "-m", "benchmark", "runconfig", "-w", str(CONFIGS["smoke"]), "--run",
                     "tiny/digits/iid/no_pruning/seed0", "--out", str(target)], env=env, cwd=tmp_path, check=True)
     cfg = yaml.safe_load(target.read_text())
-    assert cfg["train"]["keep_ratio"] == 1.0 and cfg["train"]["method"] == "sfprompt"
+    assert cfg["method_params"]["keep_ratio"] == 1.0 and cfg["train"]["method"] == "sfprompt"

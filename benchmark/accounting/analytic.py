@@ -96,7 +96,8 @@ def accounting_table(
     rows = []
     for name in names:
         cls = method_class(name)
-        base = dict((method_params or {}).get(name, {}))
+        own = cfg.method_params if name == cfg.train.method else {}  # a run config's params are its method's
+        base = dict((method_params or {}).get(name, own))
         seen = []
         for reading, over in {"default": {}, **cls.readings()}.items():
             run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),

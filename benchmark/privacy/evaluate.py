@@ -129,6 +129,7 @@ def _client_share(case: Case, samples: int, num_classes: int) -> float:
 
     table = accounting_table(case.config, samples_per_client=samples, num_classes=num_classes,
                              methods=["fedavg", case.method] if case.method != "fedavg" else ["fedavg"])
+    table = table[table.reading == "default"]  # the configured reading (the others are the claims' range)
     return float(table.set_index("method").loc[case.method, "client_flops_pct_of_fedavg"])
 
 

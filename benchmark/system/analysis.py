@@ -59,7 +59,8 @@ def to_target(timeline: pd.DataFrame, target: float) -> dict[str, float]:
 
 
 def analytic_usage(cfg, samples_per_client: int, accounting: pd.DataFrame, num_classes: int = 10,
-                   methods: Iterable[str] | None = None) -> pd.DataFrame:
+                   methods: Iterable[str] | None = None,
+                   method_params: dict[str, dict] | None = None) -> pd.DataFrame:
     """One client's round per method from the analytic accounting: FLOPs from an accounting table (the
     ``accounting`` verb's CSV), bytes and message legs from each method's ``expected_transfers`` (the hook a
     real run's ledger is tested against). The model is built on PyTorch's ``meta`` device: only shapes are
@@ -89,7 +90,9 @@ def analytic_usage(cfg, samples_per_client: int, accounting: pd.DataFrame, num_c
     for name in methods or list(acc.index):
         cls = method_class(name)
         model = cls.set_trainability(models[cls.uses_prompts])
-        comm = comm_rows(cls.expected_transfers(model, cfg, samples_per_client)).assign(round=0, client=0)
+        mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),
+                                   method_params=dict((method_params or {}).get(name, {})))
+        comm = comm_rows(cls.expected_transfers(model, mcfg, samples_per_client)).assign(round=0, client=0)
         usage = client_usage(comm, pd.DataFrame(columns=["round", "client", "party", "total"]))
         row = usage.iloc[0].to_dict() if len(usage) else {k: 0 for k in USAGE_COLUMNS}
         row["client_flops"] = float(acc.loc[name, "client_gflops_round"]) * 1e9

@@ -36,7 +36,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="d128x6", help="calibrate without -w: a small ViT of benchmark.perf")
     p.add_argument("--clients", type=int, default=10, help="calibrate: clients (synthetic data)")
     p.add_argument("--samples", type=int, help="calibrate: samples per client (default: the profile's)")
-    p.add_argument("--methods", nargs="*", default=["fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"])
+    p.add_argument("--methods", nargs="*", default=None, help="default: the paper's federated methods")
+    p.add_argument("--method-set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="usage: a method's own hyper-parameter (as the accounting verb takes it)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (calibrate: 1 for the process clock)")
     p.add_argument("--out", help="write the result as CSV here")
 
@@ -79,7 +81,7 @@ def main(a: argparse.Namespace) -> int:
             print(f"{kind:7} {name:18} {field:20} {source}")
         return 0
     if a.action == "usage":
-        from benchmark.__main__ import _load_cfg
+        from benchmark.__main__ import _load_cfg, method_sets
         from benchmark.system.analysis import analytic_usage
 
         a.data_root = a.device = a.seed = None
@@ -88,7 +90,8 @@ def main(a: argparse.Namespace) -> int:
             from benchmark.errors import ConfigError
 
             raise ConfigError("system usage needs --accounting FILE (the accounting verb's CSV)")
-        usage = analytic_usage(cfg, a.samples_per_client, pd.read_csv(a.accounting), a.num_classes)
+        usage = analytic_usage(cfg, a.samples_per_client, pd.read_csv(a.accounting), a.num_classes,
+                               a.methods, method_sets(a.method_set))
         _write(usage, a.out)
         print(usage.to_string(index=False))
         return 0
@@ -113,7 +116,9 @@ def main(a: argparse.Namespace) -> int:
     cfg, clients, samples = _calibration_config(a)
     size = cfg.model.img_size or 224
     data = synthetic_data(clients, samples, img_size=size, test_samples=10)
-    rate, rows = calibrate(cfg, data, a.methods)
+    from benchmark.methods import federated_methods
+
+    rate, rows = calibrate(cfg, data, a.methods or federated_methods())
     table = calibration_frame(rate, rows)
     _write(table, a.out)
     print(f"local rate {rate / 1e9:.1f} G multiply-adds/s (reference training step, process CPU time, "
