@@ -9,6 +9,7 @@
 #   bash scripts/slurm-local.sh status   # what runs, the node's state
 #   bash scripts/slurm-local.sh down     # stop exactly what `up` started, remove the config files it wrote
 #   bash scripts/slurm-local.sh purge    # down, then delete its state folder (job database included)
+#   bash scripts/slurm-local.sh overhead 10   # median delay from sbatch to a trivial job's start
 #
 # Everything it writes lives in $SFB_SLURM_STATE (default /var/lib/sfb-slurm), except /etc/slurm/slurm.conf
 # and /etc/slurm/slurmdbd.conf (where sbatch/sacct look); it refuses to replace such files it did not write.
@@ -162,6 +163,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
 AccountingStorageEnforce=associations,limits
+AccountingStoreFlags=job_comment
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
@@ -274,10 +276,29 @@ status() {
   fi
 }
 
+# overhead N: submit N trivial jobs one at a time to the idle node and print each one's delay from `sbatch`
+# to the job's first command (what scheduling and job launch cost, without any work), then the median.
+overhead() {
+  local n="${1:-10}" i t0 t1 out delays=()
+  out="$(mktemp -d)"
+  for i in $(seq "$n"); do
+    t0="$(date +%s.%N)"
+    sbatch -W -Q -A "$ACCOUNT" -p "$PARTITION" -c 1 --mem 100 -t 1 -o /dev/null \
+      --wrap "date +%s.%N > $out/$i" || die "sbatch failed"
+    t1="$(cat "$out/$i")"
+    delays+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')")
+  done
+  rm -rf "$out"
+  echo "sbatch to job start (s): ${delays[*]}"
+  printf '%s\n' "${delays[@]}" | sort -n | awk '{d[NR] = $1} END {printf "median %.2f s over %d jobs\n", \
+    (NR % 2 ? d[(NR + 1) / 2] : (d[NR / 2] + d[NR / 2 + 1]) / 2), NR}'
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   purge) down; rm -rf "$STATE"; log "removed $STATE" ;;
   status) status ;;
-  *) echo "usage: bash scripts/slurm-local.sh up|down|status|purge" >&2; exit 2 ;;
+  overhead) overhead "${2:-10}" ;;
+  *) echo "usage: bash scripts/slurm-local.sh up|down|status|purge|overhead [N]" >&2; exit 2 ;;
 esac
