@@ -180,7 +180,8 @@ def train(
         if state.get("config_hash") != cfg.hash():
             raise BenchmarkError(f"checkpoint {str(ckpt)!r} belongs to another config; delete it to start afresh")
         method.load_state_dict(state["method"])
-        log.info("resumed %s from round %d", cfg.train.method, method.next_round)
+        # a warning, so a job's log (the CLI logs warnings only) shows that a retried job resumed
+        log.warning("resumed %s from round %d (%s)", cfg.train.method, method.next_round, ckpt)
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=cfg.train.rounds, initial=method.next_round, disable=not progress,
                desc=f"{cfg.train.method} {cfg.data.dataset}/{cfg.partition.scheme} seed{cfg.seed}", unit="round")

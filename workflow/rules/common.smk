@@ -18,8 +18,10 @@ except ConfigError as exc:
     raise WorkflowError(f"error: {exc}") from None
 
 # Local runs never start more threads than this host has cores, whatever --cores says: each job's threads count
-# against the `cpus` resource (raise it with --resources cpus=N). Cluster executors are not limited here.
-if workflow.local_exec and "cpus" not in workflow.global_resources:
+# against the `cpus` resource (raise it with --resources cpus=N). Cluster executors are not limited here. The
+# executor is chosen after this file is parsed (`workflow.local_exec` is always true at this point, which capped a
+# SLURM run at this host's cores); Snakemake leaves `cores` unset for a cluster executor, whose --jobs counts jobs.
+if workflow.resource_settings.cores is not None and "cpus" not in workflow.global_resources:
     workflow.register_resource("cpus", os.cpu_count())
 
 R = WF.results

@@ -1,0 +1,301 @@
+"""profiles/slurm on a real SLURM scheduler: the single-node cluster ``bash scripts/slurm-local.sh up`` starts.
+
+The smoke workflow runs through ``snakemake --profile profiles/slurm --workflow-profile profiles/slurm-local`` (the
+local cluster's account and partition; nothing else changes) and is checked against SLURM's own accounting
+(``sacct``): every job ran as a SLURM job and completed, each requested its rule's threads, memory and run time,
+and the tables equal a local ``--cores 2`` run's. A training job cancelled (``scancel``) after its first
+checkpoint is retried by Snakemake and resumes from the checkpoint, with results byte-identical to an
+uninterrupted run; a GPU rule's generated ``sbatch`` call requests ``--gpus`` (checked on the submission: this
+cluster has no GPU, so SLURM rejects it).
+
+Skipped, with the reason, unless that cluster is up (``.ci/run`` starts it when the machine allows): the tests
+never submit to another SLURM cluster the machine may belong to.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.workflow import RULES, load_workflow_file
+from tests.test_workflow import CONFIGS, ROOT, smoke_workflow
+
+CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
+PROFILE_ARGS = ("--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile", str(ROOT / "profiles" / "slurm-local"))
+RESOURCE_KEY = {"account": "accounting", "tables": "report", "figures": "report"}
+"""The workflow config's ``resources`` entry of each rule whose entry is not named like the rule."""
+TABLE_COLUMNS = re.compile(r"acc|comm|byte|flop", re.I)
+"""Table columns that must not depend on where the jobs ran: accuracy, bytes (comm MB) and FLOPs."""
+
+
+def _run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def cluster_unavailable() -> str | None:
+    """Why the local cluster cannot be used, or None."""
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')"
+    missing = [c for c in ("sbatch", "sacct", "scontrol", "scancel", "squeue") if shutil.which(c) is None]
+    if missing:
+        return f"no SLURM client tools ({', '.join(missing)}); run `bash scripts/slurm-local.sh up` as root"
+    try:
+        config = _run("scontrol", "show", "config", timeout=20)
+    except subprocess.TimeoutExpired:
+        return "scontrol timed out: no SLURM controller answers"
+    name = re.search(r"^ClusterName\s*=\s*(\S+)", config.stdout, re.M)
+    if config.returncode != 0 or not name:
+        return "no SLURM controller answers; run `bash scripts/slurm-local.sh up` as root"
+    if name.group(1) != CLUSTER:
+        return f"the SLURM cluster here is {name.group(1)!r}, not the local {CLUSTER!r} of scripts/slurm-local.sh"
+    state = _run("sinfo", "-h", "-p", PARTITION, "-o", "%a %T").stdout.split()
+    if not state or state[0] != "up" or not re.match(r"idle|mixed|alloc", state[1]):
+        return f"partition {PARTITION!r} of the local cluster is not up ({' '.join(state) or 'absent'})"
+    return None
+
+
+def snakemake(work: Path, *args: str, timeout: float = 1500) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc.log = proc.stdout + proc.stderr
+    (work / "snakemake.out").write_text(proc.log)
+    return proc
+
+
+def run_id(log: str) -> str:
+    m = re.search(r"SLURM run ID: (\S+)", log)
+    assert m, log[-3000:]
+    return m.group(1)
+
+
+def sacct(uuid: str) -> pd.DataFrame:
+    """SLURM's accounting record of every job of one Snakemake run (jobs are named by the run's uuid)."""
+    fields = ["JobIDRaw", "State", "Comment", "ReqCPUS", "ReqMem", "Timelimit", "ReqTRES"]
+    out = _run("sacct", "-X", "-P", "--noheader", "--starttime", "now-1days", "--name", uuid,
+               "--format", ",".join(f"{f}%400" for f in fields)).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    frame = pd.DataFrame(rows, columns=fields)
+    frame["rule"] = frame.Comment.str.extract(r"^rule_(\w+?)(?:_wildcards_|$)", expand=False)
+    return frame
+
+
+def minutes(limit: str) -> int:
+    """A SLURM time limit ``[D-]HH:MM:SS`` in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + (s > 0)
+
+
+def submitted_jobs(log: str) -> dict[str, dict[str, str]]:
+    """{SLURM job id: Snakemake's view of the job (rule, threads, resources)} from a Snakemake log."""
+    blocks = {}
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", log):
+        head = re.search(r"^(local)?rule (\w+):", block, re.M)
+        jobid = re.search(r"^\s+jobid: (\d+)", block, re.M)
+        if head and jobid and not head.group(1):
+            res = re.search(r"^\s+resources: (.*)$", block, re.M)
+            threads = re.search(r"^\s+threads: (\d+)", block, re.M)
+            blocks[jobid.group(1)] = {"rule": head.group(2), "threads": threads.group(1) if threads else "1",
+                                      **dict(kv.split("=", 1) for kv in res.group(1).split(", ") if "=" in kv)}
+    out = {}
+    for job, slurm_id in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log):
+        out[slurm_id] = blocks[job]
+    return out
+
+
+def seed_inputs(src: Path, dst: Path) -> None:
+    """Copy what training reads (decoded data, partitions, backbones) from a finished run, times kept."""
+    for sub in ("cache", "partitions", "backbones"):
+        shutil.copytree(src / sub, dst / sub)
+
+
+def test_local_cluster_profile_sets_only_account_and_partition():
+    """profiles/slurm runs unchanged on the local cluster but for its account and partitions: the workflow profile
+    replaces whole keys, so it must cover every rule profiles/slurm names and set nothing else."""
+    main = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    local = yaml.safe_load((ROOT / "profiles" / "slurm-local" / "config.yaml").read_text())
+    assert set(local) == {"default-resources", "set-resources"}
+    assert local["default-resources"] == {"slurm_account": ACCOUNT, "slurm_partition": PARTITION}
+    assert set(main["default-resources"]) == set(local["default-resources"])
+    assert set(local["set-resources"]) == set(main["set-resources"])
+    for rule, res in main["set-resources"].items():
+        assert set(res) == {"slurm_partition"} == set(local["set-resources"][rule]), rule
+        assert local["set-resources"][rule]["slurm_partition"] == PARTITION
+
+
+# ----------------------------------------------------------------------------------------------------------
+# on the cluster
+
+needs_cluster = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = cluster_unavailable()
+    if reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+
+
+@pytest.fixture(scope="module")
+def cluster_smoke(cluster, tmp_path_factory):
+    """The smoke workflow run through profiles/slurm: (working dir, results, Snakemake log)."""
+    work = tmp_path_factory.mktemp("slurm-smoke")
+    proc = snakemake(work, "all", *PROFILE_ARGS, "--configfile", str(CONFIGS["smoke"]), "--config",
+                     f"results={work / 'results'}")
+    assert proc.returncode == 0, proc.log[-6000:]
+    return work, work / "results", proc.log
+
+
+@needs_cluster
+def test_every_job_ran_as_a_completed_slurm_job(cluster_smoke):
+    work, results, log = cluster_smoke
+    jobs = sacct(run_id(log))
+    submitted = submitted_jobs(log)
+    ran_remote = len(re.findall(r"^rule \w+:", log, re.M))  # localrules (all, grid, ...) print 'localrule'
+    assert ran_remote > 0 and len(submitted) == ran_remote
+    assert sorted(jobs.JobIDRaw) == sorted(submitted), "sacct lists exactly the jobs Snakemake submitted"
+    assert (jobs.State == "COMPLETED").all(), jobs[jobs.State != "COMPLETED"]
+    assert sorted(jobs.rule) == sorted(j["rule"] for j in submitted.values())
+    # the cluster run is not capped at this host's cores (the `cpus` resource of local runs)
+    provided = re.search(r"^Provided resources: (.*)$", log, re.M)
+    assert provided is None or "cpus=" not in provided.group(1), provided.group(0)
+
+
+@needs_cluster
+def test_sbatch_requests_are_the_rules_resources(cluster_smoke):
+    """What SLURM granted each job (sacct) is what its rule asks for in the workflow config's resources."""
+    work, results, log = cluster_smoke
+    wf = load_workflow_file(CONFIGS["smoke"])
+    jobs = sacct(run_id(log))
+    submitted = submitted_jobs(log)
+    for job in jobs.itertuples():
+        seen = submitted[job.JobIDRaw]
+        # Snakemake's job == SLURM's job: threads -> --cpus-per-task, mem_mb -> --mem, runtime -> -t, no GPU
+        assert int(job.ReqCPUS) == int(seen["threads"]), job
+        assert job.ReqMem == f"{seen['mem_mb']}M", job
+        assert minutes(job.Timelimit) == int(seen["runtime"]), job
+        assert "gpu" not in job.ReqTRES and int(seen.get("gpu", 0)) == 0, job
+        # ... and the rule's job is what the workflow config declares (rules with their own resources entry)
+        key = RESOURCE_KEY.get(job.rule, job.rule)
+        if key in RULES:
+            want = wf.resources(key)
+            assert (int(job.ReqCPUS), job.ReqMem, minutes(job.Timelimit)) == (
+                want["threads"], f"{want['mem_mb']}M", want["runtime"]), (job.rule, want)
+
+
+def numeric_columns(table: Path) -> pd.DataFrame:
+    frame = pd.read_csv(table)
+    cols = [c for c in frame.columns if TABLE_COLUMNS.search(c) and pd.api.types.is_numeric_dtype(frame[c])]
+    return frame[cols]
+
+
+@needs_cluster
+def test_tables_equal_a_local_run(cluster_smoke):
+    work, results, log = cluster_smoke
+    local = smoke_workflow()[1]
+    tables = sorted(p.name for p in (results / "tables").glob("*.csv"))
+    assert tables and tables == sorted(p.name for p in (local / "tables").glob("*.csv"))
+    compared = []
+    for name in tables:
+        ours, theirs = numeric_columns(results / "tables" / name), numeric_columns(local / "tables" / name)
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True, obj=name)
+        compared += list(ours.columns)
+    for kind in ("acc", "comm", "flop"):  # not vacuous: each kind of number was compared somewhere
+        assert any(kind in c.lower() for c in compared), (kind, compared)
+
+
+@needs_cluster
+def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
+    """scancel a training job after its first checkpoint: Snakemake (retries: 1) resubmits it, the new job
+    resumes from the checkpoint, and its result files equal an uninterrupted run's byte for byte."""
+    results = smoke_workflow()[1]  # its decoded data, partitions and backbone (the local run the tables compare to)
+    raw = yaml.safe_load(CONFIGS["smoke"].read_text())
+    raw["run"]["train"]["rounds"] = 8  # long enough to be cancelled between checkpoints
+    # One folder for both runs: the config hash in metrics.csv covers the paths a run reads.
+    cancelled = tmp_path / "run"
+    cancelled.mkdir()
+    raw["results"] = str(cancelled / "results")
+    (cancelled / "config.yaml").write_text(yaml.safe_dump(raw))
+    seed_inputs(results, cancelled / "results")
+    wf = load_workflow_file(cancelled / "config.yaml")
+    run = next(r for r in wf.runs.values() if r.method == "sfprompt")
+    target = wf.path(f"{run.dir}/metrics.csv")
+    run_dir = Path(target).parent
+
+    # uninterrupted, on this machine; its files are kept aside and the run folder emptied
+    proc = snakemake(cancelled, target, "--cores", "2", "--configfile", str(cancelled / "config.yaml"))
+    assert proc.returncode == 0, proc.log[-4000:]
+    ref_dir = tmp_path / "reference"
+    shutil.move(run_dir, ref_dir)
+
+    # on the cluster, cancelled once
+    out = (cancelled / "snakemake.out").open("w")
+    cmd = [sys.executable, "-m", "snakemake", target, "--snakefile", str(ROOT / "Snakefile"), "--directory",
+           str(cancelled), *PROFILE_ARGS, "--configfile", str(cancelled / "config.yaml")]
+    sm = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while not (run_dir / "checkpoint.pt").exists():
+            assert sm.poll() is None and time.time() < deadline, "the training job ended before its first checkpoint"
+            time.sleep(0.1)
+        uuid = run_id((cancelled / "snakemake.out").read_text())
+        queued = _run("squeue", "-h", "--name", uuid, "-o", "%i|%k").stdout.split()
+        (job_id,) = [q.split("|")[0] for q in queued if q.split("|")[1].startswith("rule_train")]
+        assert _run("scancel", job_id).returncode == 0
+        assert sm.wait(timeout=900) == 0, (cancelled / "snakemake.out").read_text()[-6000:]
+    finally:
+        if sm.poll() is None:
+            os.killpg(sm.pid, signal.SIGINT)
+            sm.wait(timeout=120)
+        out.close()
+    log = (cancelled / "snakemake.out").read_text()
+    train = sacct(uuid).query("rule == 'train'")
+    assert list(train.State.str.split().str[0]) == ["CANCELLED", "COMPLETED"], train
+    assert train.JobIDRaw.iloc[0] == job_id
+    resumed = re.search(r"resumed sfprompt from round (\d+)", wf_log(wf, run))
+    assert resumed and int(resumed.group(1)) >= 1, wf_log(wf, run)
+    assert "Trying to restart job" in log
+    assert not (run_dir / "checkpoint.pt").exists()
+    for name in ("metrics.csv", "comm.csv", "flops.csv"):
+        assert (run_dir / name).read_bytes() == (ref_dir / name).read_bytes(), name
+
+
+def wf_log(wf, run) -> str:
+    return Path(wf.path(f"logs/train/{run.backbone}/{run.dataset}/{run.partition}/{run.variant}/seed{run.seed}.log")
+                ).read_text()
+
+
+@needs_cluster
+def test_gpu_rules_request_gpus_in_the_sbatch_call(cluster, tmp_path):
+    """A training job whose config asks for a GPU (config/paper.yaml: gpu: 1) is submitted with --gpus=1 and its
+    threads, memory and run time. This cluster has no GPU, so SLURM refuses the job and the plugin reports the
+    exact sbatch call, which is what is checked (a GPU cluster would run it)."""
+    results = smoke_workflow()[1]
+    raw = yaml.safe_load(CONFIGS["smoke"].read_text())
+    raw["results"] = str(tmp_path / "results")
+    raw.setdefault("resources", {})["train"] = {"threads": 2, "mem_mb": 1234, "runtime": 7, "gpu": 1}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    seed_inputs(results, tmp_path / "results")
+    wf = load_workflow_file(tmp_path / "config.yaml")
+    run = next(iter(wf.runs.values()))
+    proc = snakemake(tmp_path, wf.path(f"{run.dir}/metrics.csv"), *PROFILE_ARGS, "--retries", "0",
+                     "--configfile", str(tmp_path / "config.yaml"))
+    assert proc.returncode != 0, "a GPU job cannot run on this cluster"
+    calls = re.findall(r"sbatch call:\s*\n\s*(sbatch .*)", proc.log)
+    assert len(calls) == 1, proc.log[-4000:]
+    call = calls[0]
+    assert "rule_train" in call
+    for flag in ("--gpus=1", "--cpus-per-task=2", "--mem 1234", "-t 7", f"-A {ACCOUNT}", f"-p {PARTITION}"):
+        assert re.search(rf"(^|\s){re.escape(flag)}(\s|$)", call), (flag, call)
+    assert "gres" in proc.log.lower()  # SLURM's own refusal: no such generic resource here
