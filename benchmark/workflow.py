@@ -251,6 +251,8 @@ class Accounting:
     samples_per_client: int
     num_classes: int
     method_params: tuple[tuple[str, Any], ...] = ()
+    dataset: str | None = None
+    """The dataset whose data size ``samples_per_client`` is (per-dataset accounting), or None."""
     """``("method.key", value)`` pairs: each method's own hyper-parameters from ``method_settings``."""
 
     @property
@@ -461,6 +463,14 @@ class Workflow:
         spc = acc["samples_per_client"]
         if spc == "auto":
             spc = self.run_samples_per_client()
+        if isinstance(spc, dict):
+            unknown = [d for d in spc if d not in self.datasets]
+            if unknown:
+                raise ConfigError(f"workflow config key 'accounting.samples_per_client.{unknown[0]}': not one of the "
+                                  f"datasets ({', '.join(self.datasets)})")
+            sizes = [(f".{d}", n, d) for d, n in spc.items()]
+        else:
+            sizes = [("", spc, None)]
         out = []
         for label in labels:
             trained = label in self.backbones
@@ -470,8 +480,9 @@ class Workflow:
                 sets = {**arch, "model.weights": "scratch", "model.head_blocks": split[0],
                         "model.tail_blocks": split[1]}
                 settings = self._resolve(f"accounting {label} {split_label(split)}", sets, keep=("model.", "train."))
-                out.append(Accounting(label, tuple(split), trained, tuple(sorted(settings.items())), spc,
-                                      acc["num_classes"], self._method_params()))
+                for suffix, n, dataset in sizes:
+                    out.append(Accounting(label + suffix, tuple(split), trained, tuple(sorted(settings.items())), n,
+                                          acc["num_classes"], self._method_params(), dataset))
         return out
 
     def _method_params(self) -> tuple[tuple[str, Any], ...]:
@@ -554,7 +565,9 @@ class Workflow:
                 "run_labels": {self.path(c["run"]): c["run"] for c in self._privacy_split(wc) if c["run"]},
                 "attacks": p["attacks"], "noise_sigma": p["noise_sigma"], "rounds": p["rounds"],
                 "images": p["images"], "aux_samples": p["aux_samples"],
-                "samples_per_client": acc if isinstance(acc, int) else self.run_samples_per_client(),
+                "samples_per_client": (acc if isinstance(acc, int) else acc[self.privacy_cell()[1]]
+                                       if isinstance(acc, dict) and self.privacy_cell()[1] in acc
+                                       else self.run_samples_per_client()),
                 "attack_settings": {"opt_steps": p["optimisation"]["steps"], "opt_lr": p["optimisation"]["lr"],
                                     "opt_tv": p["optimisation"]["tv"], "decoder_epochs": p["decoder"]["epochs"],
                                     "decoder_hidden": p["decoder"]["hidden"], "decoder_lr": p["decoder"]["lr"],
@@ -752,7 +765,7 @@ class Workflow:
             "accounting": [{"label": a.label, "split": split_label(a.split), "head_blocks": a.split[0],
                             "tail_blocks": a.split[1], "trained": a.trained, "file": a.file,
                             "samples_per_client": a.samples_per_client, "settings": dict(a.settings),
-                            "method_params": dict(a.method_params)}
+                            "method_params": dict(a.method_params), "dataset": a.dataset}
                            for a in self.accounting.values()],
             "backbones": {b: {"weights": spec["weights"],
                               "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None}

@@ -286,7 +286,7 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
                                                                            "privacy_examples"}
     assert {f["kind"] for f in outputs["tables/crossover.csv"]["files"]} == {"system"}
     assert len(outputs["tables/time_to_target.csv"]["runs"]) == 20
-    assert len(outputs["figures/partitions.png"]["files"]) == 2
+    assert len(outputs["figures/partitions.png"]["files"]) == 4  # 2 partitions x 2 seeds (not the pooled one)
     for entry in outputs.values():
         for run in entry["runs"]:
             metrics = pd.read_csv(smoke_results / run["dir"] / "metrics.csv", nrows=1, dtype={"config_hash": str})

@@ -125,9 +125,11 @@ def test_schema_names_match_the_registries():
 def test_profiles_validate_and_build_every_run_config(name):
     wf = load_workflow_file(CONFIGS[name])
     assert wf.runs and all(isinstance(r.config(), RunConfig) for r in wf.runs.values())
-    assert {r.method for r in wf.runs.values()} == {"fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"}
+    methods = {"fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"}
+    assert {r.method for r in wf.runs.values() if r.partition != "pooled"} == methods
+    assert {r.method for r in wf.runs.values()} <= methods | {"linear_probe"}
     kinds = {role.kind for r in wf.runs.values() for role in r.roles}
-    assert kinds == {"method", "ablation", "sensitivity"}
+    assert kinds - {"reference"} == {"method", "ablation", "sensitivity"}
     assert {(a.split) for a in wf.accounting.values()} >= {(0, 0), (1, 1)}
 
 
@@ -202,15 +204,16 @@ def test_snakemake_rejects_a_bad_config_before_any_job(tmp_path):
 
 def test_sweep_points_equal_to_another_variant_reuse_its_run():
     wf = load_workflow_file(CONFIGS["smoke"])
-    iid = {r.variant: r for r in wf.runs.values() if r.partition == "iid"}
+    iid = {r.variant: r for r in wf.runs.values() if r.partition == "iid" and r.seed == 0}
     roles = {v: {(x.kind, x.name, x.value) for x in r.roles} for v, r in iid.items()}
     assert ("sensitivity", "keep_ratio", 1.0) in roles["no_pruning"]
     assert ("sensitivity", "prompt_len", 0) in roles["no_prompts"]
     assert {("sensitivity", "keep_ratio", 0.5), ("sensitivity", "split", "h1t1")} <= roles["sfprompt"]
     assert "sfprompt-keep_ratio0.25" in iid and "sfprompt-split_h0t0" in iid
     configs = [tuple(r.settings) for r in wf.runs.values()]
-    assert len(configs) == len(set(configs)) == 16
-    # ablations and sensitivity run only in their scope (iid); methods run in every cell
+    assert len(configs) == len(set(configs)) == 32
+    # ablations and sensitivity run only in their scope (iid, seed 0); methods run in every cell and seed
+    assert {r.variant for r in wf.runs.values() if r.partition == "iid" and r.seed == 1} == set(wf.methods)
     assert {r.variant for r in wf.runs.values() if r.partition == "dir0.5"} == set(wf.methods)
 
 
@@ -303,7 +306,11 @@ def test_cache_rule_params_carry_a_declared_dataset():
 def test_paper_accounting_needs_no_training(tmp_path):
     counts = job_counts(snakemake("accounting", "-n", "--configfile", str(CONFIGS["paper"]), "--config",
                                   f"results={tmp_path}", workdir=tmp_path).log)
-    assert counts == {"account": 4, "accounting": 1}
+    assert counts == {"account": 16, "accounting": 1}  # 2 backbones x 2 splits x 4 datasets' sizes
+    wf = load_workflow_file(CONFIGS["paper"])
+    sizes = {a.dataset: a.samples_per_client for a in wf.accounting.values()}
+    assert sizes == {"cifar10": 1000, "cifar100": 1000, "svhn": 1465, "flowers102": 20}
+    assert ("vit_b16.svhn", "h0t0") in wf.accounting
 
 
 # ----------------------------------------------------------------------------------------------------------

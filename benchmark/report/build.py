@@ -18,7 +18,7 @@ from benchmark.io import atomic_path, git_revision, write_json, write_text
 from benchmark.report import claims, figures, tables
 from benchmark.report.load import Results, load_results
 from benchmark.report.outputs import OUTPUTS, Sources, output
-from benchmark.workflow import ABLATED_METHOD, FIGURE_FORMATS, TABLE_FORMATS
+from benchmark.workflow import ABLATED_METHOD, FIGURE_FORMATS, POOLED, TABLE_FORMATS
 
 
 def _method_runs(res: Results) -> pd.DataFrame:
@@ -38,7 +38,9 @@ def _ablation_sources(res: Results) -> Sources:
 
 
 def _partition_files(res: Results) -> list[dict[str, str]]:
-    return [{"path": v["file"], "kind": "partition", "hash": v["hash"]} for v in res.partition_files.values()]
+    """The federated partitions (the pooled references' one-client partition shows nothing)."""
+    return [{"path": v["file"], "kind": "partition", "hash": v["hash"]} for (_, partition, _), v in
+            res.partition_files.items() if partition != POOLED]
 
 
 def _methods(res: Results) -> Sources:
@@ -133,7 +135,7 @@ def _flops_vs_accuracy(res: Results, src: Sources):
 
 @output("figure", "partitions", lambda r: Sources(r.runs.iloc[0:0], _partition_files(r)))
 def _partitions(res: Results, src: Sources):
-    return figures.partition_heatmaps(res.histograms)
+    return figures.partition_heatmaps(res.histograms[res.histograms.partition != POOLED])
 
 
 @output("figure", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))

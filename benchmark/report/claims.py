@@ -166,6 +166,7 @@ def claims_table(
     for claim in PAPER_CLAIMS:
         for (label, split), grp in groups:
             backbone, settings = grp.backbone.iloc[0], accounting_settings.get((label, split), {})
+            dataset = grp.dataset.iloc[0] if "dataset" in grp and pd.notna(grp.dataset.iloc[0]) else None
             paper_scale = backbone in PAPER_BACKBONES and not _resized(settings)
             applies = paper_scale and backbone in claim.backbones
             row_claim = claim
@@ -199,7 +200,8 @@ def claims_table(
                           if len(finite) > 1 else fmt_value(ours, claim.unit)),
                 "range_min": min(finite) if finite else math.nan, "range_max": max(finite) if finite else math.nan,
                 "source": "analytic",
-                "backbone": PAPER_BACKBONES[backbone] if paper_scale else f"{label} (resized {backbone})",
+                "backbone": (PAPER_BACKBONES[backbone] if paper_scale else f"{label} (resized {backbone})")
+                + (f", {dataset} size" if dataset else ""),
                 "setting": setting_text(settings, samples, method_params),
                 "verdict": range_verdict(values, claim.value, tolerance) if applies else "context only",
                 "note": "; ".join(notes),

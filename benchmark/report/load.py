@@ -132,6 +132,7 @@ def load_results(root: str | Path) -> Results:
             frame = pd.read_csv(path)
             for k in ("label", "split", "head_blocks", "tail_blocks", "trained", "file"):
                 frame[k] = entry[k]
+            frame["dataset"] = entry.get("dataset")
             acc_frames.append(frame)
     hist, pfiles = [], {}
     for run in grid["runs"]:
