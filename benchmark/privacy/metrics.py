@@ -18,7 +18,6 @@ Units and conventions:
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

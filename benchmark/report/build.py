@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 

@@ -117,7 +117,9 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> Tab
         if len(real):
             best = real.psnr_mean.idxmax()
             gain, ci = real.loc[best, "psnr_gain_vs_baseline"], real.loc[best, "psnr_gain_ci95"]
-            row["vs mean image"] = (f"{best}: {gain:+.1f} dB ({'yes' if real.loc[best, 'beats_baseline'] else 'no'})"
+            half = "" if pd.isna(ci) else f" ± {ci:.1f}"
+            row["vs mean image"] = (f"{best}: {gain:+.1f}{half} dB "
+                                    f"({'yes' if real.loc[best, 'beats_baseline'] else 'no'})"
                                     if not pd.isna(gain) else "–")
         opt = by.loc["optimisation"] if "optimisation" in by.index else None
         if opt is not None and "beats_baseline" in by and not pd.isna(opt.get("beats_baseline", np.nan)) \

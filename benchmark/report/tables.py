@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-import numpy as np
 import pandas as pd
 
 from benchmark.report.stats import CONFIDENCE, binomial_se, fmt_ci, fmt_signed_ci, mean_ci, paired_difference

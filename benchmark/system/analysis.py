@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 from typing import Iterable
 
-import numpy as np
 import pandas as pd
 
 from benchmark.report.stats import mean_ci  # noqa: F401  (re-exported for the system report)
