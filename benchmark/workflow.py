@@ -144,8 +144,9 @@ def _fmt(value: Any) -> str:
 
 def checkpoint_label(backbone: str, fraction: float) -> str:
     """Stem of a pre-training checkpoint's weights and card in ``backbones/``: ``B`` at the end of pre-training
-    (fraction 1.0), else ``B@PCT`` with PCT the percentage of the epoch budget (``tiny@10`` for 0.1)."""
-    return backbone if fraction >= 1 else f"{backbone}@{round(100 * fraction, 6):g}"
+    (fraction 1.0), else ``B@PCT`` with PCT the integer percent of the epoch budget (``tiny@10`` for 0.1), as the
+    pretrain rule names them."""
+    return backbone if round(100 * fraction) >= 100 else f"{backbone}@{round(100 * fraction)}"
 
 
 def _err(where: str, exc: ConfigError) -> ConfigError:
@@ -380,11 +381,13 @@ class Workflow:
                               "the section")
         for b in self.strength_backbones():
             saved = from_dict(unflatten(self._pretrain_settings(b))).pretrain.checkpoints
+            labels = {checkpoint_label(b, c) for c in saved} | {b}
             for fraction in section["checkpoints"]:
-                if fraction < 1 and fraction not in saved:
+                if checkpoint_label(b, fraction) not in labels:
                     raise ConfigError(f"workflow config key 'strength.checkpoints': {fraction:g} is not a checkpoint "
                                       f"that pre-training saves (backbones.{b}.pretrain.checkpoints: "
-                                      f"{', '.join(f'{c:g}' for c in saved)}); add it there (no extra pre-training)")
+                                      f"{', '.join(f'{c:g}' for c in saved) or 'none'}); add it there (no extra "
+                                      f"pre-training)")
 
     @staticmethod
     def _check_variant(where: str, sets: Mapping[str, Any]) -> None:
@@ -466,7 +469,7 @@ class Workflow:
     def strength_fractions(self) -> list[float]:
         """The strength points, ascending: the listed checkpoints and 1.0 (the end of pre-training, whose runs
         are the main grid's)."""
-        return sorted({*self.doc[STRENGTH].get("checkpoints", []), 1.0})
+        return sorted({f for f in self.doc[STRENGTH].get("checkpoints", []) if round(100 * f) < 100} | {1.0})
 
     def _strength_candidates(self, cell: tuple) -> Iterator[tuple[str, str, dict[str, Any], Role]]:
         """Each strength method at each checkpoint of the cell's backbone; at 1.0 its settings are the method
@@ -478,7 +481,7 @@ class Workflow:
             sets = dict(self.doc["method_settings"].get(method, {}))
             for fraction in self.strength_fractions():
                 label = checkpoint_label(backbone, fraction)
-                if fraction >= 1:
+                if label == backbone:
                     yield method, method, sets, Role(STRENGTH, label, fraction)
                 else:
                     weights = f"file:{self.path(f'backbones/{label}.safetensors')}"
