@@ -118,7 +118,7 @@ def strength_figure(points: pd.DataFrame, cards: pd.DataFrame) -> Figure:
     if data.empty:
         return _empty("no backbone-strength runs")
     cells = list(dict.fromkeys(map(tuple, data[CELL].itertuples(index=False))))
-    fig, axes = _grid(len(cells))
+    fig, axes = _grid(len(cells), size=(4.5, 3.4))
     by_card = not data.source_accuracy.isna().any()
     sources = ", ".join(sorted({str(s) for s in data.source_dataset.dropna()}))
     for ax, cell in zip(axes, cells):
@@ -145,7 +145,7 @@ def strength_figure(points: pd.DataFrame, cards: pd.DataFrame) -> Figure:
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False)
-    fig.suptitle(f"Accuracy against backbone strength (error bars: {CONFIDENCE:.0%} CI over seeds)", fontsize=10)
+    fig.suptitle(f"Accuracy against backbone strength\n(error bars: {CONFIDENCE:.0%} CI over seeds)", fontsize=10)
     return fig
 
 
