@@ -328,7 +328,7 @@ def test_strength_figure_names_methods_whose_points_coincide():
 
 
 def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
-    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "privacy"):
+    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "privacy", "strength"):
         csv = pd.read_csv(smoke_results / "tables" / f"{name}.csv")
         assert len(csv), name
         tex = (smoke_results / "tables" / f"{name}.tex").read_text()
@@ -361,11 +361,12 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     outputs = manifest["outputs"]
     expected = {f"tables/{t}.{x}" for t in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity",
-                                             "time_to_target", "system_rounds", "crossover", "privacy")
+                                             "time_to_target", "system_rounds", "crossover", "privacy", "strength")
                 for x in ("csv", "md", "tex")}
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
                                               "partitions", "sensitivity", "accuracy_vs_time",
-                                              "privacy_reconstructions", "privacy_frontier") for x in ("pdf", "png")}
+                                              "privacy_reconstructions", "privacy_frontier", "strength")
+                 for x in ("pdf", "png")}
     assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
     assert len(outputs["tables/accuracy.csv"]["runs"]) == 20 + 6  # 5 methods x 2 partitions x 2 seeds + references
     assert {r["variant"] for r in outputs["tables/accuracy.csv"]["runs"] if "pooled" in r["dir"]} == {
@@ -376,11 +377,26 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
                                                                            "privacy_examples"}
     assert {f["kind"] for f in outputs["tables/crossover.csv"]["files"]} == {"system"}
     assert len(outputs["tables/time_to_target.csv"]["runs"]) == 20
+    strength = outputs["tables/strength.csv"]  # 3 methods x 2 seeds at tiny@30, and their main runs (100%)
+    assert sorted(r["variant"] for r in strength["runs"]) == sorted(
+        [f"{m}{s}" for m in ("fedavg", "fedprompt", "sfprompt") for s in ("", "@30")] * 2)
+    assert sorted(f["path"] for f in strength["files"]) == ["backbones/tiny.json", "backbones/tiny@30.json"]
     assert len(outputs["figures/partitions.png"]["files"]) == 4  # 2 partitions x 2 seeds (not the pooled one)
     for entry in outputs.values():
         for run in entry["runs"]:
             metrics = pd.read_csv(smoke_results / run["dir"] / "metrics.csv", nrows=1, dtype={"config_hash": str})
             assert metrics.config_hash.iloc[0] == run["config_hash"]
+
+
+def test_smoke_strength_table_pairs_each_checkpoint_with_its_card(smoke_results):
+    data = pd.read_csv(smoke_results / "tables" / "strength.csv")
+    assert sorted(zip(data.method, data.checkpoint)) == sorted(
+        (m, c) for m in ("fedavg", "fedprompt", "sfprompt") for c in ("tiny", "tiny@30"))
+    assert (data.seeds == 2).all() and data.accuracy_ci95.notna().all()
+    for label, grp in data.groupby("checkpoint"):
+        card = json.loads((smoke_results / "backbones" / f"{label}.json").read_text())
+        assert grp.source_accuracy.tolist() == pytest.approx([100 * card["test_accuracy"]] * len(grp))
+    assert (smoke_results / "figures" / "strength.png").is_file()
 
 
 def test_snakemake_report_embeds_the_figures_with_captions(smoke_results, tmp_path):
