@@ -15,10 +15,10 @@ run of the main grid. Paths (relative to ``results``)::
 
     cache/{dataset}-{size}px.safetensors                 (cache: decoded once; data.cache_dir if set)
     backbones/{backbone}.safetensors                     (pretrain; only for weights: pretrain)
-    backbones/{backbone}@{pct}.safetensors               (pretrain: its checkpoint at pct% of the epoch budget)
     partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
-    runs/{backbone}/{dataset}/{partition}/{method}@{pct}/seed{seed}/  (train: strength point, backbone@pct)
+    runs/{backbone}/{dataset}/{partition}/{method}@{pct}/seed{seed}/  (train: strength point; fine-tunes
+                                                         backbones/{backbone}@{pct}, pct% of pre-training)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
     privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
     grid.json, tables/, figures/, manifest.json          (report)
@@ -292,6 +292,7 @@ class Workflow:
         self.references: dict[str, dict[str, Any]] = doc["references"].get("pooled", {})
         self.methods: list[str] = list(doc["methods"])
         self._check_sections()
+        self._check_strength()
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
         self.accounting: dict[tuple[str, str], Accounting] = {
             (a.label, split_label(a.split)): a for a in self._accounting()}
@@ -358,7 +359,6 @@ class Workflow:
                 self.doc["sensitivity"].get(k) for k in SENSITIVITY_KEYS)):
             raise ConfigError("workflow config: ablations and sensitivity are SFPrompt variants; add sfprompt to "
                               "methods (their tables compare against it)")
-        self._check_strength()
 
     def _check_strength(self) -> None:
         """``strength``: its methods are the grid's, and its backbones are pre-trained in the workflow (hub weights
