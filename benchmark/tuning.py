@@ -39,12 +39,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import pandas as pd
 import yaml
 
 from benchmark.errors import BenchmarkError, ConfigError
+
+if TYPE_CHECKING:  # pandas is imported where used: the workflow imports this module to parse its grid
+    import pandas as pd
 
 FORMAT = 1
 CRITERION = "final-round validation accuracy of the global model; ties -> the smaller learning rate"
@@ -80,6 +82,8 @@ def final_validation_accuracy(run_dir: str | Path) -> float | None:
     Raises:
         BenchmarkError: the run evaluated on the test split, or has no validation rows (not a tuning run).
     """
+    import pandas as pd
+
     metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
     glob = metrics[metrics.client == -1]
     if ((glob.metric == DIVERGED) & (glob.split == SPLIT)).any():
@@ -155,6 +159,8 @@ def write_diverged(cfg: Any, out_dir: str | Path, message: str) -> None:
     """The files of a tuning run whose loss became non-finite: ``config.resolved.yaml``, ``env.json`` and a
     one-row ``metrics.csv`` (split ``validation``, metric ``diverged``), so :func:`gather` scores the point
     as diverged instead of the workflow failing."""
+    import pandas as pd
+
     from benchmark.io import environment, git_revision, write_csv, write_json, write_text
     from benchmark.methods import resolve_config
 
@@ -177,6 +183,8 @@ def write_diverged(cfg: Any, out_dir: str | Path, message: str) -> None:
 
 def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Long form of tuning records: one row per (backbone, dataset, method, grid point), ``chosen`` marked."""
+    import pandas as pd
+
     rows = []
     for doc in records:
         for p in doc["points"]:
