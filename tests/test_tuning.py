@@ -210,3 +210,24 @@ def test_every_run_trains_with_its_methods_tuned_lr(smoke_results):
     table = pd.read_csv(smoke_results / "tables" / "tuning.csv")
     assert len(table) == 12 and table.chosen.sum() == 6
     assert "validation split" in (smoke_results / "tables" / "accuracy.md").read_text()
+
+
+def test_train_lr_from_makes_the_resolved_config_state_the_choice(tmp_path):
+    """The train verb with --lr-from: config.resolved.yaml (and so the config hash) carries the record's choice."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="fedprompt", rounds=1)
+    record = tmp_path / "fedprompt.json"
+    record.write_text(json.dumps({"chosen_lr": 0.0123, "chosen_multiplier": 0.3, "chosen_val_accuracy": 0.5,
+                                  "method": "fedprompt", "dataset": "digits", "grid": [0.3, 1.0], "partition": "iid",
+                                  "seed": 0, "validation_fraction": 0.2, "criterion": "x"}))
+    cli("train", "-c", str(cfg), "--lr-from", str(record), "--set", "train.lr=0.5", "--out", str(tmp_path / "a"), "-q")
+    resolved = yaml.safe_load((tmp_path / "a" / "config.resolved.yaml").read_text())
+    env = json.loads((tmp_path / "a" / "env.json").read_text())
+    assert resolved["train"]["lr"] == 0.0123 and env["lr_tuning"]["chosen_lr"] == 0.0123
+    from benchmark.config import from_dict
+
+    assert env["config_hash"] == from_dict(resolved).hash()  # the hash covers the chosen lr
+    wrong = cli("train", "-c", str(cfg), "--lr-from", str(record), "--set", "train.method=fedavg", "--out",
+                str(tmp_path / "b"), "-q", check=False)
+    assert wrong.returncode == 2 and "tuned for method 'fedprompt'" in wrong.stderr
