@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from benchmark.config import RunConfig
-from benchmark.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +140,12 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    from benchmark.io import write_json as write  # imports pandas: not for the workflow, which imports this module
+
+    write(path, obj)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -2,7 +2,8 @@
 end to end (run once per test session, shared with tests/test_report.py and tests/test_notebook.py).
 
 The smoke workflow runs in a temporary working directory (``--directory``) so its ``.snakemake`` metadata and
-locks never touch the checkout's; results go to ``<tmp>/results``.
+locks never touch the checkout's; results go to ``<tmp>/results``. Its pretrain job uses the temporary backbone
+cache that tests/conftest.py points ``SFPROMPT_BACKBONE_CACHE`` at (jobs inherit the environment), never ~/.cache.
 """
 
 from __future__ import annotations
