@@ -148,6 +148,7 @@ def test_a_changed_setting_trains_again(cfg, tmp_path, epochs_trained):
 
 
 def test_a_killed_pretraining_resumes_bit_identically(cfg, tmp_path, epochs_trained, caplog):
+    cfg = cfg.replace(**{"pretrain.augment": True})  # so the augmentation generator's state matters too
     whole = pretrain(cfg, tmp_path / "whole/b.safetensors", progress=False, cache_dir=tmp_path / "c1")
     epochs_trained.clear()
     with pytest.raises(StoppedEarly):
