@@ -8,7 +8,7 @@ every fraction ``f < 1`` of ``pretrain.checkpoints`` the weights and card at tha
 ``<out>@<pct>.safetensors`` / ``.json`` (``pct = round(100 f)``; the card adds ``epoch`` and ``fraction``).
 
 The weights come from the machine-wide backbone cache (:mod:`benchmark.backbone_cache`): a complete entry for
-the same settings and code is linked (or copied) into ``out`` without training; otherwise this process trains
+the same settings and code is copied into ``out`` without training; otherwise this process trains
 under the entry's lock, saving a resumable state after every epoch (``resume.pt``: a killed job resumes from
 its last finished epoch and ends with bit-identical weights), and publishes the entry.
 

@@ -12,7 +12,7 @@ sensitivity point ``keep_ratio: 1.0`` *is* the ``no_pruning`` ablation and reuse
 roles. Paths (relative to ``results``)::
 
     cache/{dataset}-{size}px.safetensors                 (cache: decoded once; data.cache_dir if set)
-    backbones/{backbone}.{safetensors,json}              (pretrain; only for weights: pretrain; linked from the
+    backbones/{backbone}.{safetensors,json}              (pretrain; only for weights: pretrain; copied from the
                                                           machine-wide backbone cache, see backbone_cache)
     backbones/{backbone}@{pct}.{safetensors,json}        (pretrain: the same trajectory at pct % of its epochs,
                                                           per pretrain.checkpoints < 1; card: test_accuracy)
@@ -795,7 +795,7 @@ class Workflow:
                            for a in self.accounting.values()],
             "backbones": {b: {"weights": spec["weights"],
                               "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None,
-                              "checkpoints": {p: f"backbones/{b}@{p}.json" for p in self.checkpoint_pcts()}
+                              "checkpoints": {str(p): f"backbones/{b}@{p}.json" for p in self.checkpoint_pcts()}
                               if spec["weights"] == "pretrain" else {}}
                           for b, spec in self.backbones.items()},
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",

@@ -8,6 +8,7 @@ per epoch trained in this process), never by wall time.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,13 @@ def test_cache_is_shared_by_results_folders_and_second_call_trains_nothing(cfg, 
     cache = tmp_path / "cache"
     first = pretrain(cfg, tmp_path / "r1/backbones/tiny.safetensors", progress=False, cache_dir=cache)
     assert epochs_trained == [0, 1, 2] and first["cache"]["hit"] is False
+    r1 = tmp_path / "r1/backbones/tiny.safetensors"
+    os.utime(r1, (1e9, 1e9))
     epochs_trained.clear()
     second = pretrain(cfg, tmp_path / "r2/backbones/tiny.safetensors", progress=False, cache_dir=cache)
     assert epochs_trained == [] and second["cache"]["hit"] is True
+    # results folders hold copies: serving r2 leaves r1's mtime (Snakemake's staleness clock) alone
+    assert r1.stat().st_mtime == 1e9 and r1.stat().st_nlink == 1
     assert second["cache"]["key"] == first["cache"]["key"] and Path(second["cache"]["dir"]).parent == cache
     assert second["test_accuracy"] == first["test_accuracy"]
     for name in ("tiny.safetensors", "tiny@30.safetensors", "tiny@60.safetensors"):

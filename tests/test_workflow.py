@@ -263,7 +263,7 @@ def test_pretrain_checkpoints_are_outputs_and_the_cache_folder_is_a_param(monkey
     files = ["out/backbones/tiny@30.safetensors", "out/backbones/tiny@30.json", "out/backbones/tiny@60.safetensors",
              "out/backbones/tiny@60.json"]
     assert wf.checkpoint_files("tiny") == files and set(files) <= set(wf.final_targets())
-    assert wf.grid()["backbones"]["tiny"]["checkpoints"] == {30: "backbones/tiny@30.json", 60: "backbones/tiny@60.json"}
+    assert wf.grid()["backbones"]["tiny"]["checkpoints"] == {"30": "backbones/tiny@30.json", "60": "backbones/tiny@60.json"}
     assert "pretrain.checkpoints=" in wf.pretrain_args(SimpleNamespace(backbone="tiny"))
     assert load_workflow_file(CONFIGS["smoke"], {"backbone_cache": "~/bb"}).backbone_cache == str(Path("~/bb").expanduser())
     default = load_workflow_file(CONFIGS["default"], {"results": "out"})

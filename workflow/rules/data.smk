@@ -51,9 +51,9 @@ rule partition:
         "python -m benchmark partition {params.sets} --threads {threads} --out {output} -q > {log} 2>&1"
 
 
-# One job per pre-trained backbone: it links the weights from the machine-wide backbone cache (backbone_cache;
+# One job per pre-trained backbone: it copies the weights from the machine-wide backbone cache (backbone_cache;
 # benchmark/backbone_cache.py) when an entry for the same settings and code exists, else trains into the cache
-# (resumable per epoch) and links them. `checkpoints` are the same trajectory at pretrain.checkpoints < 1.
+# (resumable per epoch) and copies them. `checkpoints` are the same trajectory at pretrain.checkpoints < 1.
 rule pretrain:
     input:
         unpack(WF.pretrain_input),
