@@ -159,15 +159,21 @@ def cmd_partition(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("pretrain", "supervised pre-training of the backbone on a source dataset",
-      _with(_config_args, out={"required": True, "help": "weights (.safetensors); a .json card goes beside it"}))
+@verb("pretrain", "supervised pre-training of the backbone on a source dataset (or a backbone cache hit)",
+      _with(_config_args, out={"required": True, "help": "weights (.safetensors); a .json card goes beside it, "
+                                                          "and OUT@PCT.safetensors/.json per pretrain.checkpoints"},
+            cache_dir={"help": "backbone cache folder (default: $SFPROMPT_BACKBONE_CACHE, else "
+                               "$XDG_CACHE_HOME/sfprompt-bench/backbones, else ~/.cache/sfprompt-bench/backbones)"},
+            stop_after_epoch={"type": int, "help": "debugging: stop after this epoch's resumable state is saved "
+                                                   "(a rerun resumes from it)"}))
 def cmd_pretrain(a: argparse.Namespace) -> int:
     from benchmark.pretrain import pretrain
 
     cfg = _load_cfg(a)
-    card = pretrain(cfg, Path(a.out), progress=not a.quiet)
+    card = pretrain(cfg, Path(a.out), progress=not a.quiet, cache_dir=a.cache_dir, stop_after_epoch=a.stop_after_epoch)
+    how = "cache hit" if card["cache"]["hit"] else "trained"
     print(f"{a.out}: test accuracy {card['test_accuracy']:.4f} after {card['epochs']} epochs "
-          f"({card['wall_seconds']:.0f} s)")
+          f"({how}, {card['wall_seconds']:.0f} s of training; cache entry {card['cache']['dir']})")
     return 0
 
 

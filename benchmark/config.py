@@ -178,6 +178,14 @@ class PretrainConfig:
     """Random horizontal flips and 4-px-padded random crops (our choice for 32-px natural images). Turn it
     off for tiny or digit images: at 16 px a 4-px crop removes a quarter of the image and flips change
     digits (measured: mnist5k at 16 px reaches 10% after 3 epochs with it, 89% without)."""
+    checkpoints: list[float] = field(default_factory=list)
+    """Fractions of the epoch budget, in (0, 1], at which the weights along the one training trajectory are
+    saved and evaluated on the test split (``max_test_samples``), e.g. ``[0.1, 0.3, 1.0]``. A fraction ``f``
+    is the end of epoch ``max(1, floor(f * epochs + 0.5))`` (rounded half up to a whole epoch, at least the
+    first); it is named by its integer percent ``round(100 * f)`` (``ckpt-10``, ``vit_s32@10.safetensors``),
+    and percents must differ. 1.0 is the final weights, always written. Not part of the backbone cache's key:
+    adding a fraction evaluates the kept per-epoch weights, it does not train again
+    (:mod:`benchmark.backbone_cache`)."""
 
 
 @dataclass(frozen=True)
@@ -221,8 +229,11 @@ class RunConfig:
         """Short content hash of the settings that determine the results (stamped on every result row and
         checked when a run resumes from its checkpoint). Runtime settings that cannot change a result
         (:data:`RUNTIME_KEYS`: thread count, allocator, device) are left out, so a run resumed with another
-        thread count is not refused; ``env.json`` records them."""
+        thread count is not refused; ``env.json`` records them. ``pretrain.checkpoints`` is left out too: it
+        chooses which points of the one pre-training trajectory are saved, never a number (and hashes stay
+        what they were before the key existed)."""
         doc = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
+        doc["pretrain"].pop("checkpoints")
         blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -324,6 +335,13 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against a simple type hint (int, float, str, bool, Optional[...])."""
     origin = typing.get_origin(hint)
+    if hint is list or origin is list:
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        inner = (typing.get_args(hint) or (None,))[0]
+        return [v if inner is None else _coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is dict or origin is dict:
         if value is None:
             return {}
@@ -401,3 +419,8 @@ def _validate(cfg: RunConfig) -> None:
     _check(pre.epochs >= 1, "pretrain.epochs", ">= 1", pre.epochs)
     _check(pre.batch_size >= 1, "pretrain.batch_size", ">= 1", pre.batch_size)
     _check(pre.lr > 0, "pretrain.lr", "> 0", pre.lr)
+    _check(all(0 < f <= 1 for f in pre.checkpoints), "pretrain.checkpoints", "fractions in (0, 1]",
+           pre.checkpoints)
+    pcts = [round(100 * f) for f in pre.checkpoints]
+    _check(len(set(pcts)) == len(pcts) and min(pcts, default=1) >= 1, "pretrain.checkpoints",
+           "fractions with distinct integer percents (>= 1%)", pre.checkpoints)

@@ -12,7 +12,10 @@ sensitivity point ``keep_ratio: 1.0`` *is* the ``no_pruning`` ablation and reuse
 roles. Paths (relative to ``results``)::
 
     cache/{dataset}-{size}px.safetensors                 (cache: decoded once; data.cache_dir if set)
-    backbones/{backbone}.safetensors                     (pretrain; only for weights: pretrain)
+    backbones/{backbone}.{safetensors,json}              (pretrain; only for weights: pretrain; copied from the
+                                                          machine-wide backbone cache, see backbone_cache)
+    backbones/{backbone}@{pct}.{safetensors,json}        (pretrain: the same trajectory at pct % of its epochs,
+                                                          per pretrain.checkpoints < 1; card: test_accuracy)
     partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
@@ -41,6 +44,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
+from benchmark.backbone_cache import checkpoint_pct, default_cache_dir
 from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
 
@@ -316,6 +320,9 @@ class Workflow:
         self.partitions: dict[str, dict[str, Any]] = doc["partitions"]
         self.references: dict[str, dict[str, Any]] = doc["references"].get("pooled", {})
         self.methods: list[str] = list(doc["methods"])
+        self.backbone_cache: str = str(Path(doc["backbone_cache"]).expanduser()) if doc.get("backbone_cache") \
+            else str(default_cache_dir())
+        """The pretrain rule's ``--cache-dir`` (config key ``backbone_cache``; default: the environment's)."""
         self.tuning_section: dict[str, Any] | None = doc.get("tuning")
         self._check_sections()
         self._check_tuning()
@@ -387,6 +394,7 @@ class Workflow:
                 self.doc["sensitivity"].get(k) for k in SENSITIVITY_KEYS)):
             raise ConfigError("workflow config: ablations and sensitivity are SFPrompt variants; add sfprompt to "
                               "methods (their tables compare against it)")
+        self.checkpoint_pcts()  # one set of checkpoint outputs for the pretrain rule
 
     @staticmethod
     def _check_variant(where: str, sets: Mapping[str, Any]) -> None:
@@ -800,6 +808,23 @@ class Workflow:
     def pretrain_args(self, wc: Any) -> str:
         return set_args(self._pretrain_settings(wc.backbone))
 
+    def checkpoint_pcts(self) -> list[int]:
+        """The percents of ``pretrain.checkpoints`` below 100 (100 is ``{backbone}.safetensors`` itself), shared
+        by every pre-trained backbone: the pretrain rule declares one output per percent."""
+        pcts = {b: sorted({checkpoint_pct(f) for f in self.backbones[b]["pretrain"].get("checkpoints", [])} - {100})
+                for b in self.pretrained()}
+        distinct = {tuple(p) for p in pcts.values()}
+        if len(distinct) > 1:
+            raise ConfigError(f"workflow config key 'backbones.*.pretrain.checkpoints': every pre-trained backbone "
+                              f"lists the same checkpoint percents (the pretrain rule's outputs); got "
+                              f"{', '.join(f'{b}: {p}' for b, p in pcts.items())}")
+        return list(distinct.pop()) if distinct else []
+
+    def checkpoint_files(self, backbone: str) -> list[str]:
+        """``backbones/{backbone}@{pct}.{safetensors,json}`` of every checkpoint percent below 100."""
+        return [self.path(f"backbones/{backbone}@{p}.{x}") for p in self.checkpoint_pcts()
+                for x in ("safetensors", "json")]
+
     def pretrain_input(self, wc: Any) -> dict[str, str]:
         return {"cache": self._pretrain_cache(wc.backbone)}
 
@@ -897,7 +922,8 @@ class Workflow:
         return (self.table_targets() + self.figure_targets() + [self.path("manifest.json")] + self.run_targets()
                 + self.partition_targets() + self.accounting_targets() + self.system_targets()
                 + self.privacy_targets() + self.tuning_targets()
-                + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()])
+                + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()]
+                + [f for b in self.pretrained() for f in self.checkpoint_files(b)])
 
     # ------------------------------------------------------------------ what the report reads
     def grid(self) -> dict[str, Any]:
@@ -916,7 +942,9 @@ class Workflow:
                             "method_params": dict(a.method_params), "dataset": a.dataset}
                            for a in self.accounting.values()],
             "backbones": {b: {"weights": spec["weights"],
-                              "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None}
+                              "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None,
+                              "checkpoints": {str(p): f"backbones/{b}@{p}.json" for p in self.checkpoint_pcts()}
+                              if spec["weights"] == "pretrain" else {}}
                           for b, spec in self.backbones.items()},
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
                          "examples": f"{self.privacy_stem(s)}.npz", "runs": [c["run"] for c in cases if c["run"]]}

@@ -2,12 +2,14 @@
 end to end (run once per test session, shared with tests/test_report.py and tests/test_notebook.py).
 
 The smoke workflow runs in a temporary working directory (``--directory``) so its ``.snakemake`` metadata and
-locks never touch the checkout's; results go to ``<tmp>/results``.
+locks never touch the checkout's; results go to ``<tmp>/results``. Its pretrain job uses the temporary backbone
+cache that tests/conftest.py points ``SFPROMPT_BACKBONE_CACHE`` at (jobs inherit the environment), never ~/.cache.
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import re
@@ -253,6 +255,29 @@ def test_partition_and_pretrain_params_hold_only_what_their_output_depends_on():
     assert "partition.scheme=dirichlet" in part and "--set train." not in part and "prompt_len" not in part
     pre = wf.pretrain_args(SimpleNamespace(backbone="tiny"))
     assert "pretrain.dataset=mnist5k" in pre and "--set train." not in pre and "--set partition." not in pre
+
+
+def test_pretrain_checkpoints_are_outputs_and_the_cache_folder_is_a_param(monkeypatch, tmp_path):
+    monkeypatch.setenv("SFPROMPT_BACKBONE_CACHE", str(tmp_path / "env-cache"))
+    wf = load_workflow_file(CONFIGS["smoke"], {"results": "out"})
+    assert wf.backbone_cache == str(tmp_path / "env-cache")
+    assert wf.checkpoint_pcts() == [30, 60]
+    files = ["out/backbones/tiny@30.safetensors", "out/backbones/tiny@30.json", "out/backbones/tiny@60.safetensors",
+             "out/backbones/tiny@60.json"]
+    assert wf.checkpoint_files("tiny") == files and set(files) <= set(wf.final_targets())
+    assert wf.grid()["backbones"]["tiny"]["checkpoints"] == {"30": "backbones/tiny@30.json", "60": "backbones/tiny@60.json"}
+    assert "pretrain.checkpoints=" in wf.pretrain_args(SimpleNamespace(backbone="tiny"))
+    assert load_workflow_file(CONFIGS["smoke"], {"backbone_cache": "~/bb"}).backbone_cache == str(Path("~/bb").expanduser())
+    default = load_workflow_file(CONFIGS["default"], {"results": "out"})
+    assert default.checkpoint_files("vit_s32")[0] == "out/backbones/vit_s32@10.safetensors"
+
+
+def test_pretrained_backbones_must_share_checkpoint_percents():
+    raw = _smoke_raw()
+    raw["backbones"]["tiny2"] = copy.deepcopy(raw["backbones"]["tiny"])
+    raw["backbones"]["tiny2"]["pretrain"]["checkpoints"] = [0.5, 1.0]
+    with pytest.raises(ConfigError, match="every pre-trained backbone lists the same checkpoint percents"):
+        load_workflow(raw)
 
 
 # ----------------------------------------------------------------------------------------------------------

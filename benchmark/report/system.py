@@ -9,7 +9,9 @@
 * table ``system_rounds``: paper-scale (no training) per-round time and client energy of every method, from the
   analytic accounting, for every client × link of ``system.clients`` × ``system.links``.
 * table ``crossover``: the uplink bandwidth below which SFPrompt's round is shorter than FedAvg's, per backbone,
-  client and link (downlink and RTT of the link kept).
+  client and link (downlink and RTT of the link kept). It compares one round of each, so it is the
+  time-to-target crossover only under the assumption that SFPrompt and FedAvg need the same number of rounds
+  to reach the target; that is assumed, not measured.
 
 Every time comes from :mod:`benchmark.system.model` (see its docstring for each method's critical path) and the
 profiles copied into ``grid.json`` from ``config/system/*.yaml``.

@@ -122,6 +122,11 @@ def uplink_crossovers(usage: pd.DataFrame, profiles, pairs: Iterable[str], serve
     (or, with ``rounds_ratio`` = method's rounds ÷ reference's rounds to target, in time to target), keeping
     the pair's client, downlink and RTT; plus both methods' round time at the pair's own uplink.
 
+    Assumption: with the default ``rounds_ratio`` = 1 this compares one round of each method, so it is a
+    time-to-target crossover only if ``method`` and ``reference`` need the same number of rounds to reach the
+    target accuracy; nothing here measures that (at paper scale there are no training runs). Pass the
+    measured ratio of rounds to target as ``rounds_ratio`` where it is known.
+
     Columns: ``pair, crossover_mbps`` (NaN: they never cross), ``faster_below`` (the method faster at low
     uplinks, or everywhere when they never cross), ``{method}_round_s``, ``{reference}_round_s``.
     """
