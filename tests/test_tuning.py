@@ -231,3 +231,20 @@ def test_train_lr_from_makes_the_resolved_config_state_the_choice(tmp_path):
     wrong = cli("train", "-c", str(cfg), "--lr-from", str(record), "--set", "train.method=fedavg", "--out",
                 str(tmp_path / "b"), "-q", check=False)
     assert wrong.returncode == 2 and "tuned for method 'fedprompt'" in wrong.stderr
+
+
+def test_a_diverging_grid_point_is_recorded_not_fatal(tmp_path):
+    """train --diverged-ok (the tune_run rule): a NaN loss leaves a one-row 'diverged' record the tune verb
+    scores as diverged, instead of failing the workflow."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="fedavg", lr=1e30, rounds=3)
+    out = tmp_path / "x3"
+    proc = cli("train", "-c", str(cfg), "--set", "data.validation_fraction=0.2", "--diverged-ok", "--out", str(out), "-q")
+    assert proc.returncode == 0 and "diverged" in proc.stdout
+    resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
+    assert resolved["train"]["lr"] == 1e30 and json.loads((out / "env.json").read_text())["diverged"]
+    spec = {"backbone": "b", "dataset": "digits", "method": "fedavg", "partition": "iid", "seed": 0,
+            "validation_fraction": 0.2, "base_lr": 1e30, "points": [{"multiplier": 1.0, "lr": 1e30, "run_dir": str(out)}]}
+    doc = gather(spec)
+    assert doc["points"][0]["diverged"] and doc["all_diverged"] and doc["chosen_val_accuracy"] is None
