@@ -20,10 +20,14 @@ roles. Paths (relative to ``results``)::
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
     privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
+    tuning/{backbone}/{dataset}/{method}/x{multiplier}/  (tune_run: one learning-rate grid point, validation)
+    tuning/{backbone}/{dataset}/{method}.json            (tune: the chosen learning rate; benchmark.tuning)
     grid.json, tables/, figures/, manifest.json          (report)
 
 A run's settings reach the CLI as ``--set section.key=value`` arguments (the difference from RunConfig's
 defaults), so they are Snakemake ``params``: editing the config reruns exactly the jobs whose settings changed.
+With a ``tuning`` section, every run also reads its (backbone, dataset, method)'s tuning record as an input
+and trains with its chosen learning rate (``train --lr-from``; :mod:`benchmark.tuning`).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": (
 TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": None, "ablation": "ablation",
                                   "claims": None, "sensitivity": "sensitivity", "time_to_target": None,
                                   "system_rounds": None, "crossover": None, "privacy": None}
+TABLES["tuning"] = "tuning"  # rendered when the profile has a ``tuning`` section (see Workflow._role_kinds)
 """The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
 registered in :data:`benchmark.report.outputs.OUTPUTS` under the same names."""
 FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
@@ -225,6 +230,8 @@ class Run:
     settings: tuple[tuple[str, Any], ...]
     """The run's RunConfig as ``(dotted key, value)`` pairs that differ from RunConfig's defaults."""
     roles: tuple[Role, ...]
+    lr_from: str | None = None
+    """The tuning record (relative to ``results``) whose chosen learning rate the run trains with, or None."""
 
     @property
     def key(self) -> tuple[str, str, str, str, int]:
@@ -241,6 +248,40 @@ class Run:
 
     def config(self) -> RunConfig:
         return from_dict(unflatten(dict(self.settings)))
+
+
+@dataclass(frozen=True)
+class TunePoint:
+    """One grid point of a learning-rate search: a run on the training data minus the validation split."""
+
+    multiplier: float
+    lr: float
+    settings: tuple[tuple[str, Any], ...]
+    dir: str
+    """Run folder, relative to the results root."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The learning-rate search of one (backbone, dataset, method) (:mod:`benchmark.tuning`)."""
+
+    backbone: str
+    dataset: str
+    method: str
+    partition: str
+    seed: int
+    validation_fraction: float
+    base_lr: float
+    points: tuple[TunePoint, ...]
+
+    @property
+    def file(self) -> str:
+        return tuning_file(self.backbone, self.dataset, self.method)
+
+
+def tuning_file(backbone: str, dataset: str, method: str) -> str:
+    """The tuning record of a (backbone, dataset, method), relative to the results root."""
+    return f"tuning/{backbone}/{dataset}/{method}.json"
 
 
 @dataclass(frozen=True)
@@ -282,8 +323,12 @@ class Workflow:
         self.backbone_cache: str = str(Path(doc["backbone_cache"]).expanduser()) if doc.get("backbone_cache") \
             else str(default_cache_dir())
         """The pretrain rule's ``--cache-dir`` (config key ``backbone_cache``; default: the environment's)."""
+        self.tuning_section: dict[str, Any] | None = doc.get("tuning")
         self._check_sections()
+        self._check_tuning()
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
+        self.tuning: dict[tuple[str, str, str], Tuning] = {
+            (t.backbone, t.dataset, t.method): t for t in self._tuning()}
         self.accounting: dict[tuple[str, str], Accounting] = {
             (a.label, split_label(a.split)): a for a in self._accounting()}
         from benchmark.system.plan import system_section
@@ -438,7 +483,8 @@ class Workflow:
                             else:
                                 by_config[ident] = [variant, method, [role], settings]
                         for ident, (variant, method, roles, settings) in by_config.items():
-                            runs.append(Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles)))
+                            runs.append(Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles),
+                                            self._lr_from(backbone, dataset, method)))
                 for seed in self.seeds:
                     runs += self._reference_runs(backbone, dataset, seed, depth)
         return runs
@@ -455,8 +501,106 @@ class Workflow:
             settings = self._resolve(where, base, {"train.method": method}, self.doc["method_settings"].get(method, {}))
             self._check_depth(where, settings, depth)
             out.append(Run(backbone, dataset, POOLED, name, seed, method, tuple(sorted(settings.items())),
-                           (Role("reference", name, ref.get("label", name)),)))
+                           (Role("reference", name, ref.get("label", name)),), self._lr_from(backbone, dataset, method)))
         return out
+
+    # ------------------------------------------------------------------ learning-rate tuning (benchmark.tuning)
+    def _check_tuning(self) -> None:
+        t = self.tuning_section
+        if t is None:
+            return
+        t.setdefault("partition", next(iter(self.partitions)))
+        if t["partition"] not in self.partitions:
+            raise ConfigError(f"workflow config key 'tuning.partition': {t['partition']!r} is not one of "
+                              f"{', '.join(self.partitions)}")
+        for name, sets in self.doc["ablations"].get("variants", {}).items():
+            if "train.lr" in sets:
+                raise ConfigError(f"workflow config key 'ablations.variants.{name}.train.lr': with a tuning section "
+                                  f"every run takes its method's tuned learning rate; remove it")
+
+    def tuned_methods(self) -> list[str]:
+        """The methods tuned per (backbone, dataset): every method, then the references' base methods."""
+        return list(dict.fromkeys(self.methods + [ref["method"] for ref in self.references.values()]))
+
+    def _lr_from(self, backbone: str, dataset: str, method: str) -> str | None:
+        return tuning_file(backbone, dataset, method) if self.tuning_section is not None else None
+
+    def _tuning(self) -> list[Tuning]:
+        """One learning-rate search per (backbone, dataset, tuned method): the method's main-grid settings in
+        the tuning cell (``tuning.partition``, ``tuning.seed``) on the training data minus the validation split,
+        at each grid multiplier of the method's base ``train.lr``."""
+        from benchmark.tuning import grid_lr
+
+        t = self.tuning_section
+        if t is None:
+            return []
+        out = []
+        frac, partition, seed = t["validation_fraction"], t["partition"], t["seed"]
+        for backbone in self.backbones:
+            depth = self.backbones[backbone]["model"].get("depth")
+            for dataset in self.datasets:
+                cell = self._cell_settings(backbone, dataset, partition, seed)
+                for method in self.tuned_methods():
+                    where = f"tuning {backbone}/{dataset}/{method}"
+                    layers = (cell, {"train.method": method}, self.doc["method_settings"].get(method, {}),
+                              {"data.validation_fraction": frac})
+                    base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
+                    points = []
+                    for mult in t["grid"]:
+                        lr = grid_lr(base, mult)
+                        settings = self._resolve(where, *layers, {"train.lr": lr})
+                        self._check_depth(where, settings, depth)
+                        points.append(TunePoint(mult, lr, tuple(sorted(settings.items())),
+                                                f"tuning/{backbone}/{dataset}/{method}/x{_fmt(mult)}"))
+                    out.append(Tuning(backbone, dataset, method, partition, seed, frac, base, tuple(points)))
+        return out
+
+    def tuning_entry(self, wc: Any) -> Tuning:
+        key = (wc.backbone, wc.dataset, wc.method)
+        if key not in self.tuning:
+            raise ConfigError(f"no learning-rate tuning for {'/'.join(key)} in this workflow config")
+        return self.tuning[key]
+
+    def tune_point(self, wc: Any) -> TunePoint:
+        for point in self.tuning_entry(wc).points:
+            if _fmt(point.multiplier) == wc.mult:
+                return point
+        raise ConfigError(f"no tuning grid point x{wc.mult} in this workflow config")
+
+    def tune_point_args(self, wc: Any) -> str:
+        """The grid point's ``--set`` arguments (a Snakemake param: a change reruns the point)."""
+        return set_args(dict(self.tune_point(wc).settings))
+
+    def tune_point_input(self, wc: Any) -> dict[str, str]:
+        out = {"cache": self.cache_file(from_dict(unflatten(dict(self.tune_point(wc).settings))))}
+        if self.backbones[wc.backbone]["weights"] == "pretrain":
+            out["weights"] = self.path(f"backbones/{wc.backbone}.safetensors")
+        return out
+
+    def tune_input(self, wc: Any) -> list[str]:
+        """The grid points' ``metrics.csv`` (the ``tune`` rule also reads their ``config.resolved.yaml``)."""
+        return [self.path(f"{p.dir}/metrics.csv") for p in self.tuning_entry(wc).points]
+
+    def tune_spec(self, wc: Any) -> str:
+        """The ``tune`` verb's ``--spec`` (JSON): the search's cell and its grid points' run folders."""
+        t = self.tuning_entry(wc)
+        spec = {"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "partition": t.partition,
+                "seed": t.seed, "validation_fraction": t.validation_fraction, "base_lr": t.base_lr,
+                "points": [{"multiplier": p.multiplier, "lr": p.lr, "run_dir": self.path(p.dir), "run_label": p.dir}
+                           for p in t.points]}
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+    def tuning_targets(self) -> list[str]:
+        return [self.path(t.file) for t in self.tuning.values()]
+
+    def tuning_run_targets(self) -> list[str]:
+        return [self.path(f"{p.dir}/metrics.csv") for t in self.tuning.values() for p in t.points]
+
+    @staticmethod
+    def lr_arg(wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake's argument name)
+        """``--lr-from <tuning record>`` for runs whose learning rate is tuned (an input file, so a new choice
+        reruns the run); empty without a ``tuning`` section."""
+        return f"--lr-from {shlex.quote(str(input.tuning))}" if "tuning" in input.keys() else ""
 
     @staticmethod
     def _check_depth(where: str, settings: Mapping[str, Any], depth: int | None) -> None:
@@ -634,6 +778,8 @@ class Workflow:
         out = {"partition": self.path(run.partition_file), "cache": self.cache_file(run.config())}
         if self.backbones[run.backbone]["weights"] == "pretrain":
             out["weights"] = self.path(f"backbones/{run.backbone}.safetensors")
+        if run.lr_from:
+            out["tuning"] = self.path(run.lr_from)
         return out
 
     def _partition_settings(self, wc: Any) -> dict[str, Any]:
@@ -748,7 +894,8 @@ class Workflow:
         return [self.path(f"figures/{f}.{x}") for f in self.figures() for x in formats]
 
     def _role_kinds(self) -> set[str]:
-        return {role.kind for r in self.runs.values() for role in r.roles}
+        """The run roles of the grid, plus ``tuning`` when learning rates are tuned (the tuning table)."""
+        return {role.kind for r in self.runs.values() for role in r.roles} | ({"tuning"} if self.tuning else set())
 
     def tables(self) -> list[str]:
         """The tables this grid renders: those whose required run role occurs in it."""
@@ -774,7 +921,7 @@ class Workflow:
         accounting tables are targets too: deleting one run folder reruns that run, then the report."""
         return (self.table_targets() + self.figure_targets() + [self.path("manifest.json")] + self.run_targets()
                 + self.partition_targets() + self.accounting_targets() + self.system_targets()
-                + self.privacy_targets()
+                + self.privacy_targets() + self.tuning_targets()
                 + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()]
                 + [f for b in self.pretrained() for f in self.checkpoint_files(b)])
 
@@ -786,7 +933,8 @@ class Workflow:
             "config": self.doc,
             "runs": [{"backbone": r.backbone, "dataset": r.dataset, "partition": r.partition, "variant": r.variant,
                       "seed": r.seed, "method": r.method, "dir": r.dir, "partition_file": r.partition_file,
-                      "roles": [role.to_dict() for role in r.roles], "settings": dict(r.settings)}
+                      "roles": [role.to_dict() for role in r.roles], "settings": dict(r.settings),
+                      "lr_from": r.lr_from}
                      for r in self.runs.values()],
             "accounting": [{"label": a.label, "split": split_label(a.split), "head_blocks": a.split[0],
                             "tail_blocks": a.split[1], "trained": a.trained, "file": a.file,
@@ -801,6 +949,8 @@ class Workflow:
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
                          "examples": f"{self.privacy_stem(s)}.npz", "runs": [c["run"] for c in cases if c["run"]]}
                         for s, cases in self.privacy_cases.items()],
+            "tuning": [{"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "file": t.file,
+                        "runs": [p.dir for p in t.points]} for t in self.tuning.values()],
             "tables": self.tables(),
             "figures": self.figures(),
             "report": self.doc["report"],
@@ -826,7 +976,9 @@ class Workflow:
                 roles[role.kind] = roles.get(role.kind, 0) + 1
         return (f"{len(self.runs)} runs ({', '.join(f'{v} {k}' for k, v in roles.items())} roles), "
                 f"{len(self.partition_targets())} partitions, {len(self.pretrained())} pre-trained backbones, "
-                f"{len(self.accounting)} accounting tables; results under {self.results}/")
+                f"{len(self.accounting)} accounting tables"
+                + (f", {sum(len(t.points) for t in self.tuning.values())} tuning runs ({len(self.tuning)} "
+                   f"learning-rate searches)" if self.tuning else "") + f"; results under {self.results}/")
 
 
 def prepare_jobs(basedir: str | Path, python: str) -> None:
@@ -872,6 +1024,6 @@ def find_run(wf: Workflow, spec: str) -> Run:
     return wf.runs[key]
 
 
-__all__ = ["Workflow", "Run", "Role", "Accounting", "load_workflow", "load_workflow_file", "find_run", "set_args",
+__all__ = ["Workflow", "Run", "Role", "Accounting", "Tuning", "TunePoint", "load_workflow", "load_workflow_file", "find_run", "set_args",
            "prepare_jobs",
            "yaml_scalar", "flatten", "unflatten", "validate_schema"]

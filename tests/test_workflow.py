@@ -224,7 +224,9 @@ def test_run_settings_are_what_the_run_trains_with():
     run = wf.runs[("tiny", "digits", "dir0.5", "fedavg", 0)]
     cfg = RunConfig().replace(**parse_overrides(_split_sets(wf.train_args(run_wildcards(run)))))
     assert cfg == run.config()
-    assert (cfg.train.method, cfg.train.lr, cfg.partition.scheme, cfg.partition.alpha) == ("fedavg", 0.02, "dirichlet", 0.5)
+    # train.lr here is the base; the job adds --lr-from with FedAvg's tuning record (tests/test_tuning.py)
+    assert (cfg.train.method, cfg.train.lr, cfg.partition.scheme, cfg.partition.alpha) == ("fedavg", 0.03, "dirichlet", 0.5)
+    assert wf.train_input(run_wildcards(run))["tuning"] == "/tmp/r/tuning/tiny/digits/fedavg.json"
     assert cfg.model.weights == "file:/tmp/r/backbones/tiny.safetensors" and cfg.data.cache_dir == "/tmp/r/cache"
 
 
@@ -298,6 +300,7 @@ def test_dag_builds(name, tmp_path):
     assert counts.get("pretrain", 0) == len(wf.pretrained())
     assert counts["tables"] == counts["figures"] == counts["manifest"] == 1
     assert counts["privacy_attack"] == len(wf.privacy_cases)
+    assert counts["tune_run"] == sum(len(t.points) for t in wf.tuning.values()) and counts["tune"] == len(wf.tuning)
     caches = {wf.cache_file(r.config()) for r in wf.runs.values()}
     caches |= {wf.pretrain_input(SimpleNamespace(backbone=b))["cache"] for b in wf.pretrained()}
     assert counts["cache"] == len(caches)  # one decode per (dataset, size), whatever reads it
@@ -348,7 +351,7 @@ def test_smoke_writes_every_target(smoke_results):
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
     assert set(wf.tables()) == {"accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "time_to_target",
-                                "system_rounds", "crossover", "privacy"}
+                                "system_rounds", "crossover", "privacy", "tuning"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
                                  "sensitivity", "accuracy_vs_time", "privacy_reconstructions", "privacy_frontier"}
     for path in wf.system_targets():

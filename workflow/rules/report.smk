@@ -25,6 +25,7 @@ rule tables:
         accounting=WF.accounting_targets(),
         system=WF.system_targets(),
         privacy=WF.privacy_targets(),
+        tuning=WF.tuning_targets(),
     output:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
     log:
