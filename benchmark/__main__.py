@@ -1,6 +1,7 @@
 """Command line: ``python -m benchmark <verb> ...``; the Snakefile's rules are one call each.
 
 Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``, ``pretrain``, ``train``,
+``tune`` (choose a learning rate from validation runs: :mod:`benchmark.tuning`),
 ``accounting`` (per-round FLOPs and bytes without training), ``system`` (time and energy on real devices and
 links, calibration: :mod:`benchmark.system.cli`), ``privacy`` (reconstruction attacks on smashed data),
 ``report`` (tables, figures, manifest),
@@ -158,30 +159,80 @@ def cmd_partition(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("pretrain", "supervised pre-training of the backbone on a source dataset",
-      _with(_config_args, out={"required": True, "help": "weights (.safetensors); a .json card goes beside it"}))
+@verb("pretrain", "supervised pre-training of the backbone on a source dataset (or a backbone cache hit)",
+      _with(_config_args, out={"required": True, "help": "weights (.safetensors); a .json card goes beside it, "
+                                                          "and OUT@PCT.safetensors/.json per pretrain.checkpoints"},
+            cache_dir={"help": "backbone cache folder (default: $SFPROMPT_BACKBONE_CACHE, else "
+                               "$XDG_CACHE_HOME/sfprompt-bench/backbones, else ~/.cache/sfprompt-bench/backbones)"},
+            stop_after_epoch={"type": int, "help": "debugging: stop after this epoch's resumable state is saved "
+                                                   "(a rerun resumes from it)"}))
 def cmd_pretrain(a: argparse.Namespace) -> int:
     from benchmark.pretrain import pretrain
 
     cfg = _load_cfg(a)
-    card = pretrain(cfg, Path(a.out), progress=not a.quiet)
+    card = pretrain(cfg, Path(a.out), progress=not a.quiet, cache_dir=a.cache_dir, stop_after_epoch=a.stop_after_epoch)
+    how = "cache hit" if card["cache"]["hit"] else "trained"
     print(f"{a.out}: test accuracy {card['test_accuracy']:.4f} after {card['epochs']} epochs "
-          f"({card['wall_seconds']:.0f} s)")
+          f"({how}, {card['wall_seconds']:.0f} s of training; cache entry {card['cache']['dir']})")
     return 0
 
 
 @verb("train", "run one federated method and write its result files",
       _with(_config_args, out={"required": True, "help": "run folder"},
             partition={"help": "partition JSON from the partition verb (computed if absent)"},
-            no_resume={"action": "store_true", "help": "ignore a checkpoint in --out"}))
+            no_resume={"action": "store_true", "help": "ignore a checkpoint in --out"},
+            lr_from={"metavar": "JSON", "help": "take train.lr from a tuning record (the tune verb's output; "
+                                                 "applied after --set)"},
+            diverged_ok={"action": "store_true", "help": "a non-finite loss ends the run as 'diverged' (one metrics "
+                                                          "row) instead of failing: tuning grid points"}))
 def cmd_train(a: argparse.Namespace) -> int:
+    from benchmark.errors import NumericError
     from benchmark.run import train
 
     cfg = _load_cfg(a)
-    metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet, resume=not a.no_resume)
-    acc = metrics[(metrics.split == "test") & (metrics.metric == "accuracy")]
+    extra = {}
+    if a.lr_from:
+        from benchmark.tuning import lr_env, read_choice
+
+        doc = read_choice(a.lr_from, cfg.train.method, cfg.data.dataset)
+        cfg = cfg.replace(**{"train.lr": doc["chosen_lr"]})
+        extra = lr_env(a.lr_from, doc)
+    try:
+        metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet,
+                        resume=not a.no_resume, extra_env=extra)
+    except NumericError as exc:
+        if not a.diverged_ok:
+            raise
+        from benchmark.tuning import write_diverged
+
+        write_diverged(cfg, a.out, str(exc))
+        print(f"{cfg.train.method}: diverged at train.lr={cfg.train.lr:g} ({exc}) -> {a.out}")
+        return 0
+    acc = metrics[(metrics.client == -1) & metrics.split.isin(["test", "validation"])
+                  & (metrics.metric == "accuracy")]
     if len(acc):
-        print(f"{cfg.train.method}: final test accuracy {acc.value.iloc[-1]:.4f} -> {a.out}")
+        print(f"{cfg.train.method}: final {acc.split.iloc[-1]} accuracy {acc.value.iloc[-1]:.4f} -> {a.out}")
+    return 0
+
+
+@verb("tune", "score a learning-rate grid's validation runs and write the choice (a spec from the workflow)",
+      _with(spec={"required": True, "help": "JSON spec (Workflow.tune_spec): the cell, the grid points' runs"},
+            out={"required": True, "help": "tuning record (JSON)"}))
+def cmd_tune(a: argparse.Namespace) -> int:
+    import json
+
+    from benchmark.errors import ConfigError
+    from benchmark.io import write_json
+    from benchmark.tuning import gather
+
+    try:
+        spec = json.loads(a.spec)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--spec is not valid JSON: {exc}") from None
+    doc = gather(spec)
+    write_json(a.out, doc)
+    print(f"{a.out}: {doc['method']} chose train.lr={doc['chosen_lr']:g} (x{doc['chosen_multiplier']:g}, "
+          f"validation accuracy {doc['chosen_val_accuracy'] if doc['chosen_val_accuracy'] is not None else 'n/a'})")
     return 0
 
 

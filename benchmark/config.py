@@ -83,6 +83,11 @@ class DataConfig:
     """Stratified, seeded subsample of the train split (None: all)."""
     max_test_samples: Optional[int] = None
     """Stratified, seeded subsample of the test split (None: all)."""
+    validation_fraction: Optional[float] = None
+    """Hold out this share of the (subsampled) train split as a validation set, stratified and drawn with the
+    run seed (its own ``"validation"`` stream); the run partitions the rest among clients and evaluates on the
+    validation set instead of the test split, which it never reads (metrics rows say ``validation``). None:
+    no validation set, evaluate on the test split. Used by hyper-parameter tuning (:mod:`benchmark.tuning`)."""
 
     def preset(self, name: str) -> "DataConfig":
         """A copy reading the preset ``name`` (declaration keys cleared), e.g. a pre-training dataset."""
@@ -382,6 +387,8 @@ def _validate(cfg: RunConfig) -> None:
     for key in ("max_train_samples", "max_test_samples", "cache_img_size"):
         v = getattr(cfg.data, key)
         _check(v is None or v > 0, f"data.{key}", "> 0 or null", v)
+    vf = cfg.data.validation_fraction
+    _check(vf is None or 0 < vf < 1, "data.validation_fraction", "in (0, 1) or null", vf)
     _check(p.scheme in ("iid", "dirichlet", "pathological"), "partition.scheme",
            "one of iid, dirichlet, pathological", p.scheme)
     _check(p.num_clients >= 1, "partition.num_clients", ">= 1", p.num_clients)

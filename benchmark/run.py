@@ -3,7 +3,8 @@
 Outputs (in ``out_dir``), each written atomically (temporary file, then rename):
 
 * ``metrics.csv``: tidy, one row per (round, client, split, metric); client -1 means the global model or a
-  round total. Splits: ``test`` (global model), ``train`` (a client's local work), ``client_train`` (the
+  round total. Splits: ``test`` (global model; ``validation`` instead when ``data.validation_fraction`` holds
+  out part of the training data), ``train`` (a client's local work), ``client_train`` (the
   final global model on each client's own data), ``comm`` (bytes per round and cumulative), ``compute``
   (FLOPs per round and cumulative). Every row carries the method, dataset, partition, seed, config hash
   and git revision.
@@ -107,7 +108,8 @@ def configure_torch(cfg: RunConfig, device: torch.device) -> int:
 
 def load_federated_data(cfg: RunConfig, partition_path: str | Path | None = None) -> tuple[FederatedData, Partition]:
     """Decoded data (from the cache) and the client partition (loaded from ``partition_path`` when given,
-    computed from the config otherwise)."""
+    computed from the config otherwise). With ``data.validation_fraction`` the partition covers the training
+    data minus the validation hold-out, which becomes the evaluation set (``eval_split = "validation"``)."""
     img_size, mean, std = input_spec(cfg.model)
     train, test = load_image_data(cfg.data, cfg.data.cache_img_size or img_size, cfg.seed)
     labels = train.labels.numpy()
@@ -126,6 +128,7 @@ def load_federated_data(cfg: RunConfig, partition_path: str | Path | None = None
         train_images=train.images, train_labels=train.labels, test_images=test.images, test_labels=test.labels,
         client_indices=[np.asarray(c, dtype=np.int64) for c in part.client_indices], classes=list(train.classes),
         mean=mean, std=std, img_size=img_size,
+        eval_split="validation" if cfg.data.validation_fraction is not None else "test",
     )
     return data, part
 
@@ -165,8 +168,10 @@ def train(
     partition_path: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
+    extra_env: dict | None = None,
 ) -> pd.DataFrame:
-    """Run ``cfg`` and write its result files into ``out_dir``; return the metrics frame."""
+    """Run ``cfg`` and write its result files into ``out_dir``; return the metrics frame. ``extra_env`` is
+    added to ``env.json`` (e.g. where a tuned learning rate came from)."""
     check_run(cfg)
     cfg = resolve_config(cfg)  # every method hyper-parameter stated (config.resolved.yaml, config hash)
     out = Path(out_dir)
@@ -188,7 +193,7 @@ def train(
     t0 = time.perf_counter()
 
     def after_round(rnd: int) -> None:
-        acc = [m[4] for m in method.metrics if m[0] == rnd and m[2] == "test" and m[3] == "accuracy"]
+        acc = [m[4] for m in method.metrics if m[0] == rnd and m[2] == data.eval_split and m[3] == "accuracy"]
         if acc:
             bar.set_postfix(acc=f"{acc[-1]:.3f}")
         bar.update(1)
@@ -204,10 +209,13 @@ def train(
     env = environment(str(device), cfg.seed, cfg.hash(), threads)
     env.update({
         "method": cfg.train.method, "partition_hash": part.hash, "warnings": method.warnings,
-        "test_images": int(len(data.test_labels)), "test_split_full": cfg.data.max_test_samples is None,
+        "eval_split": data.eval_split, "eval_images": int(len(data.test_labels)),
+        "test_images": int(len(data.test_labels)) if data.eval_split == "test" else None,
+        "test_split_full": cfg.data.max_test_samples is None,
         "wall_seconds_this_process": round(wall, 3), "flop_convention": method.compute.convention,
         # fvcore counts these operators as zero FLOPs (elementwise ops, softmax, GELU): listed, not silenced
         "flop_uncounted_operators": {key: cost.unsupported for key, (_, cost) in method.costs.items()},
+        **(extra_env or {}),
     })
     write_text(out / "config.resolved.yaml", cfg.to_yaml())
     write_json(out / "env.json", env)

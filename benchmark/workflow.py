@@ -14,17 +14,24 @@ of one cell whose resolved configs are identical are run once: a sensitivity poi
 run of the main grid. Paths (relative to ``results``)::
 
     cache/{dataset}-{size}px.safetensors                 (cache: decoded once; data.cache_dir if set)
-    backbones/{backbone}.safetensors                     (pretrain; only for weights: pretrain)
+    backbones/{backbone}.{safetensors,json}              (pretrain; only for weights: pretrain; copied from the
+                                                          machine-wide backbone cache, see backbone_cache)
+    backbones/{backbone}@{pct}.{safetensors,json}        (pretrain: the same trajectory at pct % of its epochs,
+                                                          per pretrain.checkpoints < 1; card: test_accuracy)
     partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
     runs/{backbone}/{dataset}/{partition}/{method}@{pct}/seed{seed}/  (train: strength point; fine-tunes
                                                          backbones/{backbone}@{pct}, pct% of pre-training)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
     privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
+    tuning/{backbone}/{dataset}/{method}/x{multiplier}/  (tune_run: one learning-rate grid point, validation)
+    tuning/{backbone}/{dataset}/{method}.json            (tune: the chosen learning rate; benchmark.tuning)
     grid.json, tables/, figures/, manifest.json          (report)
 
 A run's settings reach the CLI as ``--set section.key=value`` arguments (the difference from RunConfig's
 defaults), so they are Snakemake ``params``: editing the config reruns exactly the jobs whose settings changed.
+With a ``tuning`` section, every run also reads its (backbone, dataset, method)'s tuning record as an input
+and trains with its chosen learning rate (``train --lr-from``; :mod:`benchmark.tuning`).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
+from benchmark.backbone_cache import checkpoint_pct, default_cache_dir
 from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
 
@@ -75,6 +83,7 @@ TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": 
                                   "claims": None, "sensitivity": "sensitivity", "time_to_target": None,
                                   "system_rounds": None, "crossover": None, "privacy": None,
                                   "strength": STRENGTH}
+TABLES["tuning"] = "tuning"  # rendered when the profile has a ``tuning`` section (see Workflow._role_kinds)
 """The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
 registered in :data:`benchmark.report.outputs.OUTPUTS` under the same names."""
 FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
@@ -237,6 +246,8 @@ class Run:
     settings: tuple[tuple[str, Any], ...]
     """The run's RunConfig as ``(dotted key, value)`` pairs that differ from RunConfig's defaults."""
     roles: tuple[Role, ...]
+    lr_from: str | None = None
+    """The tuning record (relative to ``results``) whose chosen learning rate the run trains with, or None."""
 
     @property
     def key(self) -> tuple[str, str, str, str, int]:
@@ -253,6 +264,40 @@ class Run:
 
     def config(self) -> RunConfig:
         return from_dict(unflatten(dict(self.settings)))
+
+
+@dataclass(frozen=True)
+class TunePoint:
+    """One grid point of a learning-rate search: a run on the training data minus the validation split."""
+
+    multiplier: float
+    lr: float
+    settings: tuple[tuple[str, Any], ...]
+    dir: str
+    """Run folder, relative to the results root."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The learning-rate search of one (backbone, dataset, method) (:mod:`benchmark.tuning`)."""
+
+    backbone: str
+    dataset: str
+    method: str
+    partition: str
+    seed: int
+    validation_fraction: float
+    base_lr: float
+    points: tuple[TunePoint, ...]
+
+    @property
+    def file(self) -> str:
+        return tuning_file(self.backbone, self.dataset, self.method)
+
+
+def tuning_file(backbone: str, dataset: str, method: str) -> str:
+    """The tuning record of a (backbone, dataset, method), relative to the results root."""
+    return f"tuning/{backbone}/{dataset}/{method}.json"
 
 
 @dataclass(frozen=True)
@@ -291,9 +336,16 @@ class Workflow:
         self.partitions: dict[str, dict[str, Any]] = doc["partitions"]
         self.references: dict[str, dict[str, Any]] = doc["references"].get("pooled", {})
         self.methods: list[str] = list(doc["methods"])
+        self.backbone_cache: str = str(Path(doc["backbone_cache"]).expanduser()) if doc.get("backbone_cache") \
+            else str(default_cache_dir())
+        """The pretrain rule's ``--cache-dir`` (config key ``backbone_cache``; default: the environment's)."""
+        self.tuning_section: dict[str, Any] | None = doc.get("tuning")
         self._check_sections()
         self._check_strength()
+        self._check_tuning()
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
+        self.tuning: dict[tuple[str, str, str], Tuning] = {
+            (t.backbone, t.dataset, t.method): t for t in self._tuning()}
         self.accounting: dict[tuple[str, str], Accounting] = {
             (a.label, split_label(a.split)): a for a in self._accounting()}
         from benchmark.system.plan import system_section
@@ -359,6 +411,7 @@ class Workflow:
                 self.doc["sensitivity"].get(k) for k in SENSITIVITY_KEYS)):
             raise ConfigError("workflow config: ablations and sensitivity are SFPrompt variants; add sfprompt to "
                               "methods (their tables compare against it)")
+        self.checkpoint_pcts()  # one set of checkpoint outputs for the pretrain rule
 
     def _check_strength(self) -> None:
         """``strength``: its methods are the grid's, and its backbones are pre-trained in the workflow (hub weights
@@ -508,7 +561,8 @@ class Workflow:
                             else:
                                 by_config[ident] = [variant, method, [role], settings]
                         for ident, (variant, method, roles, settings) in by_config.items():
-                            runs.append(Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles)))
+                            runs.append(Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles),
+                                            self._lr_from(backbone, dataset, method)))
                 for seed in self.seeds:
                     runs += self._reference_runs(backbone, dataset, seed, depth)
         return runs
@@ -525,8 +579,106 @@ class Workflow:
             settings = self._resolve(where, base, {"train.method": method}, self.doc["method_settings"].get(method, {}))
             self._check_depth(where, settings, depth)
             out.append(Run(backbone, dataset, POOLED, name, seed, method, tuple(sorted(settings.items())),
-                           (Role("reference", name, ref.get("label", name)),)))
+                           (Role("reference", name, ref.get("label", name)),), self._lr_from(backbone, dataset, method)))
         return out
+
+    # ------------------------------------------------------------------ learning-rate tuning (benchmark.tuning)
+    def _check_tuning(self) -> None:
+        t = self.tuning_section
+        if t is None:
+            return
+        t.setdefault("partition", next(iter(self.partitions)))
+        if t["partition"] not in self.partitions:
+            raise ConfigError(f"workflow config key 'tuning.partition': {t['partition']!r} is not one of "
+                              f"{', '.join(self.partitions)}")
+        for name, sets in self.doc["ablations"].get("variants", {}).items():
+            if "train.lr" in sets:
+                raise ConfigError(f"workflow config key 'ablations.variants.{name}.train.lr': with a tuning section "
+                                  f"every run takes its method's tuned learning rate; remove it")
+
+    def tuned_methods(self) -> list[str]:
+        """The methods tuned per (backbone, dataset): every method, then the references' base methods."""
+        return list(dict.fromkeys(self.methods + [ref["method"] for ref in self.references.values()]))
+
+    def _lr_from(self, backbone: str, dataset: str, method: str) -> str | None:
+        return tuning_file(backbone, dataset, method) if self.tuning_section is not None else None
+
+    def _tuning(self) -> list[Tuning]:
+        """One learning-rate search per (backbone, dataset, tuned method): the method's main-grid settings in
+        the tuning cell (``tuning.partition``, ``tuning.seed``) on the training data minus the validation split,
+        at each grid multiplier of the method's base ``train.lr``."""
+        from benchmark.tuning import grid_lr
+
+        t = self.tuning_section
+        if t is None:
+            return []
+        out = []
+        frac, partition, seed = t["validation_fraction"], t["partition"], t["seed"]
+        for backbone in self.backbones:
+            depth = self.backbones[backbone]["model"].get("depth")
+            for dataset in self.datasets:
+                cell = self._cell_settings(backbone, dataset, partition, seed)
+                for method in self.tuned_methods():
+                    where = f"tuning {backbone}/{dataset}/{method}"
+                    layers = (cell, {"train.method": method}, self.doc["method_settings"].get(method, {}),
+                              {"data.validation_fraction": frac})
+                    base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
+                    points = []
+                    for mult in t["grid"]:
+                        lr = grid_lr(base, mult)
+                        settings = self._resolve(where, *layers, {"train.lr": lr})
+                        self._check_depth(where, settings, depth)
+                        points.append(TunePoint(mult, lr, tuple(sorted(settings.items())),
+                                                f"tuning/{backbone}/{dataset}/{method}/x{_fmt(mult)}"))
+                    out.append(Tuning(backbone, dataset, method, partition, seed, frac, base, tuple(points)))
+        return out
+
+    def tuning_entry(self, wc: Any) -> Tuning:
+        key = (wc.backbone, wc.dataset, wc.method)
+        if key not in self.tuning:
+            raise ConfigError(f"no learning-rate tuning for {'/'.join(key)} in this workflow config")
+        return self.tuning[key]
+
+    def tune_point(self, wc: Any) -> TunePoint:
+        for point in self.tuning_entry(wc).points:
+            if _fmt(point.multiplier) == wc.mult:
+                return point
+        raise ConfigError(f"no tuning grid point x{wc.mult} in this workflow config")
+
+    def tune_point_args(self, wc: Any) -> str:
+        """The grid point's ``--set`` arguments (a Snakemake param: a change reruns the point)."""
+        return set_args(dict(self.tune_point(wc).settings))
+
+    def tune_point_input(self, wc: Any) -> dict[str, str]:
+        out = {"cache": self.cache_file(from_dict(unflatten(dict(self.tune_point(wc).settings))))}
+        if self.backbones[wc.backbone]["weights"] == "pretrain":
+            out["weights"] = self.path(f"backbones/{wc.backbone}.safetensors")
+        return out
+
+    def tune_input(self, wc: Any) -> list[str]:
+        """The grid points' ``metrics.csv`` (the ``tune`` rule also reads their ``config.resolved.yaml``)."""
+        return [self.path(f"{p.dir}/metrics.csv") for p in self.tuning_entry(wc).points]
+
+    def tune_spec(self, wc: Any) -> str:
+        """The ``tune`` verb's ``--spec`` (JSON): the search's cell and its grid points' run folders."""
+        t = self.tuning_entry(wc)
+        spec = {"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "partition": t.partition,
+                "seed": t.seed, "validation_fraction": t.validation_fraction, "base_lr": t.base_lr,
+                "points": [{"multiplier": p.multiplier, "lr": p.lr, "run_dir": self.path(p.dir), "run_label": p.dir}
+                           for p in t.points]}
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+    def tuning_targets(self) -> list[str]:
+        return [self.path(t.file) for t in self.tuning.values()]
+
+    def tuning_run_targets(self) -> list[str]:
+        return [self.path(f"{p.dir}/metrics.csv") for t in self.tuning.values() for p in t.points]
+
+    @staticmethod
+    def lr_arg(wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake's argument name)
+        """``--lr-from <tuning record>`` for runs whose learning rate is tuned (an input file, so a new choice
+        reruns the run); empty without a ``tuning`` section."""
+        return f"--lr-from {shlex.quote(str(input.tuning))}" if "tuning" in input.keys() else ""
 
     @staticmethod
     def _check_depth(where: str, settings: Mapping[str, Any], depth: int | None) -> None:
@@ -704,6 +856,8 @@ class Workflow:
         out = {"partition": self.path(run.partition_file), "cache": self.cache_file(run.config())}
         if self.backbones[run.backbone]["weights"] == "pretrain":
             out["weights"] = self.path(f"backbones/{self.checkpoint_of(run)}.safetensors")
+        if run.lr_from:
+            out["tuning"] = self.path(run.lr_from)
         return out
 
     @staticmethod
@@ -745,6 +899,23 @@ class Workflow:
 
     def pretrain_args(self, wc: Any) -> str:
         return set_args(self._pretrain_settings(wc.backbone))
+
+    def checkpoint_pcts(self) -> list[int]:
+        """The percents of ``pretrain.checkpoints`` below 100 (100 is ``{backbone}.safetensors`` itself), shared
+        by every pre-trained backbone: the pretrain rule declares one output per percent."""
+        pcts = {b: sorted({checkpoint_pct(f) for f in self.backbones[b]["pretrain"].get("checkpoints", [])} - {100})
+                for b in self.pretrained()}
+        distinct = {tuple(p) for p in pcts.values()}
+        if len(distinct) > 1:
+            raise ConfigError(f"workflow config key 'backbones.*.pretrain.checkpoints': every pre-trained backbone "
+                              f"lists the same checkpoint percents (the pretrain rule's outputs); got "
+                              f"{', '.join(f'{b}: {p}' for b, p in pcts.items())}")
+        return list(distinct.pop()) if distinct else []
+
+    def checkpoint_files(self, backbone: str) -> list[str]:
+        """``backbones/{backbone}@{pct}.{safetensors,json}`` of every checkpoint percent below 100."""
+        return [self.path(f"backbones/{backbone}@{p}.{x}") for p in self.checkpoint_pcts()
+                for x in ("safetensors", "json")]
 
     def pretrain_input(self, wc: Any) -> dict[str, str]:
         return {"cache": self._pretrain_cache(wc.backbone)}
@@ -815,7 +986,8 @@ class Workflow:
         return [self.path(f"figures/{f}.{x}") for f in self.figures() for x in formats]
 
     def _role_kinds(self) -> set[str]:
-        return {role.kind for r in self.runs.values() for role in r.roles}
+        """The run roles of the grid, plus ``tuning`` when learning rates are tuned (the tuning table)."""
+        return {role.kind for r in self.runs.values() for role in r.roles} | ({"tuning"} if self.tuning else set())
 
     def tables(self) -> list[str]:
         """The tables this grid renders: those whose required run role occurs in it."""
@@ -841,8 +1013,9 @@ class Workflow:
         accounting tables are targets too: deleting one run folder reruns that run, then the report."""
         return (self.table_targets() + self.figure_targets() + [self.path("manifest.json")] + self.run_targets()
                 + self.partition_targets() + self.accounting_targets() + self.system_targets()
-                + self.privacy_targets()
-                + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()])
+                + self.privacy_targets() + self.tuning_targets()
+                + [self.path(f"backbones/{b}.safetensors") for b in self.pretrained()]
+                + [f for b in self.pretrained() for f in self.checkpoint_files(b)])
 
     # ------------------------------------------------------------------ what the report reads
     def grid(self) -> dict[str, Any]:
@@ -852,7 +1025,8 @@ class Workflow:
             "config": self.doc,
             "runs": [{"backbone": r.backbone, "dataset": r.dataset, "partition": r.partition, "variant": r.variant,
                       "seed": r.seed, "method": r.method, "dir": r.dir, "partition_file": r.partition_file,
-                      "roles": [role.to_dict() for role in r.roles], "settings": dict(r.settings)}
+                      "roles": [role.to_dict() for role in r.roles], "settings": dict(r.settings),
+                      "lr_from": r.lr_from}
                      for r in self.runs.values()],
             "accounting": [{"label": a.label, "split": split_label(a.split), "head_blocks": a.split[0],
                             "tail_blocks": a.split[1], "trained": a.trained, "file": a.file,
@@ -860,12 +1034,16 @@ class Workflow:
                             "method_params": dict(a.method_params), "dataset": a.dataset}
                            for a in self.accounting.values()],
             "backbones": {b: {"weights": spec["weights"],
-                              "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None}
+                              "card": f"backbones/{b}.json" if spec["weights"] == "pretrain" else None,
+                              "checkpoints": {str(p): f"backbones/{b}@{p}.json" for p in self.checkpoint_pcts()}
+                              if spec["weights"] == "pretrain" else {}}
                           for b, spec in self.backbones.items()},
             "strength": self._strength_points(),
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
                          "examples": f"{self.privacy_stem(s)}.npz", "runs": [c["run"] for c in cases if c["run"]]}
                         for s, cases in self.privacy_cases.items()],
+            "tuning": [{"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "file": t.file,
+                        "runs": [p.dir for p in t.points]} for t in self.tuning.values()],
             "tables": self.tables(),
             "figures": self.figures(),
             "report": self.doc["report"],
@@ -891,7 +1069,9 @@ class Workflow:
                 roles[role.kind] = roles.get(role.kind, 0) + 1
         return (f"{len(self.runs)} runs ({', '.join(f'{v} {k}' for k, v in roles.items())} roles), "
                 f"{len(self.partition_targets())} partitions, {len(self.pretrained())} pre-trained backbones, "
-                f"{len(self.accounting)} accounting tables; results under {self.results}/")
+                f"{len(self.accounting)} accounting tables"
+                + (f", {sum(len(t.points) for t in self.tuning.values())} tuning runs ({len(self.tuning)} "
+                   f"learning-rate searches)" if self.tuning else "") + f"; results under {self.results}/")
 
 
 def prepare_jobs(basedir: str | Path, python: str) -> None:
@@ -937,6 +1117,6 @@ def find_run(wf: Workflow, spec: str) -> Run:
     return wf.runs[key]
 
 
-__all__ = ["Workflow", "Run", "Role", "Accounting", "load_workflow", "load_workflow_file", "find_run", "set_args",
+__all__ = ["Workflow", "Run", "Role", "Accounting", "Tuning", "TunePoint", "load_workflow", "load_workflow_file", "find_run", "set_args",
            "prepare_jobs",
            "yaml_scalar", "flatten", "unflatten", "validate_schema"]

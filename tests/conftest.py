@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The backbone cache (benchmark/backbone_cache.py) defaults to ~/.cache: the tests, and the workflows they start
+# (which inherit the environment), use a temporary one instead, never the user's.
+os.environ["SFPROMPT_BACKBONE_CACHE"] = tempfile.mkdtemp(prefix="sfprompt-backbones-")
+atexit.register(shutil.rmtree, os.environ["SFPROMPT_BACKBONE_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import timm  # noqa: E402

@@ -2,12 +2,14 @@
 end to end (run once per test session, shared with tests/test_report.py and tests/test_notebook.py).
 
 The smoke workflow runs in a temporary working directory (``--directory``) so its ``.snakemake`` metadata and
-locks never touch the checkout's; results go to ``<tmp>/results``.
+locks never touch the checkout's; results go to ``<tmp>/results``. Its pretrain job uses the temporary backbone
+cache that tests/conftest.py points ``SFPROMPT_BACKBONE_CACHE`` at (jobs inherit the environment), never ~/.cache.
 """
 
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import os
 import re
@@ -256,7 +258,9 @@ def test_run_settings_are_what_the_run_trains_with():
     run = wf.runs[("tiny", "digits", "dir0.5", "fedavg", 0)]
     cfg = RunConfig().replace(**parse_overrides(_split_sets(wf.train_args(run_wildcards(run)))))
     assert cfg == run.config()
-    assert (cfg.train.method, cfg.train.lr, cfg.partition.scheme, cfg.partition.alpha) == ("fedavg", 0.02, "dirichlet", 0.5)
+    # train.lr here is the base; the job adds --lr-from with FedAvg's tuning record (tests/test_tuning.py)
+    assert (cfg.train.method, cfg.train.lr, cfg.partition.scheme, cfg.partition.alpha) == ("fedavg", 0.03, "dirichlet", 0.5)
+    assert wf.train_input(run_wildcards(run))["tuning"] == "/tmp/r/tuning/tiny/digits/fedavg.json"
     assert cfg.model.weights == "file:/tmp/r/backbones/tiny.safetensors" and cfg.data.cache_dir == "/tmp/r/cache"
 
 
@@ -287,6 +291,29 @@ def test_partition_and_pretrain_params_hold_only_what_their_output_depends_on():
     assert "pretrain.dataset=mnist5k" in pre and "--set train." not in pre and "--set partition." not in pre
 
 
+def test_pretrain_checkpoints_are_outputs_and_the_cache_folder_is_a_param(monkeypatch, tmp_path):
+    monkeypatch.setenv("SFPROMPT_BACKBONE_CACHE", str(tmp_path / "env-cache"))
+    wf = load_workflow_file(CONFIGS["smoke"], {"results": "out"})
+    assert wf.backbone_cache == str(tmp_path / "env-cache")
+    assert wf.checkpoint_pcts() == [30, 60]
+    files = ["out/backbones/tiny@30.safetensors", "out/backbones/tiny@30.json", "out/backbones/tiny@60.safetensors",
+             "out/backbones/tiny@60.json"]
+    assert wf.checkpoint_files("tiny") == files and set(files) <= set(wf.final_targets())
+    assert wf.grid()["backbones"]["tiny"]["checkpoints"] == {"30": "backbones/tiny@30.json", "60": "backbones/tiny@60.json"}
+    assert "pretrain.checkpoints=" in wf.pretrain_args(SimpleNamespace(backbone="tiny"))
+    assert load_workflow_file(CONFIGS["smoke"], {"backbone_cache": "~/bb"}).backbone_cache == str(Path("~/bb").expanduser())
+    default = load_workflow_file(CONFIGS["default"], {"results": "out"})
+    assert default.checkpoint_files("vit_s32")[0] == "out/backbones/vit_s32@10.safetensors"
+
+
+def test_pretrained_backbones_must_share_checkpoint_percents():
+    raw = _smoke_raw()
+    raw["backbones"]["tiny2"] = copy.deepcopy(raw["backbones"]["tiny"])
+    raw["backbones"]["tiny2"]["pretrain"]["checkpoints"] = [0.5, 1.0]
+    with pytest.raises(ConfigError, match="every pre-trained backbone lists the same checkpoint percents"):
+        load_workflow(raw)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Snakemake: lint and DAGs
 
@@ -307,6 +334,7 @@ def test_dag_builds(name, tmp_path):
     assert counts.get("pretrain", 0) == len(wf.pretrained())
     assert counts["tables"] == counts["figures"] == counts["manifest"] == 1
     assert counts["privacy_attack"] == len(wf.privacy_cases)
+    assert counts["tune_run"] == sum(len(t.points) for t in wf.tuning.values()) and counts["tune"] == len(wf.tuning)
     caches = {wf.cache_file(r.config()) for r in wf.runs.values()}
     caches |= {wf.pretrain_input(SimpleNamespace(backbone=b))["cache"] for b in wf.pretrained()}
     assert counts["cache"] == len(caches)  # one decode per (dataset, size), whatever reads it
@@ -357,7 +385,7 @@ def test_smoke_writes_every_target(smoke_results):
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
     assert set(wf.tables()) == {"accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "time_to_target",
-                                "system_rounds", "crossover", "privacy", "strength"}
+                                "system_rounds", "crossover", "privacy", "tuning", "strength"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
                                  "sensitivity", "accuracy_vs_time", "privacy_reconstructions", "privacy_frontier",
                                  "strength"}

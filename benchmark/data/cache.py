@@ -156,7 +156,11 @@ def read_cache(path: str | os.PathLike) -> tuple[ImageSet, ImageSet]:
 
 
 def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
-    """The run's ``(train, test)`` images: from the cache (built first if missing), then subsampled.
+    """The run's ``(train, evaluation)`` images: from the cache (built first if missing), then subsampled.
+
+    The evaluation set is the (subsampled) test split, or, with ``cfg.validation_fraction``, a stratified
+    validation set held out of the subsampled train split (:func:`~benchmark.data.datasets.validation_split`,
+    seeded by the run seed); ``train`` is then the rest, and the test split is not returned at all.
 
     Args:
         cfg: Data section of the run config (the dataset or its declaration, data_root, cache_dir,
@@ -166,14 +170,17 @@ def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet
             with this seed (see :func:`stratified_subsample`); the same seed gives the same subsample.
 
     Returns:
-        ``(train, test)``; rows keep the cache's (source) order.
+        ``(train, test)`` or ``(train minus validation, validation)``; rows keep the cache's (source) order.
     """
-    from benchmark.data.datasets import spec_from_config, stratified_subsample
+    from benchmark.data.datasets import spec_from_config, stratified_subsample, validation_split
 
     path, _ = _ensure_cache(spec_from_config(cfg), img_size, cfg.data_root, cfg.cache_dir)
     train, test = read_cache(path)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train):
         train = train.subset(stratified_subsample(train.labels.numpy(), cfg.max_train_samples, seed))
+    if cfg.validation_fraction is not None:  # carved from the training data; the test split is never read
+        keep, val = validation_split(train.labels.numpy(), cfg.validation_fraction, seed)
+        return train.subset(keep), train.subset(val)
     if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):
         test = test.subset(stratified_subsample(test.labels.numpy(), cfg.max_test_samples, seed))
     return train, test

@@ -416,6 +416,32 @@ def describe(spec: str | DatasetSpec, data_root: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` row indices: a seeded, stratified hold-out of ``ceil(fraction * N)`` rows.
+
+    The validation rows are a :func:`stratified_subsample` drawn with the run seed's own ``"validation"``
+    stream (:func:`benchmark.seeding.seed_for`), so they differ from the ``max_train_samples`` draw of the
+    same seed and never shift another consumer's numbers; ``train`` is every other row. Both sorted, disjoint,
+    together all of ``range(N)``. Drawn from the train split only: the test split is never involved.
+
+    Args:
+        labels: int labels ``[N]`` of the (subsampled) train split.
+        fraction: Share held out, in (0, 1).
+        seed: The run seed.
+    """
+    from benchmark.seeding import seed_for
+
+    labels = np.asarray(labels)
+    if not 0 < fraction < 1:
+        raise ConfigError(f"config key 'data.validation_fraction' must be in (0, 1), got {fraction!r}")
+    n_val = math.ceil(round(fraction * len(labels), 9))
+    if not 0 < n_val < len(labels):
+        raise ConfigError(f"config key 'data.validation_fraction' = {fraction:g} of {len(labels)} training samples "
+                          f"leaves no validation or no training sample")
+    val = stratified_subsample(labels, n_val, seed_for(seed, "validation"))
+    return np.setdiff1d(np.arange(len(labels), dtype=np.int64), val), val
+
+
 def stratified_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Sorted indices of a seeded, stratified subsample of ``n`` rows.
 

@@ -24,7 +24,7 @@ class FederatedData:
     Attributes:
         train_images: uint8 [N, 3, H, W] (CPU).
         train_labels: int64 [N].
-        test_images: uint8 [M, 3, H, W].
+        test_images: uint8 [M, 3, H, W]: the evaluation set (the test split, or a validation hold-out).
         test_labels: int64 [M].
         client_indices: One sorted int64 index array into the train split per client.
         classes: Class names.
@@ -41,6 +41,9 @@ class FederatedData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     img_size: int
+    eval_split: str = "test"
+    """What ``test_images`` hold: ``test`` (the test split) or ``validation`` (a hold-out of the training data,
+    ``data.validation_fraction``); the metrics rows of the global model's evaluation are labelled with it."""
 
     @property
     def num_clients(self) -> int:

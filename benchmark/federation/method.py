@@ -376,13 +376,14 @@ class Method:
         return correct / max(n, 1), loss / max(n, 1)
 
     def evaluate(self, rnd: int, per_client: bool = False) -> None:
-        """The global model (aggregated client state + server state) on the test split; with
-        ``per_client``, also each client's accuracy on its own training data."""
+        """The global model (aggregated client state + server state) on the evaluation set (the test split,
+        or the validation hold-out: rows labelled ``data.eval_split``); with ``per_client``, also each client's
+        accuracy on its own training data."""
         self._load(self.global_client)
         self._load(self.global_server)
         acc, loss = self.accuracy(None, "test")
-        self.metrics.append((rnd, -1, "test", "accuracy", acc))
-        self.metrics.append((rnd, -1, "test", "loss", loss))
+        self.metrics.append((rnd, -1, self.data.eval_split, "accuracy", acc))
+        self.metrics.append((rnd, -1, self.data.eval_split, "loss", loss))
         if per_client:
             for c, idx in enumerate(self.data.client_indices):
                 acc_c, _ = self.accuracy(idx, "train")

@@ -73,7 +73,9 @@ def _curves_of(res: Results, runs: pd.DataFrame) -> pd.DataFrame:
 
 @output("table", "accuracy", _with_references)
 def _accuracy(res: Results, src: Sources) -> tables.Table:
-    return tables.accuracy_table(src.runs)
+    table = tables.accuracy_table(src.runs)
+    table.caption = tuning.tuning_note(res) + table.caption  # how the learning rates were chosen, if tuned
+    return table
 
 
 @output("table", "resources", _with_accounting)
@@ -234,3 +236,4 @@ def build_report(root: str | Path, only: str = "all") -> list[Path]:
 
 from benchmark.report import system as _system  # noqa: E402,F401  (registers the time-to-accuracy outputs)
 from benchmark.report import strength as _strength  # noqa: E402,F401  (registers the backbone-strength outputs)
+from benchmark.report import tuning  # noqa: E402  (registers the tuning table; its caption note is used above)

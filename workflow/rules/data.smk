@@ -51,18 +51,23 @@ rule partition:
         "python -m benchmark partition {params.sets} --threads {threads} --out {output} -q > {log} 2>&1"
 
 
+# One job per pre-trained backbone: it copies the weights from the machine-wide backbone cache (backbone_cache;
+# benchmark/backbone_cache.py) when an entry for the same settings and code exists, else trains into the cache
+# (resumable per epoch) and copies them. `checkpoints` are the same trajectory at pretrain.checkpoints < 1.
 rule pretrain:
     input:
         unpack(WF.pretrain_input),
     output:
         weights=f"{R}/backbones/{{backbone}}.safetensors",
         card=f"{R}/backbones/{{backbone}}.json",
+        checkpoints=[f"{R}/backbones/{{backbone}}@{p}.{x}" for p in WF.checkpoint_pcts() for x in ("safetensors", "json")],
     log:
         f"{R}/logs/pretrain/{{backbone}}.log",
     benchmark:
         f"{R}/logs/pretrain/{{backbone}}.benchmark.tsv",
     params:
         sets=WF.pretrain_args,
+        cache_dir=WF.backbone_cache,
     threads: RES["pretrain"]["threads"]
     resources:
         cpus=WF.cpus,
@@ -72,7 +77,8 @@ rule pretrain:
     conda:
         ENV
     shell:
-        "python -m benchmark pretrain {params.sets} --threads {threads} --out {output.weights} -q > {log} 2>&1"
+        "python -m benchmark pretrain {params.sets} --threads {threads} --cache-dir {params.cache_dir:q} "
+        "--out {output.weights} -q > {log} 2>&1"
 
 
 rule partitions:
@@ -83,3 +89,4 @@ rule partitions:
 rule backbones:
     input:
         [f"{R}/backbones/{b}.safetensors" for b in WF.pretrained()],
+        [f for b in WF.pretrained() for f in WF.checkpoint_files(b)],

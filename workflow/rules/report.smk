@@ -26,6 +26,7 @@ rule tables:
         system=WF.system_targets(),
         privacy=WF.privacy_targets(),
         cards=WF.strength_cards(),
+        tuning=WF.tuning_targets(),
     output:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
     log:

@@ -19,6 +19,7 @@ rule train:
     params:
         sets=WF.train_args,
         weights=WF.weights_arg,
+        lr=WF.lr_arg,
         dir=WF.run_dir,
     threads: RES["train"]["threads"]
     resources:
@@ -29,7 +30,7 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m benchmark train {params.sets} {params.weights} --partition {input.partition} --threads {threads} "
+        "python -m benchmark train {params.sets} {params.weights} {params.lr} --partition {input.partition} --threads {threads} "
         "--out {params.dir} -q > {log} 2>&1"
 
 

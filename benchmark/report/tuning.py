@@ -1,0 +1,94 @@
+"""The tuning table: each method's learning rate as chosen on the validation split (:mod:`benchmark.tuning`).
+
+Reads the tuning records listed in ``grid.json`` (``tuning/{backbone}/{dataset}/{method}.json``); registered
+as the ``tuning`` table, rendered when the profile has a ``tuning`` section.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from benchmark.report.load import Results
+from benchmark.report.outputs import Sources, output
+from benchmark.report.tables import Table, _drop_constant, fmt_num, method_label, order_methods
+
+
+def tuning_records(res: Results) -> list[dict[str, Any]]:
+    """The tuning records that exist, in grid order."""
+    out = []
+    for entry in res.grid.get("tuning", []):
+        path = res.root / entry["file"]
+        if path.is_file():
+            out.append(json.loads(path.read_text()))
+    return out
+
+
+def tuning_note(res: Results) -> str:
+    """Caption sentence for tables of tuned runs (empty without tuning)."""
+    records = tuning_records(res)
+    if not records:
+        return ""
+    grid = ", ".join(f"{m:g}" for m in records[0]["grid"])
+    return (f"Learning rates chosen per backbone, dataset and method on a validation split held out of the "
+            f"training data ({records[0]['validation_fraction']:.0%}, partition {records[0]['partition']}, seed "
+            f"{records[0]['seed']}; grid {grid} x the base lr; best final-round validation accuracy, ties to "
+            f"the smaller lr; table tuning), never on the test split. ")
+
+
+def tuning_table(records: list[dict[str, Any]]) -> Table:
+    """Chosen learning rate and its validation accuracy per (backbone, dataset, method), plus the whole grid.
+
+    Args:
+        records: Tuning records (:func:`benchmark.tuning.gather`).
+    """
+    from benchmark.tuning import CRITERION, tuning_table_rows
+
+    data = tuning_table_rows(records)
+    rows = []
+    by_key = {(d["backbone"], d["dataset"], d["method"]): d for d in records}
+    for backbone, dataset in dict.fromkeys((d["backbone"], d["dataset"]) for d in records):
+        for method in order_methods([m for (b, ds, m) in by_key if (b, ds) == (backbone, dataset)]):
+            doc = by_key[(backbone, dataset, method)]
+            row = {"Backbone": backbone, "Dataset": dataset, "Method": method_label(method),
+                   "Chosen lr": f"{doc['chosen_lr']:g} (×{doc['chosen_multiplier']:g})",
+                   "Validation acc. (%)": _acc(doc["chosen_val_accuracy"])}
+            for p in doc["points"]:
+                mark = " *" if p["lr"] == doc["chosen_lr"] else ""
+                row[f"×{p['multiplier']:g}"] = f"{_acc(p['val_accuracy'])} @ {p['lr']:g}{mark}"
+            rows.append(row)
+    display = pd.DataFrame(rows)
+    display, notes = _drop_constant(display, ["Backbone"])
+    if any(d["all_diverged"] for d in records):
+        notes.append("every grid point diverged for: " + ", ".join(
+            f"{d['backbone']}/{d['dataset']}/{d['method']}" for d in records if d["all_diverged"])
+            + " (the smallest lr is used)")
+    first = records[0] if records else {"validation_fraction": float("nan"), "partition": "–", "seed": "–"}
+    caption = (f"Learning rates chosen by one procedure (benchmark/tuning.py): per backbone, dataset and method, "
+               f"one run per grid multiplier of the method's base learning rate on the training data minus a "
+               f"stratified validation split ({fmt_num(100 * first['validation_fraction'])}% of the training "
+               f"set; partition {first['partition']}, seed {first['seed']}), scored by the {CRITERION}. "
+               f"Cells: top-1 validation accuracy (%) @ learning rate; * marks the choice, which every run of "
+               f"that method (SFPrompt's ablation and sensitivity variants, and the pooled references through "
+               f"their base method) trains with. One seed: no confidence interval. The test split is not used.")
+    return Table("tuning", data, display, caption, notes)
+
+
+def _acc(value: float | None) -> str:
+    return "diverged" if value is None else f"{100 * value:.1f}"
+
+
+def _sources(res: Results) -> Sources:
+    files = []
+    for entry in res.grid.get("tuning", []):
+        if (res.root / entry["file"]).is_file():
+            files.append({"path": entry["file"], "kind": "tuning"})
+            files += [{"path": f"{d}/metrics.csv", "kind": "tuning_run"} for d in entry["runs"]]
+    return Sources(res.runs.iloc[0:0], files)
+
+
+@output("table", "tuning", _sources)
+def _tuning(res: Results, src: Sources) -> Table:
+    return tuning_table(tuning_records(res))

@@ -1,0 +1,250 @@
+"""Learning rates by one procedure (benchmark/tuning.py): the validation split, the choice, and the workflow
+passing the choice to every run. The end-to-end check reads the smoke profile's results (tests/test_workflow.py's
+session fixture)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from benchmark.config import RunConfig
+from benchmark.data.datasets import validation_split
+from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.tuning import choose, gather, read_choice
+from benchmark.workflow import load_workflow
+from tests.test_data import offline, write_mirror  # noqa: F401 (autouse fixture: no hub, tmp HF cache)
+from tests.test_workflow import CONFIGS, smoke_results  # noqa: F401 (session fixture)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the choice
+
+
+def _point_run(folder: Path, lr: float, accs: list[float] | None, split: str = "validation") -> Path:
+    """A finished tuning run as the train verb writes it: config.resolved.yaml and metrics.csv (final-round
+    accuracy last; ``accs`` None: diverged)."""
+    folder.mkdir(parents=True)
+    (folder / "config.resolved.yaml").write_text(yaml.safe_dump(RunConfig().replace(**{"train.lr": lr}).to_dict()))
+    if accs is None:
+        rows = [(-1, -1, split, "diverged", 1.0)]
+    else:
+        rows = [(r, -1, split, "accuracy", a) for r, a in enumerate(accs)] + [(len(accs) - 1, 0, "client_train",
+                                                                                "accuracy", 0.99)]
+    pd.DataFrame(rows, columns=["round", "client", "split", "metric", "value"]).to_csv(folder / "metrics.csv",
+                                                                                       index=False)
+    return folder
+
+
+def _spec(tmp_path: Path, grid: dict[float, list[float] | None], split: str = "validation") -> dict:
+    points = []
+    for mult, accs in grid.items():
+        lr = round(0.02 * mult, 12)
+        run = _point_run(tmp_path / f"x{mult:g}", lr, accs, split)
+        points.append({"multiplier": mult, "lr": lr, "run_dir": str(run)})
+    return {"backbone": "b", "dataset": "d", "method": "fedavg", "partition": "iid", "seed": 0,
+            "validation_fraction": 0.2, "base_lr": 0.02, "points": points}
+
+
+def test_chosen_value_is_the_argmax_of_the_final_round_validation_accuracies(tmp_path):
+    # the best *final-round* accuracy wins (x1's peak in round 0 does not count), whatever the grid order
+    doc = gather(_spec(tmp_path, {3.0: [0.30, 0.42], 0.3: [0.20, 0.35], 1.0: [0.60, 0.40]}))
+    scores = {p["multiplier"]: p["val_accuracy"] for p in doc["points"]}
+    assert scores == {3.0: 0.42, 0.3: 0.35, 1.0: 0.40}
+    assert doc["chosen_multiplier"] == max(scores, key=scores.get) == 3.0
+    assert doc["chosen_lr"] == 0.06 and doc["chosen_val_accuracy"] == 0.42
+    assert doc["grid"] == [3.0, 0.3, 1.0] and doc["seed"] == 0 and doc["validation_fraction"] == 0.2
+    assert not doc["all_diverged"]
+
+
+def test_ties_go_to_the_smaller_lr_and_a_diverged_point_loses():
+    assert choose([0.06, 0.006, 0.02], [0.5, 0.5, 0.4]) == 1
+    assert choose([0.006, 0.02, 0.06], [0.1, 0.3, None]) == 1
+    assert choose([0.006, 0.02, 0.06], [None, None, None]) == 0  # all diverged: the smallest lr
+    assert choose([0.006, 0.02], [float("nan"), 0.0]) == 1
+
+
+def test_a_diverged_point_is_recorded_and_a_test_split_run_is_refused(tmp_path):
+    doc = gather(_spec(tmp_path / "a", {0.3: [0.3], 3.0: None}))
+    assert [p["diverged"] for p in doc["points"]] == [False, True] and doc["chosen_multiplier"] == 0.3
+    with pytest.raises(BenchmarkError, match="no validation accuracy"):
+        gather(_spec(tmp_path / "b", {0.3: [0.3], 3.0: [0.5]}, split="test"))
+
+
+def test_a_stale_grid_point_and_a_record_of_another_method_are_errors(tmp_path):
+    spec = _spec(tmp_path, {0.3: [0.3], 1.0: [0.4]})
+    spec["points"][0]["lr"] = 0.5
+    with pytest.raises(BenchmarkError, match="trained with train.lr"):
+        gather(spec)
+    record = tmp_path / "fedavg.json"
+    record.write_text(json.dumps({"chosen_lr": 0.02, "method": "fedavg", "dataset": "d"}))
+    assert read_choice(record, "fedavg", "d")["chosen_lr"] == 0.02
+    with pytest.raises(ConfigError, match="tuned for method 'fedavg'"):
+        read_choice(record, "sfprompt", "d")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the validation split
+
+
+def test_validation_split_is_stratified_disjoint_complete_and_seeded():
+    labels = np.repeat(np.arange(5), [400, 300, 200, 80, 20])
+    train, val = validation_split(labels, 0.2, seed=3)
+    assert len(val) == 200 and np.bincount(labels[val], minlength=5).tolist() == [80, 60, 40, 16, 4]
+    assert not set(train) & set(val) and sorted(np.concatenate([train, val])) == list(range(1000))
+    assert np.array_equal(val, validation_split(labels, 0.2, seed=3)[1])
+    assert not np.array_equal(val, validation_split(labels, 0.2, seed=4)[1])
+
+
+def test_the_run_holds_validation_out_of_the_clients_data_and_never_reads_the_test_split(tmp_path):
+    """By content: every image of the synthetic mirror is distinct, so image bytes identify their row."""
+    from benchmark.run import load_federated_data
+
+    images = write_mirror(tmp_path / "mirror", n=60, size=8)  # 6 per class, train and test
+    def key(img) -> bytes:  # HWC uint8 as cached (CHW) -> bytes
+        return np.ascontiguousarray(np.asarray(img)).tobytes()
+    train_rows = {key(i) for i in images["train"]}
+    test_rows = {key(i) for i in images["test"]}
+    base = {"data.dataset": "cifar10", "data.data_root": str(tmp_path / "mirror"),
+            "data.cache_dir": str(tmp_path / "cache"), "data.max_train_samples": 50, "data.validation_fraction": 0.2,
+            "model.img_size": 8, "model.patch_size": 4, "model.embed_dim": 16, "model.depth": 2,
+            "model.num_heads": 2, "partition.num_clients": 4, "seed": 1}
+    cfg = RunConfig().replace(**base)
+    data, part = load_federated_data(cfg)
+    as_rows = lambda t: [key(x.permute(1, 2, 0).numpy()) for x in t]  # noqa: E731
+    val = as_rows(data.test_images)
+    clients = [set(as_rows(data.train_images[c])) for c in part.client_indices]
+    assert data.eval_split == "validation" and len(val) == 10 and len(data.train_labels) == 40
+    assert set(val) <= train_rows and not set(val) & test_rows  # carved from training data, never the test split
+    assert not set(val) & set().union(*clients)  # no client holds a validation image
+    assert set().union(*clients) | set(val) <= train_rows and sum(map(len, clients)) == 40
+    assert np.bincount(data.test_labels.numpy(), minlength=10).tolist() == [1] * 10  # stratified
+    again, _ = load_federated_data(cfg)
+    other, _ = load_federated_data(RunConfig().replace(**{**base, "seed": 2}))
+    assert as_rows(again.test_images) == val and as_rows(other.test_images) != val  # deterministic per seed
+    plain, _ = load_federated_data(RunConfig().replace(**{**base, "data.validation_fraction": None}))
+    assert plain.eval_split == "test" and set(as_rows(plain.test_images)) <= test_rows
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the workflow
+
+
+def _smoke_raw() -> dict:
+    return yaml.safe_load(CONFIGS["smoke"].read_text())
+
+
+def test_the_workflow_tunes_each_method_once_and_feeds_every_run_its_record():
+    wf = load_workflow({**_smoke_raw(), "results": "/tmp/r"})
+    assert set(wf.tuning) == {("tiny", "digits", m) for m in wf.methods + ["linear_probe"]}
+    t = wf.tuning[("tiny", "digits", "sfprompt")]
+    assert t.base_lr == 0.03 and [p.lr for p in t.points] == [0.015, 0.06]
+    sets = dict(t.points[1].settings)
+    assert sets["data.validation_fraction"] == 0.2 and sets["train.lr"] == 0.06 and sets.get("partition.scheme", "iid") == "iid"
+    assert sets["method_params.keep_ratio"] == 0.5  # the method's own settings, as in its main-grid runs
+    for run in wf.runs.values():  # ablation and sensitivity variants take SFPrompt's, references their method's
+        assert run.lr_from == f"tuning/tiny/digits/{run.method}.json"
+        wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition,
+                             variant=run.variant, seed=run.seed)
+        inputs = wf.train_input(wc)
+        assert inputs["tuning"] == f"/tmp/r/{run.lr_from}"
+        assert wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys, tuning=inputs["tuning"])) == f"--lr-from {inputs['tuning']}"
+    spec = json.loads(wf.tune_spec(SimpleNamespace(backbone="tiny", dataset="digits", method="sfprompt")))
+    assert [p["run_dir"] for p in spec["points"]] == ["/tmp/r/tuning/tiny/digits/sfprompt/x0.5",
+                                                       "/tmp/r/tuning/tiny/digits/sfprompt/x2"]
+
+
+def test_without_a_tuning_section_the_workflow_is_unchanged():
+    raw = _smoke_raw()
+    del raw["tuning"]
+    wf = load_workflow({**raw, "results": "/tmp/r"})
+    assert not wf.tuning and not wf.tuning_targets() and "tuning" not in wf.tables()
+    assert all(r.lr_from is None for r in wf.runs.values()) and len(wf.runs) == 32
+    run = next(iter(wf.runs.values()))
+    wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition, variant=run.variant,
+                         seed=run.seed)
+    inputs = wf.train_input(wc)
+    assert "tuning" not in inputs and wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys)) == ""
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c["tuning"].update(partition="nope"), "tuning.partition"),
+    (lambda c: c["tuning"].update(grid=[]), "tuning.grid"),
+    (lambda c: c["tuning"].update(validation_fraction=1.0), "tuning.validation_fraction"),
+    (lambda c: c["ablations"]["variants"].update(fast={"train.lr": 0.1}), "ablations.variants.fast.train.lr"),
+])
+def test_bad_tuning_sections_fail_with_one_line_naming_the_key(edit, expected):
+    raw = copy.deepcopy(_smoke_raw())
+    edit(raw)
+    with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
+        load_workflow(raw)
+
+
+def test_every_run_trains_with_its_methods_tuned_lr(smoke_results):
+    """End to end (smoke profile): each run's resolved config states the learning rate its tuning record chose,
+    the record's scores are the grid runs' final validation accuracies, and they never read the test split."""
+    wf = load_workflow({**_smoke_raw(), "results": str(smoke_results)})
+    records = {}
+    for (backbone, dataset, method), t in wf.tuning.items():
+        doc = json.loads((smoke_results / t.file).read_text())
+        records[method] = doc
+        assert doc["grid"] == [0.5, 2.0] and doc["validation_fraction"] == 0.2 and doc["seed"] == 0
+        for p in t.points:
+            env = json.loads((smoke_results / p.dir / "env.json").read_text())
+            assert env["eval_split"] == "validation" and env.get("test_images") is None
+            metrics = pd.read_csv(smoke_results / p.dir / "metrics.csv")
+            assert "test" not in set(metrics.split)
+        scores = [p["val_accuracy"] for p in doc["points"]]
+        assert doc["chosen_lr"] == doc["points"][choose([p["lr"] for p in doc["points"]], scores)]["lr"]
+    for run in wf.runs.values():
+        resolved = yaml.safe_load((smoke_results / run.dir / "config.resolved.yaml").read_text())
+        assert resolved["train"]["lr"] == records[run.method]["chosen_lr"], run.dir
+        env = json.loads((smoke_results / run.dir / "env.json").read_text())
+        assert env["lr_from"].endswith(run.lr_from) and env["lr_tuning"]["chosen_lr"] == resolved["train"]["lr"]
+    table = pd.read_csv(smoke_results / "tables" / "tuning.csv")
+    assert len(table) == 12 and table.chosen.sum() == 6
+    assert "validation split" in (smoke_results / "tables" / "accuracy.md").read_text()
+
+
+def test_train_lr_from_makes_the_resolved_config_state_the_choice(tmp_path):
+    """The train verb with --lr-from: config.resolved.yaml (and so the config hash) carries the record's choice."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="fedprompt", rounds=1)
+    record = tmp_path / "fedprompt.json"
+    record.write_text(json.dumps({"chosen_lr": 0.0123, "chosen_multiplier": 0.3, "chosen_val_accuracy": 0.5,
+                                  "method": "fedprompt", "dataset": "digits", "grid": [0.3, 1.0], "partition": "iid",
+                                  "seed": 0, "validation_fraction": 0.2, "criterion": "x"}))
+    cli("train", "-c", str(cfg), "--lr-from", str(record), "--set", "train.lr=0.5", "--out", str(tmp_path / "a"), "-q")
+    resolved = yaml.safe_load((tmp_path / "a" / "config.resolved.yaml").read_text())
+    env = json.loads((tmp_path / "a" / "env.json").read_text())
+    assert resolved["train"]["lr"] == 0.0123 and env["lr_tuning"]["chosen_lr"] == 0.0123
+    from benchmark.config import from_dict
+
+    assert env["config_hash"] == from_dict(resolved).hash()  # the hash covers the chosen lr
+    wrong = cli("train", "-c", str(cfg), "--lr-from", str(record), "--set", "train.method=fedavg", "--out",
+                str(tmp_path / "b"), "-q", check=False)
+    assert wrong.returncode == 2 and "tuned for method 'fedprompt'" in wrong.stderr
+
+
+def test_a_diverging_grid_point_is_recorded_not_fatal(tmp_path):
+    """train --diverged-ok (the tune_run rule): a NaN loss leaves a one-row 'diverged' record the tune verb
+    scores as diverged, instead of failing the workflow."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="fedavg", lr=1e30, rounds=3)
+    out = tmp_path / "x3"
+    proc = cli("train", "-c", str(cfg), "--set", "data.validation_fraction=0.2", "--diverged-ok", "--out", str(out), "-q")
+    assert proc.returncode == 0 and "diverged" in proc.stdout
+    resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
+    assert resolved["train"]["lr"] == 1e30 and json.loads((out / "env.json").read_text())["diverged"]
+    spec = {"backbone": "b", "dataset": "digits", "method": "fedavg", "partition": "iid", "seed": 0,
+            "validation_fraction": 0.2, "base_lr": 1e30, "points": [{"multiplier": 1.0, "lr": 1e30, "run_dir": str(out)}]}
+    doc = gather(spec)
+    assert doc["points"][0]["diverged"] and doc["all_diverged"] and doc["chosen_val_accuracy"] is None
