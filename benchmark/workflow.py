@@ -6,10 +6,12 @@ arguments come from here. A workflow config (``config/{smoke,default,paper}.yaml
 :class:`~benchmark.config.RunConfig` is built, so a bad config fails before any job starts.
 
 The grid is backbones x datasets x partitions x seeds x variants. A *variant* is a method (its name), a named
-SFPrompt ablation (``ablations.variants``), or a one-at-a-time sensitivity point (``sensitivity``), each a
-method plus RunConfig overrides. Runs of one cell whose resolved configs are identical are run once: a
-sensitivity point ``keep_ratio: 1.0`` *is* the ``no_pruning`` ablation and reuses its run, carrying both
-roles. Paths (relative to ``results``)::
+SFPrompt ablation (``ablations.variants``), a one-at-a-time sensitivity point (``sensitivity``), each a
+method plus RunConfig overrides, or a backbone-strength point (``strength``): a method fine-tuning a checkpoint
+saved part-way along the backbone's pre-training (``{method}@{pct}``, the run's backbone label unchanged). Runs
+of one cell whose resolved configs are identical are run once: a sensitivity point ``keep_ratio: 1.0`` *is* the
+``no_pruning`` ablation and reuses its run, carrying both roles, and a strength point at 100% *is* the method's
+run of the main grid. Paths (relative to ``results``)::
 
     cache/{dataset}-{size}px.safetensors                 (cache: decoded once; data.cache_dir if set)
     backbones/{backbone}.{safetensors,json}              (pretrain; only for weights: pretrain; copied from the
@@ -18,6 +20,8 @@ roles. Paths (relative to ``results``)::
                                                           per pretrain.checkpoints < 1; card: test_accuracy)
     partitions/{dataset}/{partition}/seed{seed}.json     (shared by every backbone and variant)
     runs/{backbone}/{dataset}/{partition}/{variant}/seed{seed}/   (train)
+    runs/{backbone}/{dataset}/{partition}/{method}@{pct}/seed{seed}/  (train: strength point; fine-tunes
+                                                         backbones/{backbone}@{pct}, pct% of pre-training)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
     privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
     tuning/{backbone}/{dataset}/{method}/x{multiplier}/  (tune_run: one learning-rate grid point, validation)
@@ -71,17 +75,21 @@ ABLATED_METHOD = "sfprompt"
 """The method under study: ablations and sensitivity sweeps are variants of it (its ``method_settings`` apply)."""
 RULES = ("cache", "partition", "pretrain", "train", "accounting", "system", "privacy", "report")
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
+STRENGTH = "strength"
+"""Role kind (and workflow section) of the backbone-strength runs: methods fine-tuning pre-training checkpoints."""
 SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
 TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": None, "ablation": "ablation",
                                   "claims": None, "sensitivity": "sensitivity", "time_to_target": None,
-                                  "system_rounds": None, "crossover": None, "privacy": None}
+                                  "system_rounds": None, "crossover": None, "privacy": None,
+                                  "strength": STRENGTH}
 TABLES["tuning"] = "tuning"  # rendered when the profile has a ``tuning`` section (see Workflow._role_kinds)
 """The report's tables in order, each with the run role it needs (None: always rendered). Their renderers are
 registered in :data:`benchmark.report.outputs.OUTPUTS` under the same names."""
 FIGURES: dict[str, str | None] = {"accuracy_vs_round": None, "accuracy_vs_comm": None, "flops_vs_accuracy": None,
                                   "partitions": None, "sensitivity": "sensitivity", "accuracy_vs_time": None,
-                                  "privacy_reconstructions": None, "privacy_frontier": None}
+                                  "privacy_reconstructions": None, "privacy_frontier": None,
+                                  "strength": STRENGTH}
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
@@ -141,6 +149,13 @@ def split_label(split: Iterable[int]) -> str:
 
 def _fmt(value: Any) -> str:
     return split_label(value) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def checkpoint_label(backbone: str, fraction: float) -> str:
+    """Stem of a pre-training checkpoint's weights and card in ``backbones/``: ``B`` at the end of pre-training
+    (fraction 1.0), else ``B@PCT`` with PCT the integer percent of the epoch budget (``tiny@10`` for 0.1), as the
+    pretrain rule names them."""
+    return backbone if round(100 * fraction) >= 100 else f"{backbone}@{round(100 * fraction)}"
 
 
 def _err(where: str, exc: ConfigError) -> ConfigError:
@@ -207,7 +222,8 @@ def validate_schema(raw: Mapping[str, Any], schema_path: str | Path | None = Non
 
 @dataclass(frozen=True)
 class Role:
-    """Why a run is in the grid: ``method`` (name), ``ablation`` (name) or ``sensitivity`` (param, value)."""
+    """Why a run is in the grid: ``method`` (name), ``ablation`` (name), ``sensitivity`` (param, value) or
+    ``strength`` (checkpoint label ``B@PCT`` or ``B``, fraction of the pre-training budget)."""
 
     kind: str
     name: str
@@ -325,6 +341,7 @@ class Workflow:
         """The pretrain rule's ``--cache-dir`` (config key ``backbone_cache``; default: the environment's)."""
         self.tuning_section: dict[str, Any] | None = doc.get("tuning")
         self._check_sections()
+        self._check_strength()
         self._check_tuning()
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
         self.tuning: dict[tuple[str, str, str], Tuning] = {
@@ -382,7 +399,7 @@ class Workflow:
             if name in self.methods:
                 raise ConfigError(f"workflow config key 'ablations.variants.{name}': a variant may not be named "
                                   f"like a method")
-        for block in ("ablations", "sensitivity"):
+        for block in ("ablations", "sensitivity", STRENGTH):
             scope = self.doc[block].get("scope", {})
             for axis, known in (("backbones", self.backbones), ("datasets", self.datasets),
                                 ("partitions", self.partitions), ("seeds", self.seeds)):
@@ -395,6 +412,35 @@ class Workflow:
             raise ConfigError("workflow config: ablations and sensitivity are SFPrompt variants; add sfprompt to "
                               "methods (their tables compare against it)")
         self.checkpoint_pcts()  # one set of checkpoint outputs for the pretrain rule
+
+    def _check_strength(self) -> None:
+        """``strength``: its methods are the grid's, and its backbones are pre-trained in the workflow (hub weights
+        have no trajectory to checkpoint) and save every checkpoint it lists (``pretrain.checkpoints``)."""
+        section = self.doc[STRENGTH]
+        if not section.get("checkpoints"):
+            return
+        for method in section.get("methods", []):
+            if method not in self.methods:
+                raise ConfigError(f"workflow config key 'strength.methods': {method!r} is not in methods "
+                                  f"({', '.join(self.methods)})")
+        for b in section.get("scope", {}).get("backbones", []):
+            if self.backbones[b]["weights"] != "pretrain":
+                raise ConfigError(f"workflow config key 'strength.scope.backbones': {b!r} has weights "
+                                  f"{self.backbones[b]['weights']!r}, not pretrain; backbone strength fine-tunes "
+                                  f"checkpoints of a pre-training run in the workflow, which hub weights do not have")
+        if not self.strength_backbones():
+            raise ConfigError("workflow config key 'strength': no backbone in its scope is pre-trained in the "
+                              "workflow (weights: pretrain); hub weights have no pre-training checkpoints, so remove "
+                              "the section")
+        for b in self.strength_backbones():
+            saved = from_dict(unflatten(self._pretrain_settings(b))).pretrain.checkpoints
+            labels = {checkpoint_label(b, c) for c in saved} | {b}
+            for fraction in section["checkpoints"]:
+                if checkpoint_label(b, fraction) not in labels:
+                    raise ConfigError(f"workflow config key 'strength.checkpoints': {fraction:g} is not a checkpoint "
+                                      f"that pre-training saves (backbones.{b}.pretrain.checkpoints: "
+                                      f"{', '.join(f'{c:g}' for c in saved) or 'none'}); add it there (no extra "
+                                      f"pre-training)")
 
     @staticmethod
     def _check_variant(where: str, sets: Mapping[str, Any]) -> None:
@@ -462,6 +508,38 @@ class Workflow:
                     label = f"split_{split_label(value)}" if param == "split" else f"{param}{_fmt(value)}"
                     yield f"{ABLATED_METHOD}-{label}", ABLATED_METHOD, {**sf, **sets}, Role(
                         "sensitivity", param, split_label(value) if param == "split" else value)
+        yield from self._strength_candidates(cell)
+
+    def strength_backbones(self) -> list[str]:
+        """Backbones whose pre-training checkpoints ``strength`` fine-tunes: the pre-trained ones in its scope
+        (none without checkpoints)."""
+        section = self.doc[STRENGTH]
+        if not section.get("checkpoints"):
+            return []
+        return [b for b in section.get("scope", {}).get("backbones", self.backbones)
+                if self.backbones[b]["weights"] == "pretrain"]
+
+    def strength_fractions(self) -> list[float]:
+        """The strength points, ascending: the listed checkpoints and 1.0 (the end of pre-training, whose runs
+        are the main grid's)."""
+        return sorted({f for f in self.doc[STRENGTH].get("checkpoints", []) if round(100 * f) < 100} | {1.0})
+
+    def _strength_candidates(self, cell: tuple) -> Iterator[tuple[str, str, dict[str, Any], Role]]:
+        """Each strength method at each checkpoint of the cell's backbone; at 1.0 its settings are the method
+        run's, so the expansion reuses that run (one more role, no job)."""
+        backbone = cell[0]
+        if backbone not in self.strength_backbones() or not self._in_scope(STRENGTH, *cell):
+            return
+        for method in self.doc[STRENGTH].get("methods", self.methods):
+            sets = dict(self.doc["method_settings"].get(method, {}))
+            for fraction in self.strength_fractions():
+                label = checkpoint_label(backbone, fraction)
+                if label == backbone:
+                    yield method, method, sets, Role(STRENGTH, label, fraction)
+                else:
+                    weights = f"file:{self.path(f'backbones/{label}.safetensors')}"
+                    yield (f"{method}@{label.rsplit('@', 1)[1]}", method, {**sets, "model.weights": weights},
+                           Role(STRENGTH, label, fraction))
 
     def _expand(self) -> list[Run]:
         runs: list[Run] = []
@@ -777,10 +855,24 @@ class Workflow:
         run = self.run(wc)
         out = {"partition": self.path(run.partition_file), "cache": self.cache_file(run.config())}
         if self.backbones[run.backbone]["weights"] == "pretrain":
-            out["weights"] = self.path(f"backbones/{run.backbone}.safetensors")
+            out["weights"] = self.path(f"backbones/{self.checkpoint_of(run)}.safetensors")
         if run.lr_from:
             out["tuning"] = self.path(run.lr_from)
         return out
+
+    @staticmethod
+    def checkpoint_of(run: Run) -> str:
+        """The pre-training checkpoint a run fine-tunes (a strength point's, else the end of pre-training)."""
+        return checkpoint_label(run.backbone, min((r.value for r in run.roles if r.kind == STRENGTH), default=1.0))
+
+    def strength_cards(self) -> list[str]:
+        """The cards (source-dataset accuracy) of the checkpoints the strength table and figure plot."""
+        return [self.path(c["card"]) for c in self._strength_points()]
+
+    def _strength_points(self) -> list[dict[str, Any]]:
+        return [{"backbone": b, "fraction": f, "label": checkpoint_label(b, f),
+                 "card": f"backbones/{checkpoint_label(b, f)}.json"}
+                for b in self.strength_backbones() for f in self.strength_fractions()]
 
     def _partition_settings(self, wc: Any) -> dict[str, Any]:
         """The partition depends on labels only: any backbone's cell settings, weights from scratch."""
@@ -946,6 +1038,7 @@ class Workflow:
                               "checkpoints": {str(p): f"backbones/{b}@{p}.json" for p in self.checkpoint_pcts()}
                               if spec["weights"] == "pretrain" else {}}
                           for b, spec in self.backbones.items()},
+            "strength": self._strength_points(),
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
                          "examples": f"{self.privacy_stem(s)}.npz", "runs": [c["run"] for c in cases if c["run"]]}
                         for s, cases in self.privacy_cases.items()],

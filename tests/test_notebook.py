@@ -19,6 +19,6 @@ def test_results_notebook_executes_against_the_smoke_results(smoke_results, monk
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 5  # every figure redrawn
+    assert len(images) == 6  # every figure redrawn (the core five and backbone strength)
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    assert "32 finished runs, 0 missing" in text and "Table (claims)" in text
+    assert "38 finished runs, 0 missing" in text and "Table (claims)" in text

@@ -234,11 +234,101 @@ def test_figures_are_pure_functions_returning_figures():
 
 
 # ----------------------------------------------------------------------------------------------------------
+# backbone strength, from a hand-made results folder (runs, their roles in grid.json, checkpoint cards)
+
+
+def _write_run(root: Path, run: dict, accuracy: float) -> None:
+    """A finished run folder: final test accuracy (fraction) and just enough ledger for the report's loader."""
+    folder = root / run["dir"]
+    folder.mkdir(parents=True)
+    stamp = {"config_hash": "h" + run["variant"], "git_revision": "r"}
+    pd.DataFrame([{"round": 0, "client": -1, "split": "test", "metric": "accuracy", "value": accuracy, **stamp},
+                  {"round": 0, "client": -1, "split": "comm", "metric": "cumulative_bytes", "value": 8.0, **stamp}]
+                 ).to_csv(folder / "metrics.csv", index=False)
+    pd.DataFrame([{"round": 0, "client": 0, "party": "client", "total": 1e9}]).to_csv(folder / "flops.csv", index=False)
+    pd.DataFrame([{"round": 0, "client": 0, "direction": "up", "bytes": 8}]).to_csv(folder / "comm.csv", index=False)
+
+
+def _strength_results(root: Path) -> dict[tuple[str, str], list[float]]:
+    """Runs of two methods at checkpoints tiny@30 and tiny (the main runs, which also play the method role),
+    three seeds, plus a main-grid run outside the strength section; returns the accuracies per (method, label)."""
+    accs = {("fedavg", "tiny@30"): [40.0, 41.0, 45.0], ("fedavg", "tiny"): [60.0, 62.0, 64.0],
+            ("sfprompt", "tiny@30"): [30.0, 36.0, 33.0], ("sfprompt", "tiny"): [50.0, 52.0, 57.0]}
+    runs = []
+    for (method, label), values in accs.items():
+        for seed, acc in enumerate(values):
+            full = label == "tiny"
+            variant = method if full else f"{method}@30"
+            roles = ([{"kind": "method", "name": method, "value": None}] if full else []) + [
+                {"kind": "strength", "name": label, "value": 1.0 if full else 0.3}]
+            runs.append({"backbone": "tiny", "dataset": "digits", "partition": "iid", "variant": variant,
+                         "seed": seed, "method": method, "dir": f"runs/tiny/digits/iid/{variant}/seed{seed}",
+                         "partition_file": f"partitions/digits/iid/seed{seed}.json", "roles": roles, "settings": {}})
+            _write_run(root, runs[-1], acc / 100)
+    runs.append({**runs[0], "variant": "fedprompt", "method": "fedprompt", "dir": "runs/tiny/digits/iid/fedprompt/seed0",
+                 "roles": [{"kind": "method", "name": "fedprompt", "value": None}]})
+    _write_run(root, runs[-1], 0.99)
+    (root / "backbones").mkdir()
+    for label, fraction, acc in (("tiny@30", 0.3, 0.25), ("tiny", 1.0, 0.8)):
+        (root / "backbones" / f"{label}.json").write_text(json.dumps(
+            {"source_dataset": "mnist5k", "test_accuracy": acc, "epoch": 3 * fraction, "fraction": fraction}))
+    grid = {"runs": runs, "accounting": [], "tables": ["strength"], "figures": ["strength"],
+            "strength": [{"backbone": "tiny", "fraction": f, "label": lab, "card": f"backbones/{lab}.json"}
+                         for lab, f in (("tiny@30", 0.3), ("tiny", 1.0))]}
+    (root / "grid.json").write_text(json.dumps(grid))
+    return accs
+
+
+def test_strength_table_averages_each_checkpoints_runs_beside_its_card(tmp_path):
+    from benchmark.report.build import render_figure, render_table
+    from benchmark.report.load import load_results
+    from benchmark.report.stats import mean_ci
+
+    accs = _strength_results(tmp_path)
+    res = load_results(tmp_path)
+    table = render_table(res, "strength")
+    data = table.data.set_index(["method", "checkpoint"])
+    assert sorted(data.index) == sorted(accs)  # the main-grid run outside the section is not a strength point
+    source = {"tiny@30": 25.0, "tiny": 80.0}
+    for (method, label), values in accs.items():
+        row = data.loc[(method, label)]
+        mean, half, n = mean_ci(values)
+        assert row.accuracy_mean == pytest.approx(mean) and row.accuracy_ci95 == pytest.approx(half) and row.seeds == n
+        assert row.source_accuracy == pytest.approx(source[label]) and row.fraction == (0.3 if "@" in label else 1.0)
+    assert list(table.data.method) == ["fedavg", "fedavg", "sfprompt", "sfprompt"]  # method order, then strength
+    assert list(table.display["Pre-training (%)"]) == ["30", "100", "30", "100"]
+    assert table.display.iloc[0]["Accuracy (%)"] == f"{mean_ci(accs[('fedavg', 'tiny@30')])[0]:.1f} ± " \
+        f"{mean_ci(accs[('fedavg', 'tiny@30')])[1]:.1f}"
+    assert "Backbone top-1 on mnist5k (%)" in table.display and "95%" in table.caption
+    fig = render_figure(res, "strength")
+    ax = fig.axes[0]
+    assert sorted(ax.get_xticks()) == pytest.approx([25.0, 80.0])  # strength = the cards' accuracy
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["FedAvg", "SFPrompt"]
+
+
+def test_strength_figure_names_methods_whose_points_coincide():
+    from benchmark.report.strength import strength_figure
+
+    pts = pd.concat([_runs([(m, s, 50.0 + s, 1, 1, 1, 1) for m in ("fedavg", "sfl_v1") for s in (0, 1)]).assign(
+        role=label, role_value=f) for label, f in (("b@10", 0.1), ("b", 1.0))], ignore_index=True)
+    cards = pd.DataFrame({"label": ["b@10", "b"], "backbone": "b", "fraction": [0.1, 1.0], "source_dataset": "c",
+                          "source_accuracy": [10.0, 30.0], "epoch": [0.3, 3.0], "card": ""})
+    fig = strength_figure(pts, cards)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any("FedAvg = SFL-V1" in t for t in texts)
+    lines = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}  # errorbar: (data line, caps, bars)
+    assert set(lines) == {"FedAvg", "SFL-V1"}
+    assert lines["FedAvg"].get_marker() != lines["SFL-V1"].get_marker()
+    assert lines["FedAvg"].get_linestyle() != lines["SFL-V1"].get_linestyle()
+    assert lines["FedAvg"].get_markersize() > lines["SFL-V1"].get_markersize()  # hollow, shrinking: both visible
+
+
+# ----------------------------------------------------------------------------------------------------------
 # the rendered smoke outputs
 
 
 def test_every_table_has_three_formats_and_a_caption_with_units(smoke_results):
-    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "privacy"):
+    for name in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "privacy", "strength"):
         csv = pd.read_csv(smoke_results / "tables" / f"{name}.csv")
         assert len(csv), name
         tex = (smoke_results / "tables" / f"{name}.tex").read_text()
@@ -271,11 +361,12 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     manifest = json.loads((smoke_results / "manifest.json").read_text())
     outputs = manifest["outputs"]
     expected = {f"tables/{t}.{x}" for t in ("accuracy", "paired", "resources", "ablation", "claims", "sensitivity",
-                                             "time_to_target", "system_rounds", "crossover", "privacy", "tuning")
+                                             "time_to_target", "system_rounds", "crossover", "privacy", "tuning", "strength")
                 for x in ("csv", "md", "tex")}
     expected |= {f"figures/{f}.{x}" for f in ("accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy",
                                               "partitions", "sensitivity", "accuracy_vs_time",
-                                              "privacy_reconstructions", "privacy_frontier") for x in ("pdf", "png")}
+                                              "privacy_reconstructions", "privacy_frontier", "strength")
+                 for x in ("pdf", "png")}
     assert set(outputs) == expected and all((smoke_results / p).is_file() for p in outputs)
     assert len(outputs["tables/accuracy.csv"]["runs"]) == 20 + 6  # 5 methods x 2 partitions x 2 seeds + references
     assert {r["variant"] for r in outputs["tables/accuracy.csv"]["runs"] if "pooled" in r["dir"]} == {
@@ -288,11 +379,26 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     tuning = outputs["tables/tuning.csv"]["files"]  # 6 tuned methods (5 + linear_probe) x 2 grid points
     assert [f["kind"] for f in tuning].count("tuning") == 6 and [f["kind"] for f in tuning].count("tuning_run") == 12
     assert len(outputs["tables/time_to_target.csv"]["runs"]) == 20
+    strength = outputs["tables/strength.csv"]  # 3 methods x 2 seeds at tiny@30, and their main runs (100%)
+    assert sorted(r["variant"] for r in strength["runs"]) == sorted(
+        [f"{m}{s}" for m in ("fedavg", "fedprompt", "sfprompt") for s in ("", "@30")] * 2)
+    assert sorted(f["path"] for f in strength["files"]) == ["backbones/tiny.json", "backbones/tiny@30.json"]
     assert len(outputs["figures/partitions.png"]["files"]) == 4  # 2 partitions x 2 seeds (not the pooled one)
     for entry in outputs.values():
         for run in entry["runs"]:
             metrics = pd.read_csv(smoke_results / run["dir"] / "metrics.csv", nrows=1, dtype={"config_hash": str})
             assert metrics.config_hash.iloc[0] == run["config_hash"]
+
+
+def test_smoke_strength_table_pairs_each_checkpoint_with_its_card(smoke_results):
+    data = pd.read_csv(smoke_results / "tables" / "strength.csv")
+    assert sorted(zip(data.method, data.checkpoint)) == sorted(
+        (m, c) for m in ("fedavg", "fedprompt", "sfprompt") for c in ("tiny", "tiny@30"))
+    assert (data.seeds == 2).all() and data.accuracy_ci95.notna().all()
+    for label, grp in data.groupby("checkpoint"):
+        card = json.loads((smoke_results / "backbones" / f"{label}.json").read_text())
+        assert grp.source_accuracy.tolist() == pytest.approx([100 * card["test_accuracy"]] * len(grp))
+    assert (smoke_results / "figures" / "strength.png").is_file()
 
 
 def test_snakemake_report_embeds_the_figures_with_captions(smoke_results, tmp_path):
@@ -312,7 +418,8 @@ def test_report_is_reproducible(smoke_results, tmp_path):
     from benchmark.report.build import build_report
 
     copy = tmp_path / "results"
-    shutil.copytree(smoke_results, copy, ignore=shutil.ignore_patterns("cache", "backbones", "logs"))
+    # weights are not read; the backbone cards are (the strength table shows their accuracy)
+    shutil.copytree(smoke_results, copy, ignore=shutil.ignore_patterns("cache", "logs", "*.safetensors"))
     build_report(copy, only="tables")
     for f in (smoke_results / "tables").iterdir():
         assert (copy / "tables" / f.name).read_bytes() == f.read_bytes(), f.name

@@ -131,7 +131,8 @@ def test_profiles_validate_and_build_every_run_config(name):
     assert {r.method for r in wf.runs.values() if r.partition != "pooled"} == methods
     assert {r.method for r in wf.runs.values()} <= methods | {"linear_probe"}
     kinds = {role.kind for r in wf.runs.values() for role in r.roles}
-    assert kinds - {"reference"} == {"method", "ablation", "sensitivity"}
+    assert kinds - {"reference", "strength"} == {"method", "ablation", "sensitivity"}
+    assert ("strength" in kinds) == (name != "paper")  # the paper profile's hub backbones have no checkpoints
     assert {(a.split) for a in wf.accounting.values()} >= {(0, 0), (1, 1)}
 
 
@@ -179,6 +180,13 @@ def _smoke_raw() -> dict:
     (lambda c: c["sensitivity"].update(split=[[2, 2]]), "below the backbone depth 4"),
     (lambda c: c["datasets"]["digits"].pop("max_train_samples"), "accounting.samples_per_client"),
     (lambda c: c["resources"]["default"].update(threads=0), "'resources.default.threads'"),
+    (lambda c: c["strength"].update(checkpoints=[0.5]), "'strength.checkpoints': 0.5 is not a checkpoint that "
+                                                        "pre-training saves (backbones.tiny.pretrain.checkpoints: 0.3, 0.6, 1)"),
+    (lambda c: c["strength"].update(checkpoints=[1.5]), "'strength.checkpoints.0'"),
+    (lambda c: c["strength"].update(methods=["linear_probe"]), "'strength.methods': 'linear_probe' is not in methods"),
+    (lambda c: c["backbones"].update(hub={"model": {"backbone": "vit_tiny_patch16_224"}, "weights": "timm:augreg"})
+     or c["strength"]["scope"].update(backbones=["hub"]), "'strength.scope.backbones': 'hub' has weights 'timm:augreg'"),
+    (lambda c: c["backbones"]["tiny"].update(weights="scratch"), "'strength': no backbone in its scope is pre-trained"),
 ])
 def test_bad_configs_fail_with_one_line_naming_the_key(edit, expected):
     raw = _smoke_raw()
@@ -213,10 +221,36 @@ def test_sweep_points_equal_to_another_variant_reuse_its_run():
     assert {("sensitivity", "keep_ratio", 0.5), ("sensitivity", "split", "h1t1")} <= roles["sfprompt"]
     assert "sfprompt-keep_ratio0.25" in iid and "sfprompt-split_h0t0" in iid
     configs = [tuple(r.settings) for r in wf.runs.values()]
-    assert len(configs) == len(set(configs)) == 32
+    assert len(configs) == len(set(configs)) == 38
     # ablations and sensitivity run only in their scope (iid, seed 0); methods run in every cell and seed
-    assert {r.variant for r in wf.runs.values() if r.partition == "iid" and r.seed == 1} == set(wf.methods)
+    assert {r.variant for r in wf.runs.values() if r.partition == "iid" and r.seed == 1} == set(wf.methods) | {
+        "fedavg@30", "fedprompt@30", "sfprompt@30"}  # strength runs over every seed of the grid
     assert {r.variant for r in wf.runs.values() if r.partition == "dir0.5"} == set(wf.methods)
+
+
+def test_strength_runs_fine_tune_each_checkpoint_and_reuse_the_main_runs():
+    from benchmark.workflow import Role
+
+    wf = load_workflow_file(CONFIGS["smoke"], {"results": "/tmp/r"})
+    strength = {r.key: r for r in wf.runs.values() if any(x.kind == "strength" for x in r.roles)}
+    methods, seeds = ("fedavg", "fedprompt", "sfprompt"), (0, 1)
+    assert set(strength) == {("tiny", "digits", "iid", v, s) for m in methods for v in (m, f"{m}@30") for s in seeds}
+    for key, run in strength.items():
+        point = key[3].endswith("@30")
+        label = "tiny@30" if point else "tiny"
+        assert Role("strength", label, 0.3 if point else 1.0) in run.roles
+        assert ("method", key[3]) in {(x.kind, x.name) for x in run.roles} or point  # 100%: the main grid's run
+        weights = f"/tmp/r/backbones/{label}.safetensors"
+        assert run.config().model.weights == f"file:{weights}" and wf.checkpoint_of(run) == label
+        assert wf.train_input(run_wildcards(run))["weights"] == weights  # the rule's input: the checkpoint's file
+        assert f"model.weights=file:{weights}" in wf.train_args(run_wildcards(run))
+        if point:  # the same run as the main one but for the weights
+            main = dict(wf.runs[(*key[:3], run.method, key[4])].settings)
+            assert {k: v for k, v in run.settings if v != main.get(k)} == {"model.weights": f"file:{weights}"}
+    raw = _smoke_raw()
+    del raw["strength"]
+    assert len(wf.runs) - len(load_workflow(raw).runs) == len(methods) * len(seeds)  # the 100% point: no new run
+    assert wf.strength_cards() == ["/tmp/r/backbones/tiny@30.json", "/tmp/r/backbones/tiny.json"]
 
 
 def test_run_settings_are_what_the_run_trains_with():
@@ -351,9 +385,10 @@ def test_smoke_writes_every_target(smoke_results):
         assert Path(path).is_file(), path
     assert (smoke_results / "backbones" / "tiny.safetensors").is_file()
     assert set(wf.tables()) == {"accuracy", "paired", "resources", "ablation", "claims", "sensitivity", "time_to_target",
-                                "system_rounds", "crossover", "privacy", "tuning"}
+                                "system_rounds", "crossover", "privacy", "tuning", "strength"}
     assert set(wf.figures()) == {"accuracy_vs_round", "accuracy_vs_comm", "flops_vs_accuracy", "partitions",
-                                 "sensitivity", "accuracy_vs_time", "privacy_reconstructions", "privacy_frontier"}
+                                 "sensitivity", "accuracy_vs_time", "privacy_reconstructions", "privacy_frontier",
+                                 "strength"}
     for path in wf.system_targets():
         assert Path(path).is_file(), path
     # time to target: every (cell, profile pair, method), "not reached" being a valid cell
@@ -435,7 +470,7 @@ def test_grid_and_runconfig_verbs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "benchmark", "grid", "-w", str(CONFIGS["smoke"])], capture_output=True,
                          text=True, env=env, cwd=tmp_path, check=True).stdout
-    assert "32 runs (20 method, 7 sensitivity, 4 ablation, 6 reference roles)" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
+    assert "38 runs (20 method, 12 strength, 7 sensitivity, 4 ablation, 6 reference roles)" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
     target = tmp_path / "run.yaml"
     subprocess.run([sys.executable, "-m", "benchmark", "runconfig", "-w", str(CONFIGS["smoke"]), "--run",
                     "tiny/digits/iid/no_pruning/seed0", "--out", str(target)], env=env, cwd=tmp_path, check=True)

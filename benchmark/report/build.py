@@ -235,4 +235,5 @@ def build_report(root: str | Path, only: str = "all") -> list[Path]:
 
 
 from benchmark.report import system as _system  # noqa: E402,F401  (registers the time-to-accuracy outputs)
+from benchmark.report import strength as _strength  # noqa: E402,F401  (registers the backbone-strength outputs)
 from benchmark.report import tuning  # noqa: E402  (registers the tuning table; its caption note is used above)

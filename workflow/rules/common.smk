@@ -33,7 +33,7 @@ wildcard_constraints:
     backbone=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     partition=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    variant=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    variant=r"[A-Za-z0-9][A-Za-z0-9_.@-]*",  # METHOD@PCT: a backbone-strength point (backbones/B@PCT)
     seed=r"\d+",
     split=r"h\d+t\d+",
 

@@ -25,6 +25,7 @@ rule tables:
         accounting=WF.accounting_targets(),
         system=WF.system_targets(),
         privacy=WF.privacy_targets(),
+        cards=WF.strength_cards(),
         tuning=WF.tuning_targets(),
     output:
         [report(p, caption=c, category="Tables") if c else p for p, c in WF.report_outputs("tables")],
@@ -51,6 +52,7 @@ rule figures:
         runs=WF.run_targets(),
         partitions=WF.partition_targets(),
         privacy=WF.privacy_targets(),
+        cards=WF.strength_cards(),
     output:
         [report(p, caption=c, category="Figures") if c else p for p, c in WF.report_outputs("figures")],
     log:
