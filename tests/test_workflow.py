@@ -36,7 +36,7 @@ def snakemake(*args: str, workdir: Path | None = None, check: bool = True) -> su
     """Run Snakemake from this interpreter (so jobs use the same environment) on the repository's Snakefile."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir or ROOT), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
     proc.log = proc.stdout + proc.stderr  # Snakemake logs to stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
