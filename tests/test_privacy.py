@@ -220,12 +220,12 @@ def test_privacy_table_reports_the_noise_accuracy_cost_paired_by_seed():
     from benchmark.report.stats import paired_difference
 
     rows = []
-    for sigma, run, psnr in ((0.0, "runs/a/seed0", 30.0), (0.5, "runs/a-noise0.5/seed0", 20.0)):
+    for sigma, run, level in ((0.0, "runs/a/seed0", 30.0), (0.5, "runs/a-noise0.5/seed0", 20.0)):
         for attack, shift in (("optimisation", 0.0), ("mean_image", -15.0)):
             for i in range(4):
                 rows.append({"backbone": "t", "dataset": "d", "head_blocks": 1, "tail_blocks": 1, "method": "sfl_v1",
                              "round": "final", "run": run, "attack": attack, "sigma": sigma, "image": i,
-                             "psnr": psnr + shift + i, "ssim": 0.5, "seconds": 1.0, "smashed_rms": 0.4,
+                             "psnr": level + shift + i, "ssim": 0.5, "seconds": 1.0, "smashed_rms": 0.4,
                              "client_flops_pct_of_fedavg": 10.0, "note": ""})
     images = pd.DataFrame(rows)
     acc = {0.0: [80.0, 82.0, 79.0], 0.5: [75.0, 78.0, 76.0]}
