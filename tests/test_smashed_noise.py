@@ -8,6 +8,8 @@ parameters do not have the knob.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -141,3 +143,17 @@ def test_training_and_the_privacy_evaluation_add_the_same_noise():
     b = add_noise(x, 0.3, torch.Generator().manual_seed(7))
     assert torch.equal(a, b) and not torch.equal(a, x)
     assert gaussian_noise(x, 0.0) is x
+
+
+@pytest.mark.parametrize("method", SPLIT)
+def test_sigma_zero_keeps_the_config_hash_a_run_had_before_the_knob(method):
+    """Existing results and resumable checkpoints stay valid: σ = 0 (filled in by resolve_config) hashes as if the
+    key did not exist; σ > 0 is another run."""
+    from benchmark.methods import resolve_config
+
+    cfg = resolve_config(make_cfg(method))
+    assert cfg.method_params["smashed_noise_sigma"] == 0.0
+    params = {k: v for k, v in cfg.method_params.items() if k != "smashed_noise_sigma"}
+    before = dataclasses.replace(cfg, method_params=params)  # what resolve_config gave before the knob existed
+    assert cfg.hash() == before.hash()
+    assert resolve_config(make_cfg(method, **{NOISE: SIGMA})).hash() != cfg.hash()
