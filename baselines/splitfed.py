@@ -32,14 +32,16 @@ import torch.nn.functional as F
 from benchmark.accounting.flops import FlopCount, training_flops
 from benchmark.config import RunConfig
 from benchmark.errors import ConfigError
-from benchmark.federation.method import ClientUpdate, Method, Transfer, image_input, register_method, token_input
+from benchmark.federation.method import (ClientUpdate, Method, SplitParams, Transfer, image_input, register_method,
+                                        token_input)
 from benchmark.models.split import SplitViT
 from benchmark import seeding
 
 
 @dataclass(frozen=True)
-class SplitFedParams:
-    """SplitFed's own hyper-parameters (``method_params`` when ``train.method`` is ``sfl_v1`` or ``sfl_v2``)."""
+class SplitFedParams(SplitParams):
+    """SplitFed's own hyper-parameters (``method_params`` when ``train.method`` is ``sfl_v1`` or ``sfl_v2``), and the
+    noise defence every split method shares (``smashed_noise_sigma``, :class:`SplitParams`)."""
 
     client_order: str = "random"
     """Order in which a round's clients are served: ``random`` (seeded per round, as the reference code) or
@@ -49,6 +51,7 @@ class SplitFedParams:
     ``per_batch`` (fresh for every batch, as in the reference code: no server momentum)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for key, allowed in (("client_order", ("random", "sorted")), ("server_optimizer", ("per_client", "per_batch"))):
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"config key 'method_params.{key}' must be one of {', '.join(allowed)}, "
@@ -117,8 +120,8 @@ class SplitFed(Method):
                 if self.p.server_optimizer == "per_batch":
                     server_opt = self.optimizer(server_params)
                 h = self.model.head(x)  # client forward
-                smashed = h.detach().requires_grad_(True)
-                self.comm.record(rnd, client, self.phase, "up", "smashed", smashed)
+                # smashed data up (with the noise defence, if set): the server trains on what it receives
+                smashed = self.send_smashed(rnd, client, self.phase, h).requires_grad_(True)
                 self.comm.record(rnd, client, self.phase, "up", "labels", y)
                 loss = F.cross_entropy(self.model.server_path(smashed), y)  # server forward + loss
                 loss.backward()  # server backward: its weights and the gradient at the cut

@@ -35,6 +35,11 @@ RUNTIME_KEYS = ("threads", "keep_freed_memory", "device")
 bit-identical across thread counts and allocators, tested; GPU runs repeat only up to float rounding anyway)."""
 
 
+HASH_NEUTRAL_PARAMS = {"smashed_noise_sigma": 0.0}
+"""``method_params`` keys added after results existed, left out of :meth:`RunConfig.hash` while at this value (which
+reproduces the results from before the key, bit for bit), so existing hashes and resumable checkpoints stay valid."""
+
+
 DECLARATION_KEYS = ("source", "hub_config", "train_split", "test_split", "image_column", "label_column",
                     "num_classes", "test_fraction")
 """``data`` keys that declare a dataset (fields of :class:`benchmark.data.datasets.DatasetSpec`); None: the
@@ -231,9 +236,12 @@ class RunConfig:
         (:data:`RUNTIME_KEYS`: thread count, allocator, device) are left out, so a run resumed with another
         thread count is not refused; ``env.json`` records them. ``pretrain.checkpoints`` is left out too: it
         chooses which points of the one pre-training trajectory are saved, never a number (and hashes stay
-        what they were before the key existed)."""
+        what they were before the key existed). So is a method parameter added later while it is at its
+        neutral default (:data:`HASH_NEUTRAL_PARAMS`, e.g. the noise defence's σ = 0): the run is the same run."""
         doc = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
         doc["pretrain"].pop("checkpoints")
+        doc["method_params"] = {k: v for k, v in doc["method_params"].items()
+                                if not (k in HASH_NEUTRAL_PARAMS and v == HASH_NEUTRAL_PARAMS[k])}
         blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

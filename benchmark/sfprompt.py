@@ -40,6 +40,7 @@ from benchmark.errors import ConfigError
 from benchmark.federation.method import (
     ClientUpdate,
     Method,
+    SplitParams,
     Transfer,
     image_input,
     register_method,
@@ -57,8 +58,10 @@ def _one_of(value: Any, allowed: tuple, key: str) -> None:
 
 
 @dataclass(frozen=True)
-class SFPromptParams:
-    """SFPrompt's own hyper-parameters (config section ``method_params`` when ``train.method: sfprompt``)."""
+class SFPromptParams(SplitParams):
+    """SFPrompt's own hyper-parameters (config section ``method_params`` when ``train.method: sfprompt``), and the
+    noise defence every split method shares (``smashed_noise_sigma``, :class:`SplitParams`: split training only;
+    the self-update phase sends nothing, so it never sees noise)."""
 
     keep_ratio: float = 0.5
     """γ: fraction of local samples kept for split training, highest EL2N first (Paul et al. keep the hardest;
@@ -89,6 +92,7 @@ class SFPromptParams:
     identical; the ledger counts what is sent. Off: whole activations, as a naive implementation sends."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.keep_ratio <= 1:
             raise ConfigError(f"config key 'method_params.keep_ratio' must be in (0, 1], got {self.keep_ratio!r}")
         for key in ("local_loss_epochs", "el2n_warmup_epochs"):
@@ -339,7 +343,8 @@ class SFPrompt(Method):
                 # client: head (+ prompts) -> smashed data up
                 with torch.set_grad_enabled(pg):
                     h = self.model.head(x)
-                smashed = self._send(rnd, client, "up", "smashed", "smashed", h.detach(), rows).requires_grad_(pg)
+                # (always whole rows; with the noise defence, if set: the server's body sees what it receives)
+                smashed = self.send_smashed(rnd, client, "split", h).requires_grad_(pg)
                 # server: frozen body -> body output down
                 with torch.set_grad_enabled(pg):
                     b = self.model.body(smashed)

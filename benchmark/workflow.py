@@ -49,7 +49,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import yaml
 
 from benchmark.backbone_cache import checkpoint_pct, default_cache_dir
-from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict
+from benchmark.config import DECLARATION_KEYS, ModelConfig, RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -77,6 +77,9 @@ RULES = ("cache", "partition", "pretrain", "train", "accounting", "system", "pri
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 STRENGTH = "strength"
 """Role kind (and workflow section) of the backbone-strength runs: methods fine-tuning pre-training checkpoints."""
+NOISE_KEY = "method_params.smashed_noise_sigma"
+"""The split methods' noise-defence knob (:class:`benchmark.federation.method.SplitParams`): the privacy section
+trains a variant of each privacy method at every σ > 0 of ``privacy.noise_sigma`` (role ``noise``)."""
 SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
 TABLES: dict[str, str | None] = {"accuracy": None, "paired": None, "resources": None, "ablation": "ablation",
@@ -340,6 +343,7 @@ class Workflow:
             else str(default_cache_dir())
         """The pretrain rule's ``--cache-dir`` (config key ``backbone_cache``; default: the environment's)."""
         self.tuning_section: dict[str, Any] | None = doc.get("tuning")
+        self.privacy: dict[str, Any] = doc["privacy"]
         self._check_sections()
         self._check_strength()
         self._check_tuning()
@@ -351,7 +355,6 @@ class Workflow:
         from benchmark.system.plan import system_section
 
         self.system: dict[str, Any] = system_section(doc)
-        self.privacy: dict[str, Any] = doc["privacy"]
         self.privacy_cases: dict[str, list[dict[str, Any]]] = self._privacy_cases()
 
     # ------------------------------------------------------------------ checks
@@ -509,6 +512,7 @@ class Workflow:
                     yield f"{ABLATED_METHOD}-{label}", ABLATED_METHOD, {**sf, **sets}, Role(
                         "sensitivity", param, split_label(value) if param == "split" else value)
         yield from self._strength_candidates(cell)
+        yield from self._noise_candidates(cell)
 
     def strength_backbones(self) -> list[str]:
         """Backbones whose pre-training checkpoints ``strength`` fine-tunes: the pre-trained ones in its scope
@@ -540,6 +544,18 @@ class Workflow:
                     weights = f"file:{self.path(f'backbones/{label}.safetensors')}"
                     yield (f"{method}@{label.rsplit('@', 1)[1]}", method, {**sets, "model.weights": weights},
                            Role(STRENGTH, label, fraction))
+
+    def _noise_candidates(self, cell: tuple) -> Iterator[tuple[str, str, dict[str, Any], Role]]:
+        """The noise defence's training runs: in the privacy cell's backbone, dataset and partition, on every seed
+        (so the accuracy cost has a CI, paired with the method runs), each privacy method at each σ > 0 with its
+        own settings (the run's default split): variant ``{method}-noise{σ}``, role ``noise`` (method, σ)."""
+        if not self.privacy["noise_training"] or cell[:3] != self.privacy_cell()[:3]:
+            return
+        for sigma in sorted({float(s) for s in self.privacy["noise_sigma"] if s > 0}):
+            for m in self.privacy["methods"]:
+                if m in self.methods:  # else _privacy_cases names the bad key
+                    yield (f"{m}-noise{_fmt(sigma)}", m, {**self.doc["method_settings"].get(m, {}), NOISE_KEY: sigma},
+                           Role("noise", m, sigma))
 
     def _expand(self) -> list[Run]:
         runs: list[Run] = []
@@ -760,10 +776,13 @@ class Workflow:
                 base = next(r for r in in_cell if r.variant == method)
                 match = [r for r in in_cell if r.method == method and any(
                     (role.kind, role.name) in (("method", method), ("sensitivity", "split")) for role in r.roles)
-                    and (r.config().model.head_blocks, r.config().model.tail_blocks) == tuple(split)]
+                    and _split_of(r) == tuple(split)]
+                noise = {_fmt(float(role.value)): r.dir for r in in_cell if r.method == method
+                         and _split_of(r) == tuple(split) for role in r.roles if role.kind == "noise"}
                 if match:
                     run = match[0]
-                    cases.append({"method": method, "settings": dict(run.settings), "run": run.dir})
+                    cases.append({"method": method, "settings": dict(run.settings), "run": run.dir,
+                                  **({"noise_runs": noise} if noise else {})})
                     continue
                 where = f"privacy {method} {label}"
                 sets = self._resolve(where, dict(base.settings),
@@ -772,6 +791,22 @@ class Workflow:
                 cases.append({"method": method, "settings": sets, "run": None})
             out[label] = cases
         return out
+
+    def privacy_accuracy_runs(self, split: str) -> list[dict[str, Any]]:
+        """The runs behind the noise defence's accuracy cost at ``split`` (a label), on every seed of the privacy
+        cell's backbone, dataset and partition: each privacy method's run (σ = 0) and its noise-trained runs
+        (σ > 0), for the methods that have noise runs at this split. Empty without any."""
+        backbone, dataset, partition, _ = self.privacy_cell()
+        out = []
+        for r in self.runs.values():
+            if (r.backbone, r.dataset, r.partition) != (backbone, dataset, partition) or split_label(_split_of(r)) != split:
+                continue
+            for role in r.roles:
+                if role.kind == "noise" or (role.kind == "method" and role.name in self.privacy["methods"]):
+                    sigma = float(role.value) if role.kind == "noise" else 0.0
+                    out.append({"method": r.method, "sigma": sigma, "seed": r.seed, "dir": r.dir})
+        noisy = {e["method"] for e in out if e["sigma"] > 0}
+        return sorted((e for e in out if e["method"] in noisy), key=lambda e: (e["method"], e["sigma"], e["seed"]))
 
     def privacy_stem(self, split: str) -> str:
         return f"privacy/{self.privacy_cell()[0]}_{split}"
@@ -789,10 +824,12 @@ class Workflow:
         p = self.privacy
         acc = self.doc["accounting"].get("samples_per_client", "auto")
         cases = [{"method": c["method"], "settings": c["settings"],
-                  "run_dir": self.path(c["run"]) if c["run"] else None} for c in self._privacy_split(wc)]
+                  "run_dir": self.path(c["run"]) if c["run"] else None,
+                  **({"noise_runs": {s: self.path(d) for s, d in c["noise_runs"].items()}} if c.get("noise_runs") else {})}
+                 for c in self._privacy_split(wc)]
         head, tail = (int(v) for v in re.fullmatch(r"h(\d+)t(\d+)", wc.split).groups())
         spec = {"backbone": wc.backbone, "split": [head, tail], "cases": cases,
-                "run_labels": {self.path(c["run"]): c["run"] for c in self._privacy_split(wc) if c["run"]},
+                "run_labels": {self.path(r): r for c in self._privacy_split(wc) for r in _case_runs(c)},
                 "attacks": p["attacks"], "noise_sigma": p["noise_sigma"], "rounds": p["rounds"],
                 "images": p["images"], "aux_samples": p["aux_samples"],
                 "samples_per_client": (acc if isinstance(acc, int) else acc[self.privacy_cell()[1]]
@@ -810,7 +847,7 @@ class Workflow:
         out: dict[str, Any] = {"cache": self.cache_file(from_dict(unflatten(cases[0]["settings"])))}
         if self.backbones[backbone]["weights"] == "pretrain":
             out["weights"] = self.path(f"backbones/{backbone}.safetensors")
-        runs = sorted({c["run"] for c in cases if c["run"]})
+        runs = sorted({r for c in cases for r in _case_runs(c)})
         if runs and "final" in self.privacy["rounds"]:
             out["heads"] = [self.path(f"{r}/head_state.safetensors") for r in runs]
         return out
@@ -1040,7 +1077,8 @@ class Workflow:
                           for b, spec in self.backbones.items()},
             "strength": self._strength_points(),
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
-                         "examples": f"{self.privacy_stem(s)}.npz", "runs": [c["run"] for c in cases if c["run"]]}
+                         "examples": f"{self.privacy_stem(s)}.npz", "runs": [r for c in cases for r in _case_runs(c)],
+                         "accuracy_runs": self.privacy_accuracy_runs(s)}
                         for s, cases in self.privacy_cases.items()],
             "tuning": [{"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "file": t.file,
                         "runs": [p.dir for p in t.points]} for t in self.tuning.values()],
@@ -1072,6 +1110,18 @@ class Workflow:
                 f"{len(self.accounting)} accounting tables"
                 + (f", {sum(len(t.points) for t in self.tuning.values())} tuning runs ({len(self.tuning)} "
                    f"learning-rate searches)" if self.tuning else "") + f"; results under {self.results}/")
+
+
+def _split_of(run: Run) -> tuple[int, int]:
+    """(head_blocks, tail_blocks) of a run."""
+    settings = dict(run.settings)  # the keys that differ from RunConfig's defaults
+    return (settings.get("model.head_blocks", ModelConfig.head_blocks),
+            settings.get("model.tail_blocks", ModelConfig.tail_blocks))
+
+
+def _case_runs(case: Mapping[str, Any]) -> list[str]:
+    """The run folders a privacy case attacks: its run (σ = 0) and its noise-trained runs (σ > 0)."""
+    return ([case["run"]] if case.get("run") else []) + sorted(case.get("noise_runs", {}).values())
 
 
 def prepare_jobs(basedir: str | Path, python: str) -> None:

@@ -21,4 +21,4 @@ def test_results_notebook_executes_against_the_smoke_results(smoke_results, monk
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 6  # every figure redrawn (the core five and backbone strength)
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    assert "38 finished runs, 0 missing" in text and "Table (claims)" in text
+    assert "44 finished runs, 0 missing" in text and "Table (claims)" in text

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
@@ -184,3 +185,91 @@ def test_privacy_verb_rejects_bad_json_in_one_line(capsys):
     assert main(["privacy", "--spec", "{not json", "--out", "/tmp/x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --spec is not valid JSON") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the noise defence trained (method_params.smashed_noise_sigma): its runs and its accuracy cost
+
+
+def test_smoke_profile_trains_each_privacy_method_with_the_noise_on_every_seed():
+    from benchmark.workflow import NOISE_KEY, load_workflow_file
+
+    wf = load_workflow_file("config/smoke.yaml", {"results": "/tmp/r"})
+    noise = {r.key: r for r in wf.runs.values() if any(role.kind == "noise" for role in r.roles)}
+    assert sorted(noise) == [("tiny", "digits", "iid", f"{m}-noise0.25", s)
+                             for m in ("sfl_v1", "sfl_v2", "sfprompt") for s in (0, 1)]
+    for r in noise.values():  # the method's own run plus the noise, nothing else
+        base = dict(wf.runs[("tiny", "digits", "iid", r.method, r.seed)].settings)
+        assert dict(r.settings) == {**base, NOISE_KEY: 0.25}
+    cases = {c["method"]: c for c in wf.privacy_cases["h1t1"]}
+    assert cases["sfl_v1"]["noise_runs"] == {"0.25": "runs/tiny/digits/iid/sfl_v1-noise0.25/seed0"}
+    assert all("noise_runs" not in c for c in wf.privacy_cases["h0t0"])  # the noise runs train at the runs' split
+    spec = json.loads(wf.privacy_spec(type("W", (), {"backbone": "tiny", "split": "h1t1"})()))
+    assert spec["cases"][0]["noise_runs"] == {"0.25": "/tmp/r/runs/tiny/digits/iid/sfl_v1-noise0.25/seed0"}
+    assert "/tmp/r/runs/tiny/digits/iid/sfprompt-noise0.25/seed0" in spec["run_labels"]
+    acc = wf.privacy_accuracy_runs("h1t1")
+    assert {(a["method"], a["sigma"], a["seed"]) for a in acc} == {
+        (m, s, seed) for m in ("sfl_v1", "sfl_v2", "sfprompt") for s in (0.0, 0.25) for seed in (0, 1)}
+    off = load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
+        **wf.doc["privacy"], "noise_training": False}})
+    assert len(off.runs) == len(wf.runs) - 6 and off.privacy_accuracy_runs("h1t1") == []
+
+
+def test_privacy_table_reports_the_noise_accuracy_cost_paired_by_seed():
+    from benchmark.report.privacy import privacy_table
+    from benchmark.report.stats import paired_difference
+
+    rows = []
+    for sigma, run, level in ((0.0, "runs/a/seed0", 30.0), (0.5, "runs/a-noise0.5/seed0", 20.0)):
+        for attack, shift in (("optimisation", 0.0), ("mean_image", -15.0)):
+            for i in range(4):
+                rows.append({"backbone": "t", "dataset": "d", "head_blocks": 1, "tail_blocks": 1, "method": "sfl_v1",
+                             "round": "final", "run": run, "attack": attack, "sigma": sigma, "image": i,
+                             "psnr": level + shift + i, "ssim": 0.5, "seconds": 1.0, "smashed_rms": 0.4,
+                             "client_flops_pct_of_fedavg": 10.0, "note": ""})
+    images = pd.DataFrame(rows)
+    acc = {0.0: [80.0, 82.0, 79.0], 0.5: [75.0, 78.0, 76.0]}
+    runs = pd.DataFrame([{"dir": f"runs/{'a' if s == 0 else 'a-noise0.5'}/seed{k}", "final_accuracy": v}
+                         for s, vs in acc.items() for k, v in enumerate(vs)])
+    acc_runs = pd.DataFrame([{"head_blocks": 1, "tail_blocks": 1, "method": "sfl_v1", "sigma": s, "seed": k,
+                              "dir": f"runs/{'a' if s == 0 else 'a-noise0.5'}/seed{k}"} for s in acc for k in range(3)])
+    table = privacy_table(images, runs, acc_runs)
+    noisy = table.display[table.display["σ (rms)"].str.startswith("0.5")].iloc[0]
+    mean, half, n = paired_difference(pd.Series(acc[0.5]), pd.Series(acc[0.0]))
+    assert noisy["Noise acc. cost"] == f"{mean:.1f} ± {half:.1f} pp (n=3)" and mean == pytest.approx(-4.0)
+    assert noisy["Acc. %"].startswith("76.3 ± ") and noisy["Noise PSNR cut"] == "+10.0 dB"
+    assert any("trained with the noise" in n for n in table.notes)
+    assert not any("not measured" in n for n in table.notes)
+    clean = table.display[table.display["σ (rms)"].str.startswith("0 ")].iloc[0]
+    assert clean["Noise acc. cost"] == "–" and clean["Acc. %"].startswith("80.3 ± ")
+
+
+def test_final_round_attacks_at_a_trained_sigma_use_the_noise_trained_runs_head(tmp_path):
+    """With ``noise_runs``, σ > 0's final round is the noise-trained run's head (what that server sees); round 0
+    is the same state either way; σ = 0 keeps the method's own run."""
+    from benchmark.config import from_dict
+    from benchmark.methods import method_class
+    from benchmark.privacy.evaluate import evaluate
+    from benchmark.run import write_head_state
+    from benchmark.workflow import unflatten
+
+    settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
+                "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 4,
+                "model.num_heads": 2, "model.head_blocks": 1, "model.tail_blocks": 1, "device": "cpu",
+                "train.method": "sfl_v1"}
+    model = method_class("sfl_v1").build_model(from_dict(unflatten(settings)), 10)
+    head = {k: v.detach() for k, v in model.named_parameters() if k.startswith("head.")}
+    for name, shift in (("clean", 0.0), ("noisy", 0.3)):
+        (tmp_path / name).mkdir()
+        write_head_state(tmp_path / name / "head_state.safetensors", {k: v + shift for k, v in head.items()})
+    clean, noisy = str(tmp_path / "clean"), str(tmp_path / "noisy")
+    spec = {"backbone": "tiny", "split": [1, 1], "run_labels": {clean: "runs/clean", noisy: "runs/noisy"},
+            "attacks": ["mean_image"], "noise_sigma": [0.0, 0.5], "rounds": ["first", "final"], "images": 2,
+            "aux_samples": 8, "samples_per_client": 50,
+            "cases": [{"method": "sfl_v1", "settings": settings, "run_dir": clean, "noise_runs": {"0.5": noisy}}]}
+    frame, _ = evaluate(json.loads(json.dumps(spec)), log=lambda *_: None)
+    runs = frame.groupby(["round", "sigma"]).run.first().to_dict()
+    assert runs == {("first", 0.0): "runs/clean", ("first", 0.5): "runs/noisy",
+                    ("final", 0.0): "runs/clean", ("final", 0.5): "runs/noisy"}
+    rms = frame.groupby(["round", "sigma"]).smashed_rms.first()
+    assert rms[("first", 0.0)] == rms[("first", 0.5)] and rms[("final", 0.0)] != rms[("final", 0.5)]

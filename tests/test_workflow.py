@@ -131,7 +131,7 @@ def test_profiles_validate_and_build_every_run_config(name):
     assert {r.method for r in wf.runs.values() if r.partition != "pooled"} == methods
     assert {r.method for r in wf.runs.values()} <= methods | {"linear_probe"}
     kinds = {role.kind for r in wf.runs.values() for role in r.roles}
-    assert kinds - {"reference", "strength"} == {"method", "ablation", "sensitivity"}
+    assert kinds - {"reference", "strength"} == {"method", "ablation", "sensitivity", "noise"}  # noise: privacy.noise_training
     assert ("strength" in kinds) == (name != "paper")  # the paper profile's hub backbones have no checkpoints
     assert {(a.split) for a in wf.accounting.values()} >= {(0, 0), (1, 1)}
 
@@ -221,10 +221,12 @@ def test_sweep_points_equal_to_another_variant_reuse_its_run():
     assert {("sensitivity", "keep_ratio", 0.5), ("sensitivity", "split", "h1t1")} <= roles["sfprompt"]
     assert "sfprompt-keep_ratio0.25" in iid and "sfprompt-split_h0t0" in iid
     configs = [tuple(r.settings) for r in wf.runs.values()]
-    assert len(configs) == len(set(configs)) == 38
-    # ablations and sensitivity run only in their scope (iid, seed 0); methods run in every cell and seed
+    assert len(configs) == len(set(configs)) == 44
+    # ablations and sensitivity run only in their scope (iid, seed 0); methods run in every cell and seed; the
+    # noise defence's runs (privacy cell digits/iid, every seed) train the privacy methods at each σ > 0
     assert {r.variant for r in wf.runs.values() if r.partition == "iid" and r.seed == 1} == set(wf.methods) | {
-        "fedavg@30", "fedprompt@30", "sfprompt@30"}  # strength runs over every seed of the grid
+        "fedavg@30", "fedprompt@30", "sfprompt@30"} | {  # strength runs over every seed of the grid
+        f"{m}-noise0.25" for m in wf.privacy["methods"]}
     assert {r.variant for r in wf.runs.values() if r.partition == "dir0.5"} == set(wf.methods)
 
 
@@ -470,7 +472,7 @@ def test_grid_and_runconfig_verbs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "benchmark", "grid", "-w", str(CONFIGS["smoke"])], capture_output=True,
                          text=True, env=env, cwd=tmp_path, check=True).stdout
-    assert "38 runs (20 method, 12 strength, 7 sensitivity, 4 ablation, 6 reference roles)" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
+    assert "44 runs (20 method, 12 strength, 7 sensitivity, 4 ablation, 6 noise, 6 reference roles)" in out and "runs/tiny/digits/iid/no_pruning/seed0  [ablation:no_pruning, sensitivity:keep_ratio=1.0]" in out
     target = tmp_path / "run.yaml"
     subprocess.run([sys.executable, "-m", "benchmark", "runconfig", "-w", str(CONFIGS["smoke"]), "--run",
                     "tiny/digits/iid/no_pruning/seed0", "--out", str(target)], env=env, cwd=tmp_path, check=True)

@@ -36,7 +36,7 @@ from benchmark.accounting.compute import ComputeLedger
 from benchmark.accounting.flops import FlopCount
 from benchmark.config import RunConfig, build_section
 from benchmark.data.federated import FederatedData
-from benchmark.errors import NumericError
+from benchmark.errors import ConfigError, NumericError
 from benchmark.federation.aggregation import WeightedAverage
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
@@ -110,6 +110,35 @@ class NoParams:
     """The hyper-parameters of a method that has none beyond the shared ``train`` section."""
 
 
+@dataclass(frozen=True)
+class SplitParams:
+    """What every split method shares (the base of SplitFed's and SFPrompt's ``Params``): the noise defence.
+    A ``method_params`` key, not a RunConfig one, because only a method that sends smashed data has it:
+    FedAvg and FedPrompt reject the key instead of silently ignoring it."""
+
+    smashed_noise_sigma: float = 0.0
+    """σ of the Gaussian-noise defence (issue #12): i.i.d. N(0, σ²) noise added to every element of the smashed
+    data (the head's output, every token row) before it is sent, at every send site (:meth:`Method.send_smashed`).
+    Absolute, in activation units, exactly as ``privacy.noise_sigma`` is applied in the privacy evaluation
+    (:func:`benchmark.privacy.attacks.add_noise`), so a run trained at σ is attacked at the same σ. 0: no
+    noise and no random draws (bit-identical to a run without the knob). Bytes sent are unchanged."""
+
+    def __post_init__(self) -> None:
+        if not (self.smashed_noise_sigma >= 0 and math.isfinite(self.smashed_noise_sigma)):
+            raise ConfigError("config key 'method_params.smashed_noise_sigma' must be a finite number >= 0, "
+                              f"got {self.smashed_noise_sigma!r}")
+
+
+def gaussian_noise(tensor: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``tensor`` plus i.i.d. N(0, σ²) noise (σ absolute), drawn on the CPU so the draws are the same on any device;
+    ``sigma = 0`` returns ``tensor`` itself and draws nothing. The one definition of the defence: training
+    (:meth:`Method.send_smashed`) and the privacy evaluation (:func:`benchmark.privacy.attacks.add_noise`) use it."""
+    if sigma <= 0:
+        return tensor
+    noise = torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype)
+    return tensor + sigma * noise.to(tensor.device)
+
+
 def state_kind(key: str) -> str:
     """Ledger kind of a state-dict entry: ``prompts`` for prompt tokens, ``params`` otherwise."""
     return "prompts" if ".prompts." in f".{key}" else "params"
@@ -161,6 +190,7 @@ class Method:
         self.compute = ComputeLedger()
         self.metrics: list[tuple[int, int, str, str, float]] = []
         self.next_round = 0
+        self._noise_stream: tuple = (None, None, None)  # (round, client, generator) of send_smashed's noise
         self.costs = self.per_sample_costs(self.model, cfg)
         self.warnings: list[str] = list(self.check_settings())
         for w in self.warnings:
@@ -310,6 +340,23 @@ class Method:
         """The order in which the sampled clients are served (sorted; a method whose result depends on the
         order, such as SFL-V2, overrides it)."""
         return clients
+
+    def send_smashed(self, rnd: int, client: int, phase: str, smashed: torch.Tensor) -> torch.Tensor:
+        """The one send site of smashed data (client -> server): add the noise defence
+        (``method_params.smashed_noise_sigma``, :class:`SplitParams`), record the message in the ledger and return
+        exactly what the server receives (detached; the caller sets ``requires_grad``). The noise is additive,
+        so the gradient the server returns at the cut is also the gradient w.r.t. the head's output.
+
+        The draws come from one generator per (seed, round, client), consumed in batch order: a run is
+        bit-reproducible, and a run resumed at a round boundary draws what an uninterrupted one does."""
+        sigma = float(getattr(self.p, "smashed_noise_sigma", 0.0))
+        received = smashed.detach()
+        if sigma > 0:
+            if self._noise_stream[:2] != (rnd, client):
+                self._noise_stream = (rnd, client, self.generator("smashed_noise", rnd, client))
+            received = gaussian_noise(received, sigma, self._noise_stream[2])
+        self.comm.record(rnd, client, phase, "up", "smashed", received)
+        return received
 
     def _send_state(self, rnd: int, client: int, phase: str, direction: str, state: dict[str, torch.Tensor]) -> None:
         for kind in ("params", "prompts"):

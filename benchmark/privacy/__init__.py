@@ -16,9 +16,14 @@ Threat model (what the numbers mean):
 * **Out of scope**: FedAvg's and FedPrompt's servers see parameters (or updates) only; gradient-inversion
   attacks on those (e.g. Zhu et al. 2019, Geiping et al. 2020) are not run, so those methods have no row.
   Label inference and model stealing (UnSplit's other attacks) are not run either.
-* **Defence**: Gaussian noise of standard deviation σ (activation units) added to the smashed data before it
-  is sent (:func:`benchmark.privacy.attacks.add_noise`), known to the server. Applied in the privacy
-  evaluation only: the runs train without it, so its accuracy cost is not measured (the table says so).
+* **Defence**: Gaussian noise of standard deviation σ (absolute, activation units) added to every element of
+  the smashed data before it is sent (:func:`benchmark.privacy.attacks.add_noise`), known to the server. The
+  same noise is a training knob of every split method (``method_params.smashed_noise_sigma``, added at the one
+  send site :meth:`benchmark.federation.method.Method.send_smashed`): with the workflow's
+  ``privacy.noise_training`` the split methods are trained at each σ > 0 in the privacy cell, so the table gives
+  the accuracy cost (paired by seed against σ = 0), and a trained σ's final round is attacked on that run's own
+  head state, i.e. what a server facing the defence really sees. Elsewhere (another split, or training off) the
+  noise is added to the σ = 0 run's smashed data in the evaluation only, and the cost is "not measured".
 
 Modules: :mod:`~benchmark.privacy.attacks` (the registry ``ATTACKS``: analytic, optimisation, decoder, and
 the mean-image baseline), :mod:`~benchmark.privacy.metrics` (PSNR / SSIM from scikit-image, mean ± 95% CI),

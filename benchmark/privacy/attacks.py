@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import BenchmarkError
+from benchmark.federation.method import gaussian_noise
 from benchmark.models.split import SplitViT
 from benchmark.registry import Registry
 
@@ -121,11 +122,9 @@ ATTACKS: Registry[Attack] = Registry("attack")
 
 def add_noise(smashed: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """The defence: i.i.d. Gaussian noise of standard deviation ``sigma`` (activation units) added to the
-    smashed data before it is sent. ``sigma = 0`` returns the input unchanged."""
-    if sigma <= 0:
-        return smashed
-    noise = torch.randn(smashed.shape, generator=generator, dtype=smashed.dtype)  # CPU generator: same draws anywhere
-    return smashed + sigma * noise.to(smashed.device)
+    smashed data before it is sent. ``sigma = 0`` returns the input unchanged. The same function as the training
+    knob ``method_params.smashed_noise_sigma`` (:func:`benchmark.federation.method.gaussian_noise`)."""
+    return gaussian_noise(smashed, sigma, generator)
 
 
 def _grid(model: SplitViT) -> tuple[int, int, int]:

@@ -13,7 +13,10 @@ computes it itself:
   (rebuilt exactly as the run builds it);
 * ``final``: the aggregated client state after the last round, read from the run's ``head_state.safetensors``
   (written by :func:`benchmark.run.train`). Only where the grid has a run of this method at this split;
-  otherwise the table says "no run".
+  otherwise the table says "no run". At a σ > 0 for which the grid trained the method with that noise
+  (``noise_runs``: ``method_params.smashed_noise_sigma``, the workflow's ``privacy.noise_training``), the server's
+  view is that run's own state: what a server facing the defence really sees (same round-0 state, the final
+  state of the noisy training); elsewhere the noise is added to the σ = 0 run's smashed data.
 
 Victims are ``images`` of the clients' training images (the run's training subsample); the auxiliary data
 are up to ``aux_samples`` test images, which no client holds. Costs: client FLOPs per round from the methods'
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,8 @@ class Case:
     method: str
     config: RunConfig
     run_dir: str | None
+    noise_runs: dict[str, str] = field(default_factory=dict)
+    """σ (``f"{σ:g}"``) -> folder of the run trained with that noise (same settings otherwise)."""
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +69,8 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 def load_spec(spec: dict[str, Any]) -> tuple[list[Case], dict[str, Any]]:
     """The cases and the privacy settings of a spec written by :meth:`benchmark.workflow.Workflow.privacy_spec`."""
-    cases = [Case(c["method"], from_dict(_unflatten(c["settings"])), c.get("run_dir")) for c in spec["cases"]]
+    cases = [Case(c["method"], from_dict(_unflatten(c["settings"])), c.get("run_dir"), dict(c.get("noise_runs", {})))
+             for c in spec["cases"]]
     if not cases:
         raise ConfigError("privacy spec has no cases (privacy.methods is empty?)")
     for name in spec["attacks"]:
@@ -93,19 +99,21 @@ def _images(cfg: RunConfig, n: int, aux: int) -> tuple[torch.Tensor, torch.Tenso
     return victims, to_unit(test.images[torch.as_tensor(np.sort(aux_idx))], size), len(train.classes)
 
 
-def _model(case: Case, num_classes: int, round_: str, device: torch.device):
-    """The split model with the head in the state the server knows at ``round_``; None if unavailable."""
+def _model(case: Case, num_classes: int, round_: str, device: torch.device, run_dir: str | None = None):
+    """The split model with the head in the state the server knows at ``round_`` (of ``run_dir``, default the
+    case's run); None if unavailable."""
     from benchmark.methods import method_class
 
-    if round_ == "final" and case.run_dir is None:
+    run_dir = run_dir or case.run_dir
+    if round_ == "final" and run_dir is None:
         return None
     model = method_class(case.method).build_model(case.config, num_classes).eval()
     if round_ == "final":
         from safetensors.torch import load_file
 
-        path = Path(case.run_dir) / "head_state.safetensors"
+        path = Path(run_dir) / "head_state.safetensors"
         if not path.is_file():
-            raise ConfigError(f"run {case.run_dir!r} has no head_state.safetensors (rerun it with this version)")
+            raise ConfigError(f"run {run_dir!r} has no head_state.safetensors (rerun it with this version)")
         params = dict(model.named_parameters())
         with torch.no_grad():
             for k, v in load_file(str(path)).items():
@@ -159,14 +167,20 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
                              "image": -1, "psnr": np.nan, "ssim": np.nan, "seconds": np.nan,
                              "note": "no run of this method at this split in the grid"})
                 continue
-            with torch.no_grad():
-                smashed = ServerKnowledge(model, mean, std, aux).head(victims)
-            digest = _head_digest(model)
-            rms = float(patch_tokens(smashed, model).pow(2).mean().sqrt())  # the scale σ compares with
+            views: dict[str | None, tuple] = {}
             for si, sigma in enumerate(spec["noise_sigma"]):
+                trained = case.noise_runs.get(f"{float(sigma):g}") if float(sigma) > 0 else None
+                if trained not in views:  # the σ = 0 run's view, or the noise-trained run's own
+                    view = model if trained is None else _model(case, num_classes, round_, device, trained)
+                    with torch.no_grad():
+                        sm = ServerKnowledge(view, mean, std, aux).head(victims)
+                    # patch tokens' rms: the scale σ compares with
+                    views[trained] = (view, sm, _head_digest(view), float(patch_tokens(sm, view).pow(2).mean().sqrt()))
+                model_s, smashed, digest, rms = views[trained]
+                run_s = spec["run_labels"].get(trained, trained) if trained else run
                 gen = seeding.torch_generator(settings.seed, "privacy", "noise", si)
                 received = add_noise(smashed, float(sigma), gen)
-                know = ServerKnowledge(model, mean, std, aux, float(sigma), settings)
+                know = ServerKnowledge(model_s, mean, std, aux, float(sigma), settings)
                 for attack in spec["attacks"]:
                     key = (digest, float(sigma), attack)
                     tag = f"{case.method}|{round_}|{attack}|{float(sigma):g}"
@@ -175,7 +189,7 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
                         log(f"h{head}t{tail} {tag}: PSNR {np.nanmean([r['psnr'] for r in done[key]]):.2f} dB "
                             f"({done[key][0]['seconds']:.1f} s)")
                     for r in done[key]:
-                        rows.append({**base, "round": round_, "run": run, "attack": attack, "sigma": float(sigma),
+                        rows.append({**base, "round": round_, "run": run_s, "attack": attack, "sigma": float(sigma),
                                      "smashed_rms": rms,
                                      **{k: v for k, v in r.items() if k != "images"}})
                     if done[key][0].get("images") is not None:

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from benchmark.report.stats import mean_ci
+from benchmark.report.stats import fmt_ci, mean_ci, paired_difference
 from benchmark.report.outputs import Sources, output
 from benchmark.report.claims import UNDER_STUDY
 from benchmark.report.figures import _empty, method_style
@@ -26,8 +26,8 @@ from benchmark.report.tables import FLOP_NOTE, Table, fmt_num, method_label, ord
 
 BASELINE = "mean_image"
 KEYS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "sigma"]
-NOISE_COST = ("not measured: the runs train without the noise (it is added in the privacy evaluation only; "
-              "training with it needs the send sites in sfprompt.py and splitfed.py)")
+NOT_MEASURED = ("not measured where no run trained with the noise (privacy.noise_training off, or another split "
+                "than the runs'): there the noise is added in the privacy evaluation only")
 
 
 def privacy_files(res: Results) -> list[dict[str, str]]:
@@ -38,7 +38,34 @@ def privacy_files(res: Results) -> list[dict[str, str]]:
 
 def _sources(res: Results) -> Sources:
     runs = {r for e in res.grid.get("privacy", []) for r in e.get("runs", [])}
+    runs |= set(accuracy_runs(res).dir)  # every seed of the noise-trained runs and their σ = 0 pairs
     return Sources(res.runs[res.runs.dir.isin(runs)], privacy_files(res))
+
+
+def accuracy_runs(res: Results) -> pd.DataFrame:
+    """The runs behind the noise defence's accuracy cost (``grid.json``'s ``accuracy_runs``, every seed): one row
+    per (split, method, σ, seed) with the run folder; σ = 0 is the method's own run."""
+    rows = [{"head_blocks": int(e["split"][1:].split("t")[0]), "tail_blocks": int(e["split"].split("t")[1]), **a}
+            for e in res.grid.get("privacy", []) for a in e.get("accuracy_runs", [])]
+    return pd.DataFrame(rows, columns=["head_blocks", "tail_blocks", "method", "sigma", "seed", "dir"])
+
+
+def noise_accuracy(acc_runs: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (split, method, σ): the final test accuracy over seeds (mean, 95% CI half-width, n; %) and its paired
+    difference to σ = 0 by seed (pp; negative: the noise costs accuracy), via :mod:`benchmark.report.stats`."""
+    cols = ["head_blocks", "tail_blocks", "method", "sigma", "acc_mean", "acc_ci95", "acc_n",
+            "noise_accuracy_cost_pp", "noise_accuracy_cost_ci95", "noise_accuracy_cost_n"]
+    if runs is None or not len(runs) or acc_runs is None or not len(acc_runs):
+        return pd.DataFrame(columns=cols)
+    frame = acc_runs.merge(runs[["dir", "final_accuracy"]], on="dir", how="left")
+    rows = []
+    for (hb, tb, method), grp in frame.groupby(["head_blocks", "tail_blocks", "method"], sort=False):
+        clean = grp[grp.sigma == 0].set_index("seed").final_accuracy
+        for sigma, sub in grp.groupby("sigma"):
+            acc = sub.set_index("seed").final_accuracy
+            cost = paired_difference(acc, clean) if sigma > 0 else (0.0, 0.0, len(acc.dropna()))
+            rows.append((hb, tb, method, float(sigma), *mean_ci(acc), *cost))
+    return pd.DataFrame(rows, columns=cols)
 
 
 def load_privacy(res: Results) -> pd.DataFrame:
@@ -47,9 +74,12 @@ def load_privacy(res: Results) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None,
+              acc_runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (split, method, round, σ, attack): PSNR/SSIM mean and 95% CI, the paired PSNR gain over the
-    mean-image baseline (mean, CI, whether its CI lies above 0), the noise's PSNR reduction, cost, accuracy."""
+    mean-image baseline (mean, CI, whether its CI lies above 0), the noise's PSNR reduction, cost, the attacked
+    run's accuracy and, where runs trained with the noise (``acc_runs``, :func:`accuracy_runs`), the accuracy
+    over seeds at this σ and its paired difference to σ = 0 (:func:`noise_accuracy`; NaN elsewhere)."""
     scored = images[images.image >= 0] if len(images) else images
     rows = []
     for key, grp in scored.groupby(KEYS + ["attack"], sort=False, dropna=False):
@@ -75,9 +105,12 @@ def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Data
     idx = pd.MultiIndex.from_frame(out[["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round",
                                         "attack"]])
     out["noise_psnr_reduction"] = clean.reindex(idx).to_numpy() - out.psnr_mean.to_numpy()
-    out["noise_accuracy_cost_pp"] = np.where(out.sigma > 0, np.nan, 0.0)
     acc = {} if runs is None or not len(runs) else dict(zip(runs.dir, runs.final_accuracy))
     out["run_final_accuracy"] = [acc.get(r, np.nan) if r else np.nan for r in out.run]
+    noise = noise_accuracy(acc_runs, runs)
+    key = ["head_blocks", "tail_blocks", "method", "sigma"]
+    out = out.merge(noise.astype({"head_blocks": "int64", "tail_blocks": "int64", "sigma": float}), on=key, how="left")
+    out.loc[out.sigma == 0, "noise_accuracy_cost_pp"] = 0.0
     return out
 
 
@@ -88,21 +121,28 @@ def _cell(mean: float, ci: float, ssim: float) -> str:
     return f"{mean:.1f}{ci_text} / {ssim:.2f}"
 
 
-def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> Table:
-    """The ``privacy`` table: per split, method, round and σ, each attack's PSNR ± CI / SSIM."""
+def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
+                  acc_runs: pd.DataFrame | None = None) -> Table:
+    """The ``privacy`` table: per split, method, round and σ, each attack's PSNR ± CI / SSIM, the PSNR the noise
+    removes, and (where runs trained with it) the accuracy over seeds and the noise's paired accuracy cost."""
     caption = ("Reconstruction of clients' training images from the smashed data the server receives "
                "(honest-but-curious server that knows the head's weights and the prompts). Each attack: PSNR in "
                "dB (on [0, 1] pixels, capped at 100) ± the 95% confidence interval over the images / mean SSIM "
                "(scikit-image). 'vs mean image': the best attack's paired PSNR gain over the auxiliary data's "
                "mean image (yes: its 95% CI lies above 0). σ: Gaussian noise added to the smashed data (activation "
-               f"units; 'rms': the smashed patch tokens' root mean square). Client FLOPs per round as % of FedAvg's. "
+               f"units; 'rms': the smashed patch tokens' root mean square). 'Noise PSNR cut': best-attack PSNR at "
+               "σ = 0 minus at σ (dB, same round). Acc.: final test accuracy (%), mean ± 95% CI over seeds where runs "
+               "trained with the noise, else the attacked run's; 'Noise acc. cost': accuracy at σ minus at σ = 0 "
+               "(pp, paired by seed, ± 95% CI). Client FLOPs per round as % of FedAvg's. "
                f"{FLOP_NOTE}.")
-    summary = summarise(images, runs)
+    summary = summarise(images, runs, acc_runs)
     if summary.empty:
         return Table("privacy", summary, pd.DataFrame(), caption, ["no privacy results in this results folder"])
     attacks = [a for a in ("analytic", "optimisation", "decoder", BASELINE) if a in set(summary.attack)]
     attacks += sorted(set(summary.attack) - set(attacks))
     display_rows, notes, not_beaten = [], [], []
+    real_all = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna()]
+    best_clean = real_all[real_all.sigma == 0].groupby([k for k in KEYS if k != "sigma"]).psnr_mean.max()
     groups = summary.groupby(KEYS, sort=False, dropna=False)
     for key, grp in sorted(groups, key=lambda kv: (kv[0][2], kv[0][3], order_methods(summary.method).index(kv[0][4]),
                                                     kv[0][5] != "first", kv[0][6])):
@@ -125,10 +165,18 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> Tab
         if opt is not None and "beats_baseline" in by and not pd.isna(opt.get("beats_baseline", np.nan)) \
                 and not opt["beats_baseline"]:
             not_beaten.append(f"{row['Split']} {row['Method']} {rec['round']} σ={rec['sigma']:g}")
+        clean = best_clean.get(tuple(rec[k] for k in KEYS if k != "sigma"), math.nan)
+        row["Noise PSNR cut"] = (f"{clean - real.psnr_mean.max():+.1f} dB" if rec["sigma"] > 0 and len(real)
+                                 and not pd.isna(clean) else "–")
         row["Client FLOPs % FedAvg"] = fmt_num(float(by.client_flops_pct_of_fedavg.iloc[0]))
+        first = by.iloc[0]
         acc = by.run_final_accuracy.iloc[0]
-        row["Acc. %"] = "–" if pd.isna(acc) else f"{acc:.1f}"
-        row["Noise acc. cost"] = "not measured" if rec["sigma"] > 0 else "–"
+        row["Acc. %"] = (fmt_ci(first.acc_mean, first.acc_ci95, int(first.acc_n)) if first.get("acc_n", 0) > 0
+                         else "–" if pd.isna(acc) else f"{acc:.1f}")
+        cost_n = first.get("noise_accuracy_cost_n", 0)
+        row["Noise acc. cost"] = ("–" if rec["sigma"] == 0 else "not measured" if pd.isna(cost_n) or cost_n == 0
+                                  else f"{fmt_ci(first.noise_accuracy_cost_pp, first.noise_accuracy_cost_ci95, int(cost_n))}"
+                                       f" pp (n={int(cost_n)})")
         display_rows.append(row)
     if "optimisation" in attacks and BASELINE in attacks:
         notes.append("optimisation beats the mean image (paired 95% CI above 0) everywhere" if not not_beaten else
@@ -138,7 +186,15 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> Tab
         notes.append(f"{method_label(r.method)} at split {r.head_blocks}/{r.tail_blocks}, round {r['round']}: "
                      "no run at this split in the grid, so only round 0 is attacked")
     if (summary.sigma > 0).any():
-        notes.append(f"Noise defence accuracy cost: {NOISE_COST}.")
+        trained = summary[(summary.sigma > 0) & (summary.noise_accuracy_cost_n.fillna(0) > 0)]
+        if len(trained):
+            where = sorted({f"{method_label(r.method)} {r.head_blocks}/{r.tail_blocks} σ={r.sigma:g}"
+                            for r in trained.itertuples()})
+            notes.append("Noise defence: trained with the noise (method_params.smashed_noise_sigma) at "
+                         f"{'; '.join(where)}; its final-round attacks use that run's own head state, and its accuracy "
+                         "cost is paired by seed against the method's σ = 0 runs.")
+        if ((summary.sigma > 0) & (summary.noise_accuracy_cost_n.fillna(0) == 0)).any():
+            notes.append(f"Noise defence accuracy cost {NOT_MEASURED}.")
     notes.append("analytic '–': not applicable (the client map is non-linear for head blocks >= 1). Rounds: first = "
                  "the state broadcast in round 0; final = the aggregated client state after the last round.")
     return Table("privacy", summary, pd.DataFrame(display_rows), caption, list(dict.fromkeys(notes)))
@@ -146,7 +202,7 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None) -> Tab
 
 @output("table", "privacy", _sources)
 def _privacy_table(res: Results, src: Sources) -> Table:
-    return privacy_table(load_privacy(res), src.runs)
+    return privacy_table(load_privacy(res), src.runs, accuracy_runs(res))
 
 
 # ----------------------------------------------------------------------------------------------------------
