@@ -165,7 +165,7 @@ def test_without_a_tuning_section_the_workflow_is_unchanged():
     del raw["tuning"]
     wf = load_workflow({**raw, "results": "/tmp/r"})
     assert not wf.tuning and not wf.tuning_targets() and "tuning" not in wf.tables()
-    assert all(r.lr_from is None for r in wf.runs.values()) and len(wf.runs) == 32
+    assert all(r.lr_from is None for r in wf.runs.values()) and len(wf.runs) == 44
     run = next(iter(wf.runs.values()))
     wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition, variant=run.variant,
                          seed=run.seed)
