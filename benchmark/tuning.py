@@ -19,7 +19,10 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
    method's main-grid runs in every partition and seed, SFPrompt's ablation and sensitivity variants
    (SFPrompt's choice), and the pooled-data references, which take the choice of their base method
    (``references.pooled.<name>.method``: centralized FT takes FedAvg's, centralized prompt tuning FedPrompt's,
-   the linear probe is tuned as a method of its own). The choice is stated in each run's
+   the linear probe is tuned as a method of its own). ``tuning.share`` lets a method take another's choice
+   instead of searching: the default profile has SFL-V1 take FedAvg's, because SFL-V1's updates are FedAvg's
+   arithmetic split in two (``tests/test_methods.py`` asserts they are equal), so its search would repeat
+   FedAvg's. The choice is stated in each run's
    ``config.resolved.yaml`` (``train.lr``, so the config hash covers it) and ``env.json`` (``lr_from``).
 
 Departures from the paper (arXiv 2407.17533, whose hyper-parameters were not available to us): its learning

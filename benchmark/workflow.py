@@ -548,11 +548,17 @@ class Workflow:
     def _noise_candidates(self, cell: tuple) -> Iterator[tuple[str, str, dict[str, Any], Role]]:
         """The noise defence's training runs: in the privacy cell's backbone, dataset and partition, on every seed
         (so the accuracy cost has a CI, paired with the method runs), each privacy method at each σ > 0 with its
-        own settings (the run's default split): variant ``{method}-noise{σ}``, role ``noise`` (method, σ)."""
-        if not self.privacy["noise_training"] or cell[:3] != self.privacy_cell()[:3]:
+        own settings (the run's default split; ``noise_training`` may list the methods): variant ``{method}-noise{σ}``, role ``noise`` (method, σ)."""
+        trained = self.privacy["noise_training"]
+        if not trained or cell[:3] != self.privacy_cell()[:3]:
             return
+        methods = self.privacy["methods"] if trained is True else trained
+        stray = [m for m in methods if m not in self.privacy["methods"]]
+        if stray:
+            raise ConfigError(f"workflow config key 'privacy.noise_training': {stray[0]!r} is not one of the privacy "
+                              f"methods {self.privacy['methods']}")
         for sigma in sorted({float(s) for s in self.privacy["noise_sigma"] if s > 0}):
-            for m in self.privacy["methods"]:
+            for m in methods:
                 if m in self.methods:  # else _privacy_cases names the bad key
                     yield (f"{m}-noise{_fmt(sigma)}", m, {**self.doc["method_settings"].get(m, {}), NOISE_KEY: sigma},
                            Role("noise", m, sigma))
@@ -613,11 +619,27 @@ class Workflow:
                                   f"every run takes its method's tuned learning rate; remove it")
 
     def tuned_methods(self) -> list[str]:
-        """The methods tuned per (backbone, dataset): every method, then the references' base methods."""
-        return list(dict.fromkeys(self.methods + [ref["method"] for ref in self.references.values()]))
+        """The methods tuned per (backbone, dataset): every method, then the references' base methods, less the
+        methods that take another's choice (``tuning.share``)."""
+        every = dict.fromkeys(self.methods + [ref["method"] for ref in self.references.values()])
+        return [m for m in every if m not in self._shared()]
+
+    def _shared(self) -> dict[str, str]:
+        """``tuning.share``: method -> the method whose choice it takes, checked against the tuned methods."""
+        share = (self.tuning_section or {}).get("share", {})
+        every = set(self.methods + [ref["method"] for ref in self.references.values()])
+        for method, source in share.items():
+            if method not in every or source not in every or source in share:
+                bad, what = (method, "a tuned method") if method not in every else (
+                    source, "a tuned method that is not itself shared")
+                raise ConfigError(f"workflow config key 'tuning.share.{method}': {bad!r} is not {what} "
+                                  f"({', '.join(sorted(every))})")
+        return dict(share)
 
     def _lr_from(self, backbone: str, dataset: str, method: str) -> str | None:
-        return tuning_file(backbone, dataset, method) if self.tuning_section is not None else None
+        if self.tuning_section is None:
+            return None
+        return tuning_file(backbone, dataset, self._shared().get(method, method))
 
     def _tuning(self) -> list[Tuning]:
         """One learning-rate search per (backbone, dataset, tuned method): the method's main-grid settings in
@@ -1082,6 +1104,7 @@ class Workflow:
                         for s, cases in self.privacy_cases.items()],
             "tuning": [{"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "file": t.file,
                         "runs": [p.dir for p in t.points]} for t in self.tuning.values()],
+            "tuning_share": self._shared() if self.tuning_section is not None else {},
             "tables": self.tables(),
             "figures": self.figures(),
             "report": self.doc["report"],

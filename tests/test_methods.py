@@ -478,3 +478,34 @@ def test_partial_participation_samples_seeded_subsets():
     assert all(len(p) == 2 for p in picks)
     assert len({tuple(p) for p in picks}) > 1
     assert picks == [m.sample_clients(r) for r in range(6)]
+
+
+def test_interim_evaluations_score_a_fixed_subsample_and_never_change_training():
+    """``train.interim_eval_samples``: rounds before the last score a stratified subsample of that size (the
+    same images in every run), the final round the whole split; training is untouched (same final metrics as
+    a run evaluated on the whole split every round), and the hash is unchanged while the knob is None."""
+    from benchmark.data.cache import stratified_subsample
+
+    data = make_data(n=48)
+    over = {"train.rounds": 3, "train.eval_every": 1}
+    full = create_method(make_cfg("sfprompt", **over), data, "cpu")
+    full.run()
+    sub = create_method(make_cfg("sfprompt", **over, **{"train.interim_eval_samples": 5}), data, "cpu")
+    sub.run()
+    fm, sm = full.metrics_frame(), sub.metrics_frame()
+    test = lambda m, metric: m[(m.split == "test") & (m.client == -1) & (m.metric == metric)].set_index("round").value
+    assert test(sm, "samples").tolist() == [5.0, 5.0, 12.0]
+    assert test(fm, "samples").tolist() == [12.0, 12.0, 12.0]
+    # training is the same: the final round's evaluation and every non-evaluation row agree exactly
+    assert test(sm, "accuracy")[2] == test(fm, "accuracy")[2]
+    rest = lambda m: m[m.split != "test"].reset_index(drop=True)
+    assert rest(sm).equals(rest(fm))
+    # the interim point is the accuracy on exactly those 5 images
+    idx = stratified_subsample(data.test_labels.numpy(), 5, seed=0)
+    probe = create_method(make_cfg("sfprompt", **over), data, "cpu")
+    for rnd in range(2):
+        probe.run_round(rnd)
+        probe._load(probe.global_client), probe._load(probe.global_server)
+        assert probe.accuracy(idx, "test")[0] == test(sm, "accuracy")[rnd]
+    assert make_cfg("sfprompt").hash() == make_cfg("sfprompt", **{"train.interim_eval_samples": None}).hash()
+    assert make_cfg("sfprompt").hash() != make_cfg("sfprompt", **{"train.interim_eval_samples": 5}).hash()

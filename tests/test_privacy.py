@@ -13,6 +13,7 @@ import timm
 import torch
 
 from benchmark.config import DataConfig
+from benchmark.errors import ConfigError
 from benchmark.data.cache import load_image_data
 from benchmark.errors import UnknownNameError
 from benchmark.models.split import SplitViT
@@ -213,6 +214,14 @@ def test_smoke_profile_trains_each_privacy_method_with_the_noise_on_every_seed()
     off = load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
         **wf.doc["privacy"], "noise_training": False}})
     assert len(off.runs) == len(wf.runs) - 6 and off.privacy_accuracy_runs("h1t1") == []
+    only = load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
+        **wf.doc["privacy"], "noise_training": ["sfprompt"]}})  # a list trains only those methods' noise runs
+    assert len(only.runs) == len(wf.runs) - 4
+    assert {(a["method"], a["sigma"]) for a in only.privacy_accuracy_runs("h1t1")} == {
+        ("sfprompt", 0.0), ("sfprompt", 0.25)}
+    with pytest.raises(ConfigError, match="'privacy.noise_training': 'fedavg' is not one of the privacy methods"):
+        load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
+            **wf.doc["privacy"], "noise_training": ["fedavg"]}})
 
 
 def test_privacy_table_reports_the_noise_accuracy_cost_paired_by_seed():

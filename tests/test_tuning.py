@@ -160,6 +160,17 @@ def test_the_workflow_tunes_each_method_once_and_feeds_every_run_its_record():
                                                        "/tmp/r/tuning/tiny/digits/sfprompt/x2"]
 
 
+def test_a_shared_method_is_not_tuned_and_trains_with_the_other_methods_choice():
+    raw = _smoke_raw()
+    raw["tuning"]["share"] = {"sfl_v1": "fedavg"}
+    wf = load_workflow({**raw, "results": "/tmp/r"})
+    assert ("tiny", "digits", "sfl_v1") not in wf.tuning and ("tiny", "digits", "fedavg") in wf.tuning
+    v1 = [r for r in wf.runs.values() if r.method == "sfl_v1"]
+    assert v1 and all(r.lr_from == "tuning/tiny/digits/fedavg.json" for r in v1)
+    assert all(r.lr_from == f"tuning/tiny/digits/{r.method}.json" for r in wf.runs.values() if r.method != "sfl_v1")
+    assert wf.grid()["tuning_share"] == {"sfl_v1": "fedavg"}
+
+
 def test_without_a_tuning_section_the_workflow_is_unchanged():
     raw = _smoke_raw()
     del raw["tuning"]
@@ -178,6 +189,8 @@ def test_without_a_tuning_section_the_workflow_is_unchanged():
     (lambda c: c["tuning"].update(grid=[]), "tuning.grid"),
     (lambda c: c["tuning"].update(validation_fraction=1.0), "tuning.validation_fraction"),
     (lambda c: c["ablations"]["variants"].update(fast={"train.lr": 0.1}), "ablations.variants.fast.train.lr"),
+    (lambda c: c["tuning"].update(share={"sfl_v1": "nope"}), "tuning.share.sfl_v1"),
+    (lambda c: c["tuning"].update(share={"sfl_v1": "fedavg", "fedavg": "sfl_v2"}), "tuning.share.sfl_v1"),
 ])
 def test_bad_tuning_sections_fail_with_one_line_naming_the_key(edit, expected):
     raw = copy.deepcopy(_smoke_raw())

@@ -35,6 +35,7 @@ from benchmark.accounting.comm import CommLedger
 from benchmark.accounting.compute import ComputeLedger
 from benchmark.accounting.flops import FlopCount
 from benchmark.config import RunConfig, build_section
+from benchmark.data.datasets import stratified_subsample
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError
 from benchmark.federation.aggregation import WeightedAverage
@@ -397,7 +398,7 @@ class Method:
                 self.global_server = self._snapshot(self.server_keys())
         last = rnd == self.t.rounds - 1
         if last or (rnd + 1) % self.t.eval_every == 0:
-            self.evaluate(rnd, per_client=last)
+            self.evaluate(rnd, per_client=last, final=last)
         self.next_round = rnd + 1
 
     def run(self, on_round: Callable[[int], None] | None = None) -> None:
@@ -422,15 +423,22 @@ class Method:
             n += len(y)
         return correct / max(n, 1), loss / max(n, 1)
 
-    def evaluate(self, rnd: int, per_client: bool = False) -> None:
+    def evaluate(self, rnd: int, per_client: bool = False, final: bool = True) -> None:
         """The global model (aggregated client state + server state) on the evaluation set (the test split,
         or the validation hold-out: rows labelled ``data.eval_split``); with ``per_client``, also each client's
-        accuracy on its own training data."""
+        accuracy on its own training data. A round that is not ``final`` uses ``train.interim_eval_samples``
+        images of it when set (a fixed stratified subsample); the ``samples`` row says how many were scored."""
         self._load(self.global_client)
         self._load(self.global_server)
-        acc, loss = self.accuracy(None, "test")
+        indices = None
+        n_eval = self.t.interim_eval_samples
+        if not final and n_eval is not None and n_eval < len(self.data.test_labels):
+            indices = stratified_subsample(self.data.test_labels.cpu().numpy(), n_eval, seed=0)
+        acc, loss = self.accuracy(indices, "test")
+        n = len(self.data.test_labels) if indices is None else len(indices)
         self.metrics.append((rnd, -1, self.data.eval_split, "accuracy", acc))
         self.metrics.append((rnd, -1, self.data.eval_split, "loss", loss))
+        self.metrics.append((rnd, -1, self.data.eval_split, "samples", float(n)))
         if per_client:
             for c, idx in enumerate(self.data.client_indices):
                 acc_c, _ = self.accuracy(idx, "train")

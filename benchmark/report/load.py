@@ -73,6 +73,8 @@ def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.
         "round": test.index.astype(int),
         "accuracy": 100 * test["accuracy"].to_numpy(),
         "loss": test["loss"].to_numpy() if "loss" in test else np.nan,
+        # images scored at that round (train.interim_eval_samples); NaN for runs from before the row existed
+        "eval_samples": test["samples"].to_numpy() if "samples" in test else np.nan,
         "comm_mb_cumulative": totals["cumulative_bytes"].reindex(test.index).to_numpy() / 1e6,
         "client_gflops_cumulative": totals.get("client_flops_cumulative", pd.Series(0.0, totals.index))
         .reindex(test.index).fillna(0).to_numpy() / 1e9,
@@ -150,7 +152,7 @@ def load_results(root: str | Path) -> Results:
         root=root, grid=grid, runs=runs,
         roles=pd.DataFrame(roles, columns=["dir", "kind", "name", "value"]),
         curves=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
-            columns=RUN_KEYS + ["dir", "round", "accuracy", "comm_mb_cumulative", "client_gflops_cumulative"]),
+            columns=RUN_KEYS + ["dir", "round", "accuracy", "eval_samples", "comm_mb_cumulative", "client_gflops_cumulative"]),
         accounting=pd.concat(acc_frames, ignore_index=True) if acc_frames else pd.DataFrame(),
         histograms=pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(
             columns=["dataset", "partition", "seed", "client", "class", "count"]),

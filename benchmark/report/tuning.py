@@ -38,12 +38,14 @@ def tuning_note(res: Results) -> str:
             f"the smaller lr; table tuning), never on the test split. ")
 
 
-def tuning_table(records: list[dict[str, Any]]) -> Table:
+def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = None) -> Table:
     """Chosen learning rate and its validation accuracy per (backbone, dataset, method), plus the whole grid.
 
     Args:
         records: Tuning records (:func:`benchmark.tuning.gather`).
+        share: ``tuning.share`` (method -> the method whose choice it takes), stated in a note.
     """
+    share = share or {}
     from benchmark.tuning import CRITERION, tuning_table_rows
 
     data = tuning_table_rows(records)
@@ -73,6 +75,9 @@ def tuning_table(records: list[dict[str, Any]]) -> Table:
                f"Cells: top-1 validation accuracy (%) @ learning rate; * marks the choice, which every run of "
                f"that method (SFPrompt's ablation and sensitivity variants, and the pooled references through "
                f"their base method) trains with. One seed: no confidence interval. The test split is not used.")
+    if share:
+        notes.append("not tuned, takes another method's choice (its training is that method's arithmetic): "
+                     + ", ".join(f"{method_label(m)} takes {method_label(src)}'s" for m, src in share.items()))
     return Table("tuning", data, display, caption, notes)
 
 
@@ -91,4 +96,4 @@ def _sources(res: Results) -> Sources:
 
 @output("table", "tuning", _sources)
 def _tuning(res: Results, src: Sources) -> Table:
-    return tuning_table(tuning_records(res))
+    return tuning_table(tuning_records(res), res.grid.get("tuning_share", {}))
