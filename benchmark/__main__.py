@@ -183,6 +183,8 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
             no_resume={"action": "store_true", "help": "ignore a checkpoint in --out"},
             lr_from={"metavar": "JSON", "help": "take train.lr from a tuning record (the tune verb's output; "
                                                  "applied after --set)"},
+            lr_method={"metavar": "METHOD", "help": "the method --lr-from was tuned for, when the run takes another "
+                                                     "method's choice (workflow tuning.share; default: the run's)"},
             diverged_ok={"action": "store_true", "help": "a non-finite loss ends the run as 'diverged' (one metrics "
                                                           "row) instead of failing: tuning grid points"}))
 def cmd_train(a: argparse.Namespace) -> int:
@@ -194,7 +196,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.lr_from:
         from benchmark.tuning import lr_env, read_choice
 
-        doc = read_choice(a.lr_from, cfg.train.method, cfg.data.dataset)
+        doc = read_choice(a.lr_from, a.lr_method or cfg.train.method, cfg.data.dataset)
         cfg = cfg.replace(**{"train.lr": doc["chosen_lr"]})
         extra = lr_env(a.lr_from, doc)
     try:

@@ -712,11 +712,16 @@ class Workflow:
     def tuning_run_targets(self) -> list[str]:
         return [self.path(f"{p.dir}/metrics.csv") for t in self.tuning.values() for p in t.points]
 
-    @staticmethod
-    def lr_arg(wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake's argument name)
+    def lr_arg(self, wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake's argument name)
         """``--lr-from <tuning record>`` for runs whose learning rate is tuned (an input file, so a new choice
-        reruns the run); empty without a ``tuning`` section."""
-        return f"--lr-from {shlex.quote(str(input.tuning))}" if "tuning" in input.keys() else ""
+        reruns the run), plus ``--lr-method <method>`` when the run takes another method's choice
+        (``tuning.share``), so the train verb still checks the record against the method it expects; empty
+        without a ``tuning`` section."""
+        if "tuning" not in input.keys():
+            return ""
+        arg = f"--lr-from {shlex.quote(str(input.tuning))}"
+        source = self._shared().get(self.run(wildcards).method)
+        return f"{arg} --lr-method {source}" if source else arg
 
     @staticmethod
     def _check_depth(where: str, settings: Mapping[str, Any], depth: int | None) -> None:

@@ -169,6 +169,12 @@ def test_a_shared_method_is_not_tuned_and_trains_with_the_other_methods_choice()
     assert v1 and all(r.lr_from == "tuning/tiny/digits/fedavg.json" for r in v1)
     assert all(r.lr_from == f"tuning/tiny/digits/{r.method}.json" for r in wf.runs.values() if r.method != "sfl_v1")
     assert wf.grid()["tuning_share"] == {"sfl_v1": "fedavg"}
+    for run in wf.runs.values():  # the train verb is told whose record it reads, so it can still check it
+        wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition,
+                             variant=run.variant, seed=run.seed)
+        inputs = wf.train_input(wc)
+        arg = wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys, tuning=inputs["tuning"]))
+        assert arg.endswith(" --lr-method fedavg") == (run.method == "sfl_v1"), arg
 
 
 def test_without_a_tuning_section_the_workflow_is_unchanged():
@@ -244,6 +250,13 @@ def test_train_lr_from_makes_the_resolved_config_state_the_choice(tmp_path):
     wrong = cli("train", "-c", str(cfg), "--lr-from", str(record), "--set", "train.method=fedavg", "--out",
                 str(tmp_path / "b"), "-q", check=False)
     assert wrong.returncode == 2 and "tuned for method 'fedprompt'" in wrong.stderr
+    # a run that takes another method's choice (tuning.share) names it, and is checked against that name
+    cli("train", "-c", str(cfg), "--lr-from", str(record), "--lr-method", "fedprompt", "--set", "train.method=fedavg",
+        "--out", str(tmp_path / "c"), "-q")
+    assert yaml.safe_load((tmp_path / "c" / "config.resolved.yaml").read_text())["train"]["lr"] == 0.0123
+    wrong = cli("train", "-c", str(cfg), "--lr-from", str(record), "--lr-method", "sfl_v2", "--out",
+                str(tmp_path / "d"), "-q", check=False)
+    assert wrong.returncode == 2 and "tuned for method 'fedprompt', this run has 'sfl_v2'" in wrong.stderr
 
 
 def test_a_diverging_grid_point_is_recorded_not_fatal(tmp_path):

@@ -4,6 +4,9 @@ and per-round time of paper-scale backbones from the analytic accounting (no tra
 Units: seconds, joules, Mbit/s; accuracy in percent. Time to target is the simulated time at the end of the
 first *evaluated* round whose test accuracy reaches the target (rounds between evaluations are not seen, so
 with ``eval_every > 1`` it is an upper bound); not reaching it is a valid answer (NaN, shown "not reached").
+Rounds before the final one may be scored on a fixed test subsample (``train.interim_eval_samples``; the
+default profile's 2,000 images carry a binomial SE of about 1.1 points), so whether an interim round reaches
+the target is decided on that subsample; the target itself comes from final-round accuracies on the whole split.
 """
 
 from __future__ import annotations
