@@ -37,6 +37,8 @@ def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[fl
     mean = float(v.mean())
     if n < 2:
         return mean, math.nan, 1
+    if (v == v[0]).all():  # exactly 0, not the rounding residue of the mean (std of [0.1] * 3 is 1.7e-17)
+        return float(v[0]), 0.0, n
     sem = float(v.std(ddof=1)) / math.sqrt(n)
     return mean, float(_st.t.ppf(0.5 + confidence / 2, n - 1) * sem), n
 
