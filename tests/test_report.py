@@ -69,7 +69,9 @@ def test_confidence_intervals_equal_a_hand_computation_with_scipy():
     lo, hi = st.t.interval(0.95, df=3, loc=sum(values) / 4, scale=st.sem(values))
     assert (n, mean) == (4, pytest.approx(61.75)) and half == pytest.approx((hi - lo) / 2)
     assert stats.mean_ci([70.0]) == (70.0, pytest.approx(math.nan, nan_ok=True), 1)
-    assert stats.mean_ci([0.1] * 3) == (0.1, 0.0, 3)  # equal seeds: exactly 0, shown "± 0", not "± 1.7e-17"
+    assert stats.mean_ci([0.1] * 3)[1:] == (0.0, 3)  # equal seeds: exactly 0, shown "± 0", not "± 1.7e-17"
+    assert stats.mean_ci([26.0, 26.000000000000004, 26.0])[1] == 0.0  # the same energy summed in another order
+    assert stats.mean_ci([26.0, 26.0001, 26.0])[1] > 0  # a real spread, however small, keeps its interval
     a = pd.Series([60.0, 62.0, 65.0], index=[0, 1, 2])
     b = pd.Series([59.0, 60.5, 64.0, 99.0], index=[0, 1, 2, 3])  # seed 3 has no pair: left out
     d, h, n = stats.paired_difference(a, b)

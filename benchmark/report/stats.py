@@ -29,7 +29,7 @@ def _clean(values: Iterable[float]) -> np.ndarray:
 
 def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, int]:
     """(mean, half-width of the two-sided Student-t CI, n), NaNs ignored; the half-width is NaN for n < 2
-    and 0 when every value is equal."""
+    and 0 when every value is equal (to within 1e-12 of the mean: float rounding, not spread)."""
     v = _clean(values)
     n = len(v)
     if n == 0:
@@ -37,8 +37,8 @@ def mean_ci(values: Iterable[float], confidence: float = CONFIDENCE) -> tuple[fl
     mean = float(v.mean())
     if n < 2:
         return mean, math.nan, 1
-    if (v == v[0]).all():  # exactly 0, not the rounding residue of the mean (std of [0.1] * 3 is 1.7e-17)
-        return float(v[0]), 0.0, n
+    if float(v.max() - v.min()) <= 1e-12 * abs(mean):  # equal up to float rounding (the same quantity summed
+        return mean, 0.0, n                                # in another order): 0, not a 1e-14 residue
     sem = float(v.std(ddof=1)) / math.sqrt(n)
     return mean, float(_st.t.ppf(0.5 + confidence / 2, n - 1) * sem), n
 
