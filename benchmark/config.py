@@ -172,7 +172,7 @@ class TrainConfig:
     split. The final round is always evaluated on the whole split, so tables of final accuracy never use it; the
     interim points of curves and of time to target carry a binomial standard error of about
     sqrt(p(1-p)/n) (1.1 points at n = 2,000, p = 0.5). Our knob, for cost: a 10,000-image evaluation of the
-    default ViT is about 10 s of a 30-s CPU run. Left out of the run hash while None."""
+    default ViT took 10 s of a 35-s one-core run (cProfile, batch 1,000). Left out of the run hash while None."""
 
 
 @dataclass(frozen=True)

@@ -548,7 +548,8 @@ class Workflow:
     def _noise_candidates(self, cell: tuple) -> Iterator[tuple[str, str, dict[str, Any], Role]]:
         """The noise defence's training runs: in the privacy cell's backbone, dataset and partition, on every seed
         (so the accuracy cost has a CI, paired with the method runs), each privacy method at each σ > 0 with its
-        own settings (the run's default split; ``noise_training`` may list the methods): variant ``{method}-noise{σ}``, role ``noise`` (method, σ)."""
+        own settings (the run's default split; ``noise_training`` may list the methods): variant
+        ``{method}-noise{σ}``, role ``noise`` (method, σ)."""
         trained = self.privacy["noise_training"]
         if not trained or cell[:3] != self.privacy_cell()[:3]:
             return

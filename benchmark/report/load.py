@@ -152,7 +152,8 @@ def load_results(root: str | Path) -> Results:
         root=root, grid=grid, runs=runs,
         roles=pd.DataFrame(roles, columns=["dir", "kind", "name", "value"]),
         curves=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
-            columns=RUN_KEYS + ["dir", "round", "accuracy", "eval_samples", "comm_mb_cumulative", "client_gflops_cumulative"]),
+            columns=RUN_KEYS + ["dir", "round", "accuracy", "eval_samples", "comm_mb_cumulative",
+                                "client_gflops_cumulative"]),
         accounting=pd.concat(acc_frames, ignore_index=True) if acc_frames else pd.DataFrame(),
         histograms=pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(
             columns=["dataset", "partition", "seed", "client", "class", "count"]),
