@@ -511,3 +511,12 @@ def test_every_workflow_output_has_exactly_one_registered_renderer():
 
     assert OUTPUTS["table"].names() == sorted(TABLES)
     assert OUTPUTS["figure"].names() == sorted(FIGURES)
+
+
+def test_curve_figures_say_when_interim_points_score_fewer_test_images():
+    from benchmark.report.figures import interim_note
+
+    curves = pd.DataFrame({"eval_samples": [2000.0, 10000.0, 2000.0, 10000.0]})
+    assert interim_note(curves) == "; points before the last round: 2,000 of the 10,000 test images"
+    assert interim_note(curves.assign(eval_samples=10000.0)) == ""  # every point on the whole split
+    assert interim_note(curves.drop(columns="eval_samples")) == ""  # runs from before the row existed

@@ -113,7 +113,16 @@ def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: 
         ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
                         alpha=0.15, linewidth=0)
 
-    return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title)
+    return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title + interim_note(curves))
+
+
+def interim_note(curves: pd.DataFrame, sep: str = "; ") -> str:
+    """Title suffix (after ``sep``) when rounds before the last were scored on fewer test images
+    (``train.interim_eval_samples``), else empty."""
+    n = curves["eval_samples"].dropna() if "eval_samples" in curves else pd.Series(dtype=float)
+    if n.empty or n.min() == n.max():
+        return ""
+    return f"{sep}points before the last round: {int(n.min()):,} of the {int(n.max()):,} test images"
 
 
 def accuracy_vs_round(curves: pd.DataFrame) -> Figure:

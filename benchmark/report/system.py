@@ -26,6 +26,7 @@ from matplotlib.ticker import NullFormatter
 
 from benchmark.report import figures as figs
 from benchmark.report.outputs import Sources, output
+from benchmark.report.stats import seed_band
 from benchmark.report.load import Results
 from benchmark.report.tables import CELL, Table, _drop_constant, fmt_num, method_label, order_methods
 from benchmark.system.analysis import (mean_ci, paper_scale_rounds, read_ledgers, run_timeline, to_target,
@@ -182,10 +183,14 @@ def accuracy_vs_time(res: Results, src: Sources):
     for ax, key in zip(axes, panels):
         sub = tl[(tl[CELL + ["pair"]] == pd.Series(key, index=CELL + ["pair"])).all(axis=1)]
         for method in order_methods(sub.method):
-            g = sub[sub.method == method].groupby("round")[["time_s", "accuracy"]].mean()
+            runs = sub[sub.method == method]
+            xs = runs.groupby("round").time_s.mean().clip(lower=1e-6).to_numpy()
+            band = seed_band(runs, "round", "accuracy")  # mean ± 95% CI over seeds, as the other curve figures
             style = figs.method_style(method)
-            ax.plot(g.time_s.clip(lower=1e-6), g.accuracy, label=method_label(method), color=style["color"],
-                    marker=style["marker"], markersize=3, linewidth=1.4)
+            ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
+                    linestyle=style["linestyle"], markersize=3, linewidth=1.4)
+            ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
+                            alpha=0.15, linewidth=0)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # spans of less than a decade would label every minor tick
         ax.set_title(f"{figs._title(key[:3], show_backbone)} · {key[3]}", fontsize=9)
@@ -193,7 +198,9 @@ def accuracy_vs_time(res: Results, src: Sources):
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, frameon=False)
-    fig.suptitle("Accuracy against simulated wall-clock time (client/link pairs of config/system)", fontsize=10)
+    fig.suptitle("Accuracy against simulated wall-clock time (mean over seeds, band: 95% CI; client/link pairs "
+                 "of config/system)"
+                 + figs.interim_note(res.curves, sep="\n"), fontsize=10)
     return fig
 
 
