@@ -188,7 +188,6 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
             diverged_ok={"action": "store_true", "help": "a non-finite loss ends the run as 'diverged' (one metrics "
                                                           "row) instead of failing: tuning grid points"}))
 def cmd_train(a: argparse.Namespace) -> int:
-    from benchmark.errors import NumericError
     from benchmark.run import train
 
     cfg = _load_cfg(a)
@@ -199,17 +198,17 @@ def cmd_train(a: argparse.Namespace) -> int:
         doc = read_choice(a.lr_from, a.lr_method or cfg.train.method, cfg.data.dataset)
         cfg = cfg.replace(**{"train.lr": doc["chosen_lr"]})
         extra = lr_env(a.lr_from, doc)
-    try:
+    if a.diverged_ok:
+        from benchmark.tuning import train_point
+
+        metrics, diverged = train_point(cfg, a.out, partition_path=a.partition, progress=not a.quiet,
+                                        resume=not a.no_resume, extra_env=extra)
+        if diverged:
+            print(f"{cfg.train.method}: diverged at train.lr={cfg.train.lr:g} ({diverged}) -> {a.out}")
+            return 0
+    else:
         metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet,
                         resume=not a.no_resume, extra_env=extra)
-    except NumericError as exc:
-        if not a.diverged_ok:
-            raise
-        from benchmark.tuning import write_diverged
-
-        write_diverged(cfg, a.out, str(exc))
-        print(f"{cfg.train.method}: diverged at train.lr={cfg.train.lr:g} ({exc}) -> {a.out}")
-        return 0
     acc = metrics[(metrics.client == -1) & metrics.split.isin(["test", "validation"])
                   & (metrics.metric == "accuracy")]
     if len(acc):
@@ -217,21 +216,25 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-@verb("tune", "score a learning-rate grid's validation runs and write the choice (a spec from the workflow)",
-      _with(spec={"required": True, "help": "JSON spec (Workflow.tune_spec): the cell, the grid points' runs"},
-            out={"required": True, "help": "tuning record (JSON)"}))
+@verb("tune", "one learning-rate search: train its grid points in this process (those not finished yet), "
+              "score them on the validation split and write the choice (a spec from the workflow)",
+      _with(spec={"required": True, "help": "JSON spec (Workflow.tune_spec): the cell, and per grid point its run "
+                                            "folder and settings (a point without settings is scored as found)"},
+            out={"required": True, "help": "tuning record (JSON)"},
+            threads={"type": int, "help": "torch threads (overrides threads)"},
+            quiet={"action": "store_true", "help": "no progress bar or per-point lines"}))
 def cmd_tune(a: argparse.Namespace) -> int:
     import json
 
     from benchmark.errors import ConfigError
     from benchmark.io import write_json
-    from benchmark.tuning import gather
+    from benchmark.tuning import search
 
     try:
         spec = json.loads(a.spec)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--spec is not valid JSON: {exc}") from None
-    doc = gather(spec)
+    doc = search(spec, threads=a.threads, progress=not a.quiet, log=(lambda *_: None) if a.quiet else print)
     write_json(a.out, doc)
     print(f"{a.out}: {doc['method']} chose train.lr={doc['chosen_lr']:g} (x{doc['chosen_multiplier']:g}, "
           f"validation accuracy {doc['chosen_val_accuracy'] if doc['chosen_val_accuracy'] is not None else 'n/a'})")

@@ -10,7 +10,13 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
    ``method_settings.<method>.train.lr`` where a profile still sets one. The profiles set no per-method
    learning rate, so every method searches the same absolute values, centred on the base.
 3. **Runs.** One run per grid point, with every other setting as in the method's main-grid runs (rounds,
-   clients, batch size, method parameters) and seed ``tuning.seed``; each is its own workflow job.
+   clients, batch size, method parameters) and seed ``tuning.seed``. One workflow job searches one
+   (backbone, dataset, method): it trains the grid points one after the other in its own process
+   (:func:`search`), so the ~4 s of importing torch and timm is paid once per search, not once per point
+   (a third of a default-profile tuning run). A point whose folder already holds a finished run of the same
+   config hash is reused, and an interrupted point resumes from its checkpoint, so a killed search loses at
+   most one round. A point trained here equals the same point trained by the ``train`` verb in a process of
+   its own, byte for byte (``tests/test_tuning.py``).
 4. **Score and choice.** The score is the global model's validation accuracy after the final round. The chosen
    learning rate is the one with the highest score; ties go to the smaller learning rate. A point whose
    training loss became NaN or infinite is recorded as diverged and scores below any finite accuracy; if every
@@ -158,6 +164,76 @@ def lr_env(path: str | Path, doc: Mapping[str, Any]) -> dict[str, Any]:
         "validation_fraction", "criterion")}}
 
 
+def train_point(cfg: Any, out_dir: str | Path, *, partition_path: str | Path | None = None, progress: bool = False,
+                resume: bool = True, extra_env: Mapping[str, Any] | None = None) -> tuple[Any, str | None]:
+    """Train one grid point (``train --diverged-ok`` and :func:`search`): ``(metrics, None)``, or, when the
+    loss became non-finite, ``(None, message)`` after :func:`write_diverged` recorded it."""
+    from benchmark.errors import NumericError
+    from benchmark.run import train
+
+    try:
+        return train(cfg, Path(out_dir), partition_path=partition_path, progress=progress, resume=resume,
+                     extra_env=dict(extra_env or {})), None
+    except NumericError as exc:
+        write_diverged(cfg, out_dir, str(exc))
+        return None, str(exc)
+
+
+def finished_hash(run_dir: str | Path) -> str | None:
+    """The config hash of the finished run in ``run_dir`` (its ``metrics.csv``, written last), or None."""
+    import pandas as pd
+
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return None
+    hashes = set(pd.read_csv(path, usecols=["config_hash"]).config_hash.astype(str))
+    return hashes.pop() if len(hashes) == 1 else None
+
+
+def _drop_foreign_checkpoint(run_dir: Path, config_hash: str) -> None:
+    """Delete an interrupted point's checkpoint if it belongs to another config (the grid point changed since),
+    so the search retrains the point instead of failing on it; one of this config is kept and resumed."""
+    import torch
+
+    from benchmark.run import CHECKPOINT
+
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.is_file() and torch.load(ckpt, map_location="cpu", weights_only=False).get("config_hash") != config_hash:
+        ckpt.unlink()
+
+
+def search(spec: Mapping[str, Any], *, threads: int | None = None, progress: bool = False,
+           log: Any = print) -> dict[str, Any]:
+    """One learning-rate search (the ``tune`` verb): train each grid point of ``spec`` that has ``settings``
+    (flat ``key: value`` run settings, ``Workflow.tune_spec``) in this process, unless its folder already holds
+    a finished run of the same config hash, then :func:`gather` the choice.
+
+    Points run one after the other in one process, each seeded from its own config as a ``train`` process
+    would be, so the import cost is paid once per search. A folder of another config (a stale point) is
+    retrained from scratch; an interrupted point resumes from its checkpoint.
+    """
+    from benchmark.config import load_config
+    from benchmark.methods import resolve_config
+
+    for p in spec["points"]:
+        if "settings" not in p:
+            continue
+        cfg = load_config(None, {**p["settings"], **({"threads": threads} if threads is not None else {})})
+        run = Path(p["run_dir"])
+        want = resolve_config(cfg).hash()
+        have = finished_hash(run)
+        if have == want:
+            log(f"x{p['multiplier']:g} (lr {p['lr']:g}): finished run of this config in {run}, reused")
+            continue
+        if have is not None:  # a finished run of another config: start afresh (its checkpoint is gone)
+            (run / "metrics.csv").unlink()
+        _drop_foreign_checkpoint(run, want)
+        _, diverged = train_point(cfg, run, progress=progress)
+        log(f"x{p['multiplier']:g} (lr {p['lr']:g}): " + (f"diverged ({diverged})" if diverged else "trained")
+            + f" -> {run}")
+    return gather(spec)
+
+
 def write_diverged(cfg: Any, out_dir: str | Path, message: str) -> None:
     """The files of a tuning run whose loss became non-finite: ``config.resolved.yaml``, ``env.json`` and a
     one-row ``metrics.csv`` (split ``validation``, metric ``diverged``), so :func:`gather` scores the point
@@ -200,5 +276,5 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                                        "multiplier", "lr", "val_accuracy", "diverged", "chosen"])
 
 
-__all__ = ["choose", "gather", "grid_lr", "final_validation_accuracy", "read_choice", "lr_env", "write_diverged",
+__all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy", "read_choice", "lr_env", "write_diverged",
            "tuning_table_rows", "CRITERION"]

@@ -24,8 +24,9 @@ run of the main grid. Paths (relative to ``results``)::
                                                          backbones/{backbone}@{pct}, pct% of pre-training)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
     privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
-    tuning/{backbone}/{dataset}/{method}/x{multiplier}/  (tune_run: one learning-rate grid point, validation)
-    tuning/{backbone}/{dataset}/{method}.json            (tune: the chosen learning rate; benchmark.tuning)
+    tuning/{backbone}/{dataset}/{method}/x{multiplier}/  (one learning-rate grid point, validation; written by
+                                                          the tune job of its search)
+    tuning/{backbone}/{dataset}/{method}.json            (tune: the search's choice; benchmark.tuning)
     grid.json, tables/, figures/, manifest.json          (report)
 
 A run's settings reach the CLI as ``--set section.key=value`` arguments (the difference from RunConfig's
@@ -678,40 +679,28 @@ class Workflow:
             raise ConfigError(f"no learning-rate tuning for {'/'.join(key)} in this workflow config")
         return self.tuning[key]
 
-    def tune_point(self, wc: Any) -> TunePoint:
-        for point in self.tuning_entry(wc).points:
-            if _fmt(point.multiplier) == wc.mult:
-                return point
-        raise ConfigError(f"no tuning grid point x{wc.mult} in this workflow config")
-
-    def tune_point_args(self, wc: Any) -> str:
-        """The grid point's ``--set`` arguments (a Snakemake param: a change reruns the point)."""
-        return set_args(dict(self.tune_point(wc).settings))
-
-    def tune_point_input(self, wc: Any) -> dict[str, str]:
-        out = {"cache": self.cache_file(from_dict(unflatten(dict(self.tune_point(wc).settings))))}
+    def tune_input(self, wc: Any) -> dict[str, str]:
+        """What a search's grid points read: the decoded dataset and the pre-trained weights (every point of a
+        search shares them; only ``train.lr`` differs)."""
+        settings = dict(self.tuning_entry(wc).points[0].settings)
+        out = {"cache": self.cache_file(from_dict(unflatten(settings)))}
         if self.backbones[wc.backbone]["weights"] == "pretrain":
             out["weights"] = self.path(f"backbones/{wc.backbone}.safetensors")
         return out
 
-    def tune_input(self, wc: Any) -> list[str]:
-        """The grid points' ``metrics.csv`` (the ``tune`` rule also reads their ``config.resolved.yaml``)."""
-        return [self.path(f"{p.dir}/metrics.csv") for p in self.tuning_entry(wc).points]
-
     def tune_spec(self, wc: Any) -> str:
-        """The ``tune`` verb's ``--spec`` (JSON): the search's cell and its grid points' run folders."""
+        """The ``tune`` verb's ``--spec`` (JSON): the search's cell and, per grid point, its run folder and
+        settings (a Snakemake param: editing any point's settings reruns the search, which reuses the points
+        whose config hash is unchanged)."""
         t = self.tuning_entry(wc)
         spec = {"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "partition": t.partition,
                 "seed": t.seed, "validation_fraction": t.validation_fraction, "base_lr": t.base_lr,
-                "points": [{"multiplier": p.multiplier, "lr": p.lr, "run_dir": self.path(p.dir), "run_label": p.dir}
-                           for p in t.points]}
+                "points": [{"multiplier": p.multiplier, "lr": p.lr, "run_dir": self.path(p.dir), "run_label": p.dir,
+                            "settings": dict(p.settings)} for p in t.points]}
         return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
     def tuning_targets(self) -> list[str]:
         return [self.path(t.file) for t in self.tuning.values()]
-
-    def tuning_run_targets(self) -> list[str]:
-        return [self.path(f"{p.dir}/metrics.csv") for t in self.tuning.values() for p in t.points]
 
     def lr_arg(self, wildcards: Any, input: Any) -> str:  # noqa: A002 (Snakemake's argument name)
         """``--lr-from <tuning record>`` for runs whose learning rate is tuned (an input file, so a new choice

@@ -284,7 +284,7 @@ def test_gpu_rules_request_gpus_in_the_sbatch_call(cluster, tmp_path):
     results = smoke_workflow()[1]
     raw = yaml.safe_load(CONFIGS["smoke"].read_text())
     raw["results"] = str(tmp_path / "results")
-    raw.pop("tuning", None)  # tune_run jobs take the train resources; the first GPU job must be a train job
+    raw.pop("tuning", None)  # tune jobs take the train resources; the first GPU job must be a train job
     raw.setdefault("resources", {})["train"] = {"threads": 2, "mem_mb": 1234, "runtime": 7, "gpu": 1}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
     seed_inputs(results, tmp_path / "results")

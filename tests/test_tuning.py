@@ -63,6 +63,18 @@ def test_chosen_value_is_the_argmax_of_the_final_round_validation_accuracies(tmp
     assert not doc["all_diverged"]
 
 
+def test_the_tuning_table_flags_a_choice_on_the_grids_edge(tmp_path):
+    from benchmark.report.tuning import tuning_table
+
+    edge = gather(_spec(tmp_path / "a", {0.3: [0.2], 1.0: [0.3], 3.0: [0.4]}))
+    inside = {**gather(_spec(tmp_path / "b", {0.3: [0.2], 1.0: [0.5], 3.0: [0.4]})), "method": "sfprompt"}
+    low = {**gather(_spec(tmp_path / "c", {0.3: [0.6], 1.0: [0.5], 3.0: [0.4]})), "dataset": "e"}
+    notes = " ".join(tuning_table([edge, inside, low]).notes)
+    assert "b/d/FedAvg (×3, the largest)" in notes and "b/e/FedAvg (×0.3, the smallest)" in notes
+    assert "SFPrompt" not in notes
+    assert "edge" not in " ".join(tuning_table([inside]).notes)
+
+
 def test_ties_go_to_the_smaller_lr_and_a_diverged_point_loses():
     assert choose([0.06, 0.006, 0.02], [0.5, 0.5, 0.4]) == 1
     assert choose([0.006, 0.02, 0.06], [0.1, 0.3, None]) == 1
@@ -260,7 +272,7 @@ def test_train_lr_from_makes_the_resolved_config_state_the_choice(tmp_path):
 
 
 def test_a_diverging_grid_point_is_recorded_not_fatal(tmp_path):
-    """train --diverged-ok (the tune_run rule): a NaN loss leaves a one-row 'diverged' record the tune verb
+    """train --diverged-ok (a grid point trained alone): a NaN loss leaves a one-row 'diverged' record the tune verb
     scores as diverged, instead of failing the workflow."""
     from tests.test_run import cli, write_cfg
 
@@ -274,3 +286,62 @@ def test_a_diverging_grid_point_is_recorded_not_fatal(tmp_path):
             "validation_fraction": 0.2, "base_lr": 1e30, "points": [{"multiplier": 1.0, "lr": 1e30, "run_dir": str(out)}]}
     doc = gather(spec)
     assert doc["points"][0]["diverged"] and doc["all_diverged"] and doc["chosen_val_accuracy"] is None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the search: one process trains every grid point
+
+
+def _search_spec(tmp_path: Path, cfg_path: Path, lrs: dict[float, float]) -> dict:
+    base = yaml.safe_load(cfg_path.read_text())
+    flat = {f"{section}.{key}": value for section, body in base.items() if isinstance(body, dict)
+            for key, value in body.items()}
+    flat.update({k: v for k, v in base.items() if not isinstance(v, dict)})
+    flat["data.validation_fraction"] = 0.2
+    points = [{"multiplier": mult, "lr": lr, "run_dir": str(tmp_path / "search" / f"x{mult:g}"),
+               "settings": {**flat, "train.lr": lr}} for mult, lr in lrs.items()]
+    return {"backbone": "b", "dataset": "digits", "method": base["train"]["method"], "partition": "iid",
+            "seed": 0, "validation_fraction": 0.2, "base_lr": 0.05, "points": points}
+
+
+def test_a_search_trains_its_points_in_one_process_exactly_as_the_train_verb_alone(tmp_path):
+    """The tune verb trains every grid point in one process (one import of torch and timm per search). Each
+    point, the second one included, equals the same point trained by the train verb in a process of its own,
+    byte for byte: nothing one point leaves behind (the global RNG, thread settings) reaches the next."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="sfprompt")
+    spec = _search_spec(tmp_path, cfg, {1.0: 0.05, 3.0: 0.15})
+    record = tmp_path / "sfprompt.json"
+    cli("tune", "--spec", json.dumps(spec), "--threads", "1", "--out", str(record), "--quiet")
+    doc = json.loads(record.read_text())
+    assert [p["lr"] for p in doc["points"]] == [0.05, 0.15] and doc["chosen_lr"] in (0.05, 0.15)
+    for mult, lr in ((3.0, 0.15), (1.0, 0.05)):
+        alone = tmp_path / f"alone{mult:g}"
+        cli("train", "-c", str(cfg), "--set", f"train.lr={lr}", "--set", "data.validation_fraction=0.2",
+            "--diverged-ok", "--out", str(alone), "-q")
+        for name in ("metrics.csv", "comm.csv", "flops.csv"):
+            assert (alone / name).read_bytes() == (tmp_path / "search" / f"x{mult:g}" / name).read_bytes(), name
+
+
+def test_a_search_reuses_finished_points_and_retrains_stale_ones(tmp_path):
+    """A rerun (Snakemake reruns the job when a point's settings change) reuses each point whose folder holds
+    a finished run of the same config hash, and retrains a point whose folder holds another config's run."""
+    from benchmark.tuning import finished_hash, search
+
+    from tests.test_run import write_cfg
+
+    cfg = write_cfg(tmp_path, method="fedavg", rounds=1)
+    spec = _search_spec(tmp_path, cfg, {1.0: 0.05, 3.0: 0.15})
+    lines: list[str] = []
+    first = search(spec, threads=1, log=lines.append)
+    kept = tmp_path / "search" / "x1" / "metrics.csv"
+    stamp, before = kept.stat().st_mtime_ns, finished_hash(kept.parent)
+    assert before is not None and all("trained" in line for line in lines)
+    spec["points"][1]["lr"] = spec["points"][1]["settings"]["train.lr"] = 0.45  # the x3 point changed
+    lines.clear()
+    second = search(spec, threads=1, log=lines.append)
+    assert kept.stat().st_mtime_ns == stamp and "reused" in lines[0] and "trained" in lines[1]
+    assert second["points"][0] == first["points"][0]
+    resolved = yaml.safe_load((tmp_path / "search" / "x3" / "config.resolved.yaml").read_text())
+    assert resolved["train"]["lr"] == 0.45 and second["points"][1]["lr"] == 0.45

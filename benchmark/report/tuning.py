@@ -67,6 +67,14 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
         notes.append("every grid point diverged for: " + ", ".join(
             f"{d['backbone']}/{d['dataset']}/{d['method']}" for d in records if d["all_diverged"])
             + " (the smallest lr is used)")
+    edge = [d for d in records if not d["all_diverged"] and len(d["grid"]) > 1
+            and d["chosen_multiplier"] in (min(d["grid"]), max(d["grid"]))]
+    if edge:
+        notes.append("chosen on the grid's edge, so the best learning rate may lie beyond it (widen tuning.grid): "
+                     + ", ".join(f"{d['backbone']}/{d['dataset']}/{method_label(d['method'])} "
+                                 f"(×{d['chosen_multiplier']:g}, the "
+                                 f"{'largest' if d['chosen_multiplier'] == max(d['grid']) else 'smallest'})"
+                                 for d in edge))
     first = records[0] if records else {"validation_fraction": float("nan"), "partition": "–", "seed": "–"}
     caption = (f"Learning rates chosen by one procedure (benchmark/tuning.py): per backbone, dataset and method, "
                f"one run per grid multiplier of the method's base learning rate on the training data minus a "
