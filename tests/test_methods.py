@@ -509,3 +509,20 @@ def test_interim_evaluations_score_a_fixed_subsample_and_never_change_training()
         assert probe.accuracy(idx, "test")[0] == test(sm, "accuracy")[rnd]
     assert make_cfg("sfprompt").hash() == make_cfg("sfprompt", **{"train.interim_eval_samples": None}).hash()
     assert make_cfg("sfprompt").hash() != make_cfg("sfprompt", **{"train.interim_eval_samples": 5}).hash()
+
+
+def test_client_eval_off_drops_only_the_client_train_rows():
+    """``train.client_eval: false`` skips the final per-client scoring on each client's own training data and
+    nothing else: every other metrics row is identical; the hash is unchanged while the knob is True."""
+    data = make_data(n=48)
+    on = create_method(make_cfg("fedavg", **{"train.rounds": 2}), data, "cpu")
+    on.run()
+    off = create_method(make_cfg("fedavg", **{"train.rounds": 2, "train.client_eval": False}), data, "cpu")
+    off.run()
+    mon, moff = on.metrics_frame(), off.metrics_frame()
+    clients = mon[mon.split == "client_train"]
+    assert len(clients) == len(data.client_indices) and clients.value.between(0, 1).all()
+    assert not (moff.split == "client_train").any()
+    assert mon[mon.split != "client_train"].reset_index(drop=True).equals(moff)
+    assert make_cfg("fedavg").hash() == make_cfg("fedavg", **{"train.client_eval": True}).hash()
+    assert make_cfg("fedavg").hash() != make_cfg("fedavg", **{"train.client_eval": False}).hash()

@@ -398,7 +398,7 @@ class Method:
                 self.global_server = self._snapshot(self.server_keys())
         last = rnd == self.t.rounds - 1
         if last or (rnd + 1) % self.t.eval_every == 0:
-            self.evaluate(rnd, per_client=last, final=last)
+            self.evaluate(rnd, per_client=last and self.t.client_eval, final=last)
         self.next_round = rnd + 1
 
     def run(self, on_round: Callable[[int], None] | None = None) -> None:
