@@ -5,8 +5,8 @@ Outputs (in ``out_dir``), each written atomically (temporary file, then rename):
 * ``metrics.csv``: tidy, one row per (round, client, split, metric); client -1 means the global model or a
   round total. Splits: ``test`` (global model; ``validation`` instead when ``data.validation_fraction`` holds
   out part of the training data), ``train`` (a client's local work), ``client_train`` (the
-  final global model on each client's own data; skipped with ``train.client_eval: false``), ``comm`` (bytes per round and cumulative), ``compute``
-  (FLOPs per round and cumulative). Every row carries the method, dataset, partition, seed, config hash
+  final global model on each client's own data; skipped with ``train.client_eval: false``), ``comm``
+  (bytes per round and cumulative), ``compute`` (FLOPs per round and cumulative). Every row carries the method, dataset, partition, seed, config hash
   and git revision.
 * ``comm.csv``: the communication ledger (:mod:`benchmark.accounting.comm`).
 * ``flops.csv``: the compute ledger (:mod:`benchmark.accounting.compute`), fvcore convention.

@@ -276,5 +276,5 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                                        "multiplier", "lr", "val_accuracy", "diverged", "chosen"])
 
 
-__all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy", "read_choice", "lr_env", "write_diverged",
-           "tuning_table_rows", "CRITERION"]
+__all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy",
+           "read_choice", "lr_env", "write_diverged", "tuning_table_rows", "CRITERION"]
