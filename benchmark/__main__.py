@@ -4,7 +4,8 @@ Verbs: ``data`` (describe a dataset), ``cache`` (decode it once), ``partition``,
 ``tune`` (choose a learning rate from validation runs: :mod:`benchmark.tuning`),
 ``accounting`` (per-round FLOPs and bytes without training), ``system`` (time and energy on real devices and
 links, calibration: :mod:`benchmark.system.cli`), ``privacy`` (reconstruction attacks on smashed data),
-``report`` (tables, figures, manifest),
+``report`` (tables, figures, manifest), ``compare`` (two results folders: the same choices, verdicts and
+accuracies within each other's intervals?),
 ``grid`` (validate a workflow config, list its runs), ``runconfig`` (one grid run's RunConfig YAML)
 and ``costs`` (wall and CPU time per rule of a finished workflow, from Snakemake's job timings).
 Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: ...``, with exit status 2.
@@ -330,6 +331,28 @@ def cmd_costs(a: argparse.Namespace) -> int:
         write_csv(a.out, table)
     print(format_costs(table, span))
     return 0
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results_a", metavar="RESULTS_A", help="a results folder with a rendered report")
+    p.add_argument("results_b", metavar="RESULTS_B", help="the results folder to compare it with")
+    p.add_argument("--out", help="write compare_{accuracy,tuning,claims,fingerprints}.{csv,md,tex} here")
+
+
+@verb("compare", "compare two results folders (two machines, labs or commits): accuracy inside each other's "
+      "intervals, the same learning rates, the same verdicts; exit 1 when anything differs", _compare_args)
+def cmd_compare(a: argparse.Namespace) -> int:
+    from benchmark.report.build import write_table
+    from benchmark.report.compare import compare
+    from benchmark.report.tables import to_markdown
+
+    result = compare(a.results_a, a.results_b)
+    for table in result.tables:
+        print(to_markdown(table), end="\n\n")
+        if a.out:
+            write_table(table, Path(a.out))
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def _workflow_args(p: argparse.ArgumentParser) -> None:

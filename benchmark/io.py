@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from importlib import metadata
@@ -88,8 +89,54 @@ def environment(device: str, seed: int, config_hash: str, threads: int) -> dict[
         "torch_threads": threads,
         "seed": seed,
         "config_hash": config_hash,
+        "numerics": numerics_fingerprint(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["cuda_device_name"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda_version"] = torch.version.cuda
     return info
+
+
+NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR", "OPENBLAS_CORETYPE")
+"""Environment variables that choose a kernel path or a thread count, and so can move a float result."""
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def numerics_fingerprint() -> dict[str, Any]:
+    """What decides a run's floating-point path on this machine, so two results folders can say why they differ.
+
+    The CPU model, the instruction set torch's kernels dispatch to (``torch.backends.cpu.get_cpu_capability``:
+    ``AVX2``, ``AVX512``, ...), torch's intra- and inter-op thread counts, the BLAS / LAPACK / oneDNN build
+    (from ``torch.__config__.show()``) and the environment variables that override any of these.
+    """
+    import torch  # heavy: deferred so that importing benchmark.io stays cheap for the report and the CLI
+
+    build = torch.__config__.show()
+
+    def find(pattern: str) -> str:
+        match = re.search(pattern, build)
+        return match.group(1).strip() if match else "unknown"
+
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "blas": find(r"BLAS_INFO=([^,\n]+)"),
+        "lapack": find(r"LAPACK_INFO=([^,\n]+)"),
+        "mkl": find(r"Math Kernel Library Version ([^\n]+?) for"),
+        "onednn": find(r"MKL-DNN (v[0-9.]+)"),
+        "env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ},
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,10 @@ def test_same_seed_gives_bit_identical_results(tmp_path, method):
     c = pd.read_csv(tmp_path / "c" / "metrics.csv")
     assert not a.value.equals(c.value)
     assert not (tmp_path / "a" / "checkpoint.pt").exists()
+    # the numerics path is recorded, so `compare` can say why two machines' results differ
+    numerics = json.loads((tmp_path / "a" / "env.json").read_text())["numerics"]
+    assert numerics["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert numerics["torch_num_threads"] == 1 and numerics["blas"] != "unknown"
 
 
 def test_resume_after_sigkill_gives_identical_outputs(tmp_path):
