@@ -189,11 +189,25 @@ def test_claims_give_the_range_over_readings_and_a_verdict_that_follows_it():
 
 def test_accuracy_claim_follows_the_paired_interval():
     runs = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]
-                 + [("sfprompt", s, 79.5 + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)])
+                 + [("sfprompt", s, 79.5 + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)]).assign(
+        model_backbone="vit_base_patch16_224", resized=False, rounds=50, samples_per_client=500.0)
     acc = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs).data.set_index("claim")
-    assert acc.loc["accuracy"].verdict == "reproduced" and "n = 3 seed(s), margin 2 pp" in acc.loc["accuracy"].setting
+    row = acc.loc["accuracy"]
+    assert row.verdict == "reproduced" and "n = 3 seed(s), margin 2 pp" in row.setting
+    assert "split 1/1, 50 rounds, 500 samples/client, backbone b (ViT-B/16)" in row.setting
     one_seed = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs[runs.seed == 0]).data
     assert one_seed.set_index("claim").loc["accuracy"].verdict == "inconclusive"
+
+
+@pytest.mark.parametrize("backbone, resized", [("vit_base_patch16_224", True), ("vit_tiny_patch16_224", False)])
+def test_accuracy_claim_on_a_backbone_the_paper_never_used_is_context_only(backbone, resized):
+    runs = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]
+                 + [("sfprompt", s, 79.5 + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)]).assign(
+        model_backbone=backbone, resized=resized, rounds=4, backbone_top1=35.04)
+    row = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs).data.set_index("claim").loc[
+        "accuracy"]
+    assert row.verdict == "context only (this scale)"
+    assert "at this scale the interval reads: reproduced" in row.note and "35.0% top-1 on its source" in row.setting
 
 
 def test_claims_give_the_traffic_ratio_with_its_break_even():

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
+from benchmark.config import from_dict
+from benchmark.workflow import ARCH_KEYS, unflatten
 
 RUN_KEYS = ["backbone", "dataset", "partition", "variant", "method", "seed"]
 
@@ -64,6 +66,31 @@ def read_grid(root: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def _backbone_top1(root: Path, grid: dict[str, Any]) -> dict[str, float]:
+    """Backbone label -> its pre-training card's top-1 on the source dataset's test split (%), where a card exists."""
+    out = {}
+    for label, spec in grid.get("backbones", {}).items():
+        card = root / spec["card"] if spec.get("card") else None
+        if card is not None and card.is_file():
+            acc = json.loads(card.read_text()).get("test_accuracy")
+            if acc is not None:
+                out[label] = 100 * float(acc)
+    return out
+
+
+def _scope(settings: dict[str, Any]) -> dict[str, Any]:
+    """What a run's accuracy speaks for: the timm architecture, whether the profile resized it (an architecture
+    key set beyond the name), and the training samples per client (the mean over clients). ``settings`` holds
+    only what differs from the defaults, so the defaults are filled in first."""
+    cfg = from_dict(unflatten(dict(settings)))
+    samples = cfg.data.max_train_samples
+    return {
+        "model_backbone": cfg.model.backbone,
+        "resized": any(settings.get(f"model.{k}") is not None for k in ARCH_KEYS[1:]),
+        "samples_per_client": samples / cfg.partition.num_clients if samples else np.nan,
+    }
+
+
 def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     metrics = pd.read_csv(folder / "metrics.csv", dtype={"config_hash": str, "git_revision": str})
     test = metrics[(metrics.split == "test") & (metrics.client == -1)].pivot_table(
@@ -105,6 +132,7 @@ def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.
         "warnings": " | ".join(env.get("warnings", [])),
         "test_images": env.get("test_images", np.nan),
         "test_split_full": env.get("test_split_full", np.nan),
+        **_scope(settings),
     }
     row["comm_mb_round"] = row["comm_mb_up_round"] + row["comm_mb_down_round"]
     for k in ("backbone", "dataset", "partition", "variant", "method", "seed", "dir"):
@@ -127,6 +155,8 @@ def load_results(root: str | Path) -> Results:
         curves.append(curve)
         roles += [{"dir": run["dir"], **role} for role in run["roles"]]
     runs = pd.DataFrame(rows, columns=None if rows else RUN_KEYS + ["dir", "final_accuracy"])
+    top1 = _backbone_top1(root, grid)
+    runs["backbone_top1"] = [top1.get(b, np.nan) for b in runs.backbone] if len(runs) else []
     acc_frames = []
     for entry in grid["accounting"]:
         path = root / entry["file"]
