@@ -186,9 +186,11 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
                                                  "applied after --set)"},
             lr_method={"metavar": "METHOD", "help": "the method --lr-from was tuned for, when the run takes another "
                                                      "method's choice (workflow tuning.share; default: the run's)"},
-            diverged_ok={"action": "store_true", "help": "a non-finite loss ends the run as 'diverged' (one metrics "
-                                                          "row) instead of failing: tuning grid points"}))
+            diverged_ok={"action": "store_true", "help": "a non-finite loss ends the run as a result, 'diverged' (a "
+                                                          "metrics row; every file written) instead of an error: "
+                                                          "the workflow's runs"}))
 def cmd_train(a: argparse.Namespace) -> int:
+    from benchmark.errors import DIVERGED
     from benchmark.run import train
 
     cfg = _load_cfg(a)
@@ -199,17 +201,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         doc = read_choice(a.lr_from, a.lr_method or cfg.train.method, cfg.data.dataset)
         cfg = cfg.replace(**{"train.lr": doc["chosen_lr"]})
         extra = lr_env(a.lr_from, doc)
-    if a.diverged_ok:
-        from benchmark.tuning import train_point
-
-        metrics, diverged = train_point(cfg, a.out, partition_path=a.partition, progress=not a.quiet,
-                                        resume=not a.no_resume, extra_env=extra)
-        if diverged:
-            print(f"{cfg.train.method}: diverged at train.lr={cfg.train.lr:g} ({diverged}) -> {a.out}")
-            return 0
-    else:
-        metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet,
-                        resume=not a.no_resume, extra_env=extra)
+    metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet, resume=not a.no_resume,
+                    extra_env=extra, record_divergence=a.diverged_ok)
+    if (metrics.metric == DIVERGED).any():
+        print(f"{cfg.train.method}: diverged at train.lr={cfg.train.lr:g}, recorded as a result -> {a.out}")
+        return 0
     acc = metrics[(metrics.client == -1) & metrics.split.isin(["test", "validation"])
                   & (metrics.metric == "accuracy")]
     if len(acc):

@@ -24,3 +24,9 @@ class DatasetError(BenchmarkError):
 
 class NumericError(BenchmarkError):
     """Training produced a NaN or infinite loss."""
+
+
+DIVERGED = "diverged"
+"""The ``metric`` of the one ``metrics.csv`` row (global model, the evaluation split, value 1) that records a
+:class:`NumericError` as a result (:func:`benchmark.run.train` with ``record_divergence``); its round is the
+round the loss diverged in."""

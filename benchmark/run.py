@@ -33,7 +33,7 @@ from benchmark.config import RunConfig
 from benchmark.data.cache import load_image_data
 from benchmark.data.federated import FederatedData
 from benchmark.data.partition import Partition, make_partition
-from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.errors import DIVERGED, BenchmarkError, ConfigError, NumericError
 from benchmark.federation.method import Method
 from benchmark.methods import create_method, resolve_config
 from benchmark.io import atomic_path, environment, git_revision, write_csv, write_json, write_text
@@ -169,9 +169,16 @@ def train(
     progress: bool = True,
     resume: bool = True,
     extra_env: dict | None = None,
+    record_divergence: bool = False,
 ) -> pd.DataFrame:
     """Run ``cfg`` and write its result files into ``out_dir``; return the metrics frame. ``extra_env`` is
-    added to ``env.json`` (e.g. where a tuned learning rate came from)."""
+    added to ``env.json`` (e.g. where a tuned learning rate came from).
+
+    A non-finite training loss raises :class:`~benchmark.errors.NumericError`; with ``record_divergence`` the
+    run ends there instead and is a result: every file is written (the ledgers and metrics up to that point,
+    the head state as last aggregated), ``metrics.csv`` gains one :data:`DIVERGED` row and ``env.json`` a
+    ``diverged`` message. The workflow's runs and tuning points train this way, so one diverged cell is
+    reported as diverged and the rest of the report is still rendered."""
     check_run(cfg)
     cfg = resolve_config(cfg)  # every method hyper-parameter stated (config.resolved.yaml, config hash)
     out = Path(out_dir)
@@ -201,11 +208,19 @@ def train(
             with atomic_path(ckpt) as tmp:
                 torch.save({"config_hash": cfg.hash(), "method": method.state_dict()}, tmp)
 
-    method.run(after_round)
+    diverged = None
+    try:
+        method.run(after_round)
+    except NumericError as exc:
+        if not record_divergence:
+            raise
+        diverged = str(exc)
+        log.warning("%s: diverged, recorded as a result (%s)", cfg.train.method, exc)
     bar.close()
     wall = time.perf_counter() - t0
     git = git_revision(Path(__file__).resolve().parent)
-    metrics = _tidy(method, cfg, method.metrics + _round_totals(method), git)
+    marker = [(method.next_round, -1, data.eval_split, DIVERGED, 1.0)] if diverged else []
+    metrics = _tidy(method, cfg, method.metrics + _round_totals(method) + marker, git)
     env = environment(str(device), cfg.seed, cfg.hash(), threads)
     env.update({
         "method": cfg.train.method, "partition_hash": part.hash, "warnings": method.warnings,
@@ -216,6 +231,7 @@ def train(
         # fvcore counts these operators as zero FLOPs (elementwise ops, softmax, GELU): listed, not silenced
         "flop_uncounted_operators": {key: cost.unsupported for key, (_, cost) in method.costs.items()},
         **(extra_env or {}),
+        **({"diverged": diverged} if diverged else {}),
     })
     write_text(out / "config.resolved.yaml", cfg.to_yaml())
     write_json(out / "env.json", env)

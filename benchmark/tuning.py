@@ -52,15 +52,13 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
 
-from benchmark.errors import BenchmarkError, ConfigError
+from benchmark.errors import DIVERGED, BenchmarkError, ConfigError
 
 if TYPE_CHECKING:  # pandas is imported where used: the workflow imports this module to parse its grid
     import pandas as pd
 
 FORMAT = 1
 CRITERION = "final-round validation accuracy of the global model; ties -> the smaller learning rate"
-DIVERGED = "diverged"
-"""The ``metric`` of the one metrics row a diverged tuning run writes (value 1)."""
 SPLIT = "validation"
 
 
@@ -166,17 +164,16 @@ def lr_env(path: str | Path, doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def train_point(cfg: Any, out_dir: str | Path, *, partition_path: str | Path | None = None, progress: bool = False,
                 resume: bool = True, extra_env: Mapping[str, Any] | None = None) -> tuple[Any, str | None]:
-    """Train one grid point (``train --diverged-ok`` and :func:`search`): ``(metrics, None)``, or, when the
-    loss became non-finite, ``(None, message)`` after :func:`write_diverged` recorded it."""
-    from benchmark.errors import NumericError
+    """Train one grid point (:func:`search`): ``(metrics, None)``, or, when the loss became non-finite,
+    ``(None, message)``; the run's files then record it as diverged (``benchmark.run.train``'s
+    ``record_divergence``), so :func:`gather` scores the point as diverged instead of the search failing."""
     from benchmark.run import train
 
-    try:
-        return train(cfg, Path(out_dir), partition_path=partition_path, progress=progress, resume=resume,
-                     extra_env=dict(extra_env or {})), None
-    except NumericError as exc:
-        write_diverged(cfg, out_dir, str(exc))
-        return None, str(exc)
+    metrics = train(cfg, Path(out_dir), partition_path=partition_path, progress=progress, resume=resume,
+                    extra_env=dict(extra_env or {}), record_divergence=True)
+    if (metrics.metric == DIVERGED).any():
+        return None, json.loads((Path(out_dir) / "env.json").read_text())["diverged"]
+    return metrics, None
 
 
 def finished_hash(run_dir: str | Path) -> str | None:
@@ -234,32 +231,6 @@ def search(spec: Mapping[str, Any], *, threads: int | None = None, progress: boo
     return gather(spec)
 
 
-def write_diverged(cfg: Any, out_dir: str | Path, message: str) -> None:
-    """The files of a tuning run whose loss became non-finite: ``config.resolved.yaml``, ``env.json`` and a
-    one-row ``metrics.csv`` (split ``validation``, metric ``diverged``), so :func:`gather` scores the point
-    as diverged instead of the workflow failing."""
-    import pandas as pd
-
-    from benchmark.io import environment, git_revision, write_csv, write_json, write_text
-    from benchmark.methods import resolve_config
-
-    cfg = resolve_config(cfg)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    git = git_revision(Path(__file__).resolve().parent)
-    env = environment(cfg.device, cfg.seed, cfg.hash(), cfg.threads or 0)
-    env.update({"method": cfg.train.method, "diverged": message, "eval_split": SPLIT})
-    write_text(out / "config.resolved.yaml", cfg.to_yaml())
-    write_json(out / "env.json", env)
-    write_csv(out / "metrics.csv", pd.DataFrame([{
-        "method": cfg.train.method, "dataset": cfg.data.dataset, "partition": cfg.partition.scheme,
-        "seed": cfg.seed, "round": -1, "client": -1, "split": SPLIT, "metric": DIVERGED, "value": 1.0,
-        "config_hash": cfg.hash(), "git_revision": git}]))
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        ckpt.unlink()
-
-
 def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Long form of tuning records: one row per (backbone, dataset, method, grid point), ``chosen`` marked."""
     import pandas as pd
@@ -277,4 +248,4 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 __all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy",
-           "read_choice", "lr_env", "write_diverged", "tuning_table_rows", "CRITERION"]
+           "read_choice", "lr_env", "tuning_table_rows", "CRITERION"]

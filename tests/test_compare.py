@@ -113,3 +113,13 @@ def test_a_folder_without_a_report_is_one_clear_error(tmp_path):
     a = _folder(tmp_path / "a")
     with pytest.raises(BenchmarkError, match="accuracy.csv not found"):
         compare(a, tmp_path / "empty")
+
+
+def test_diverged_cells_agree_only_when_as_many_seeds_diverged(tmp_path):
+    gone = ACCURACY.assign(diverged_seeds=[3, 0, 0])
+    gone.loc[0, ["accuracy_mean", "accuracy_ci95", "seeds"]] = [float("nan"), float("nan"), 0]
+    a = _folder(tmp_path / "a", accuracy=gone)
+    assert compare(a, _folder(tmp_path / "b", accuracy=gone)).ok  # both diverged in every seed: the same result
+    assert compare(a, _folder(tmp_path / "c")).failures["accuracy cells"] == 1  # finished on one side only
+    table = compare(a, _folder(tmp_path / "d", accuracy=gone)).tables[0]
+    assert table.display.A.iloc[0] == "diverged (3/3 seeds)" and table.data.status.iloc[0] == "agree"

@@ -151,6 +151,18 @@ def test_latex_is_booktabs_captioned_and_escaped():
     assert md.startswith("**Table (demo).** Accuracy") and "| a_b" in md
 
 
+def test_a_cell_with_a_diverged_seed_says_so_and_the_rest_renders():
+    runs = _runs([("fedavg", 0, 80.0, 1, 1, 1, 1), ("fedavg", 1, math.nan, 1, 1, 1, 1), ("fedavg", 2, 84.0, 1, 1, 1, 1),
+                  ("sfprompt", 0, 70.0, 1, 1, 1, 1), ("sfprompt", 1, 72.0, 1, 1, 1, 1)]).assign(
+        diverged=[False, True, False, False, False])
+    table = tables.accuracy_table(runs)
+    assert table.display.loc[0, "FedAvg"] == "diverged (1/3 seeds)"
+    assert table.display.loc[0, "SFPrompt"] == "71.0 ± 12.7"
+    fedavg = table.data.set_index("method").loc["fedavg"]
+    assert (fedavg.seeds, fedavg.diverged_seeds, fedavg.accuracy_mean) == (2, 1, 82.0)  # the CSV keeps the rest
+    assert tables.paired_table(runs).data.seeds.iloc[0] == 1  # paired on the seeds both finished
+
+
 # ----------------------------------------------------------------------------------------------------------
 # claims
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -286,6 +287,33 @@ def test_a_diverging_grid_point_is_recorded_not_fatal(tmp_path):
             "validation_fraction": 0.2, "base_lr": 1e30, "points": [{"multiplier": 1.0, "lr": 1e30, "run_dir": str(out)}]}
     doc = gather(spec)
     assert doc["points"][0]["diverged"] and doc["all_diverged"] and doc["chosen_val_accuracy"] is None
+
+
+def test_a_diverging_final_run_is_a_result_with_every_file(tmp_path):
+    """The workflow's train jobs pass --diverged-ok: a run whose loss diverges writes every file the train rule
+    declares, its ledgers up to that round and one 'diverged' row on the test split, and the report reads it as
+    a diverged cell (no final accuracy) instead of the workflow stopping with no table at all."""
+    from benchmark.errors import DIVERGED
+    from benchmark.report.load import _run_summary
+    from benchmark.run import HEAD_STATE
+    from tests.test_run import FILES, cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="sfl_v2", lr=1e30, rounds=3)
+    out = tmp_path / "run"
+    failed = cli("train", "-c", str(cfg), "--out", str(tmp_path / "strict"), "-q", check=False)
+    assert failed.returncode == 2 and "non-finite training loss" in failed.stderr  # without the flag: an error
+    proc = cli("train", "-c", str(cfg), "--diverged-ok", "--out", str(out), "-q")
+    assert proc.returncode == 0 and "diverged" in proc.stdout
+    for name in (*FILES, HEAD_STATE):
+        assert (out / name).is_file(), name
+    metrics = pd.read_csv(out / "metrics.csv")
+    marker = metrics[metrics.metric == DIVERGED]
+    assert len(marker) == 1 and marker.split.iloc[0] == "test" and marker.client.iloc[0] == -1
+    assert len(pd.read_csv(out / "comm.csv")) > 0  # what was exchanged before the loss diverged
+    assert not (out / "checkpoint.pt").exists()
+    row, _ = _run_summary({"backbone": "b", "dataset": "digits", "partition": "dirichlet", "variant": "sfl_v2",
+                           "method": "sfl_v2", "seed": 0, "dir": "run", "settings": {}}, out)
+    assert row["diverged"] and math.isnan(row["final_accuracy"])
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
 
 * **accuracy cells** (``tables/accuracy.csv``): both means ± 95% CI and whether each mean lies inside the
   *other* run's interval (``|mean_A - mean_B| <= ci_B``). A cell passes when both do; with fewer than two
-  seeds there is no interval and a cell passes only when the means are equal.
+  seeds there is no interval and a cell passes only when the means are equal. A cell whose seeds diverged
+  (non-finite loss) passes only when as many diverged on both sides.
 * **learning-rate choices** (``tables/tuning.csv``, the ``chosen`` rows): the same rate, or moved.
 * **claim verdicts** (``tables/claims.csv``): the same verdict per (claim, backbone, setting), or flipped.
 * **fingerprints**: each folder's numerics path (CPU model, kernel ISA, threads, BLAS/oneDNN build, the
@@ -25,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.report.stats import CONFIDENCE, fmt_ci
+from benchmark.report.stats import CONFIDENCE, fmt_accuracy, fmt_ci
 from benchmark.report.tables import CELL, Table
 
 CHOICE_KEY = ["backbone", "dataset", "method"]
@@ -76,20 +77,25 @@ def compare_accuracy(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Table, int]:
         if d["_merge"] != "both":
             status = "only in A" if d["_merge"] == "left_only" else "only in B"
             a_in_b = b_in_a = False
-        else:
-            a_in_b = _inside(d["accuracy_mean_a"], d["accuracy_mean_b"], d["accuracy_ci95_b"])
-            b_in_a = _inside(d["accuracy_mean_b"], d["accuracy_mean_a"], d["accuracy_ci95_a"])
+        elif _diverged(d, "a") != _diverged(d, "b"):
+            a_in_b = b_in_a = False
+            status = "diverged differently"
+        else:  # every seed diverged on both sides: no mean, the same result
+            both_nan = pd.isna(d["accuracy_mean_a"]) and pd.isna(d["accuracy_mean_b"]) and _diverged(d, "a") > 0
+            a_in_b = both_nan or _inside(d["accuracy_mean_a"], d["accuracy_mean_b"], d["accuracy_ci95_b"])
+            b_in_a = both_nan or _inside(d["accuracy_mean_b"], d["accuracy_mean_a"], d["accuracy_ci95_a"])
             status = "agree" if a_in_b and b_in_a else "outside"
         rows.append({**{k: d[k] for k in key},
                      "mean_a": d.get("accuracy_mean_a"), "ci95_a": d.get("accuracy_ci95_a"), "seeds_a": d.get("seeds_a"),
                      "mean_b": d.get("accuracy_mean_b"), "ci95_b": d.get("accuracy_ci95_b"), "seeds_b": d.get("seeds_b"),
+                     "diverged_a": _diverged(d, "a"), "diverged_b": _diverged(d, "b"),
                      "a_in_b": a_in_b, "b_in_a": b_in_a, "status": status})
     data = pd.DataFrame(rows, columns=key + ["mean_a", "ci95_a", "seeds_a", "mean_b", "ci95_b", "seeds_b",
-                                             "a_in_b", "b_in_a", "status"])
+                                             "diverged_a", "diverged_b", "a_in_b", "b_in_a", "status"])
     display = pd.DataFrame({
         "Backbone": data.backbone, "Dataset": data.dataset, "Partition": data.partition, "Method": data.method,
-        "A": [_fmt(m, h, n) for m, h, n in zip(data.mean_a, data.ci95_a, data.seeds_a)],
-        "B": [_fmt(m, h, n) for m, h, n in zip(data.mean_b, data.ci95_b, data.seeds_b)],
+        "A": [_fmt(*v) for v in zip(data.mean_a, data.ci95_a, data.seeds_a, data.diverged_a)],
+        "B": [_fmt(*v) for v in zip(data.mean_b, data.ci95_b, data.seeds_b, data.diverged_b)],
         "A in B's CI": data.a_in_b.map({True: "yes", False: "no"}),
         "B in A's CI": data.b_in_a.map({True: "yes", False: "no"}),
         "Status": data.status,
@@ -100,7 +106,15 @@ def compare_accuracy(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Table, int]:
     return Table("compare_accuracy", data, display, caption), int((data.status != "agree").sum())
 
 
-def _fmt(mean: Any, half: Any, n: Any) -> str:
+def _diverged(row: dict[str, Any], side: str) -> int:
+    """Diverged seeds of a cell on one side (0 for reports from before the column existed)."""
+    value = row.get(f"diverged_seeds_{side}")
+    return 0 if value is None or pd.isna(value) else int(value)
+
+
+def _fmt(mean: Any, half: Any, n: Any, diverged: int) -> str:
+    if diverged:
+        return fmt_accuracy(float(mean), float(half), int(n), diverged)
     if pd.isna(mean):
         return "–"
     return f"{fmt_ci(float(mean), float(half), int(n))} (n={int(n)})"

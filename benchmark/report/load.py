@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchmarkError
+from benchmark.errors import DIVERGED, BenchmarkError
 from benchmark.config import from_dict
 from benchmark.workflow import ARCH_KEYS, unflatten
 
@@ -93,8 +93,11 @@ def _scope(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     metrics = pd.read_csv(folder / "metrics.csv", dtype={"config_hash": str, "git_revision": str})
-    test = metrics[(metrics.split == "test") & (metrics.client == -1)].pivot_table(
+    diverged = bool((metrics.metric == DIVERGED).any())
+    test = metrics[(metrics.split == "test") & (metrics.client == -1) & (metrics.metric != DIVERGED)].pivot_table(
         index="round", columns="metric", values="value")
+    if "accuracy" not in test:  # diverged before its first evaluation: no point on the curve
+        test = test.assign(accuracy=np.nan)
     totals = metrics[metrics.client == -1].pivot_table(index="round", columns="metric", values="value")
     curve = pd.DataFrame({
         "round": test.index.astype(int),
@@ -119,7 +122,9 @@ def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.
         **{k: run[k] for k in RUN_KEYS}, "dir": run["dir"],
         "config_hash": str(metrics.config_hash.iloc[0]), "git_revision": str(metrics.git_revision.iloc[0]),
         "partition_hash": env.get("partition_hash"),
-        "final_accuracy": float(curve.accuracy.iloc[-1]) if len(curve) else np.nan,
+        # a diverged run (see benchmark.run.train) has no final accuracy: NaN, and the tables say "diverged"
+        "final_accuracy": float(curve.accuracy.iloc[-1]) if len(curve) and not diverged else np.nan,
+        "diverged": diverged,
         "rounds": int(metrics["round"].max()) + 1,
         "client_gflops_round": float(per_party.get("client", 0.0)) / n_pairs,
         "server_gflops_round": float(per_party.get("server", 0.0)) / n_pairs,

@@ -80,6 +80,14 @@ def fmt_ci(mean: float, half: float, n: int, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {half:.{digits}f}"
 
 
+def fmt_accuracy(mean: float, half: float, n: int, diverged: int = 0, digits: int = 1) -> str:
+    """:func:`fmt_ci` of a cell's accuracy, or ``"diverged (k/N seeds)"`` when k of its N seeds diverged: the
+    mean of the seeds that finished would hide the runs that did not (their values stay in the CSV)."""
+    if diverged:
+        return f"diverged ({int(diverged)}/{int(n) + int(diverged)} seeds)"
+    return fmt_ci(mean, half, n, digits)
+
+
 def fmt_signed_ci(mean: float, half: float, n: int, digits: int = 1) -> str:
     """``"+1.3 ± 0.8"`` for differences."""
     if n == 0 or pd.isna(mean):

@@ -20,7 +20,8 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from benchmark.report.stats import CONFIDENCE, binomial_se, fmt_ci, fmt_signed_ci, mean_ci, paired_difference
+from benchmark.report.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
+                                    paired_difference)
 
 MINIMAL_READING = "paper_minimal_traffic"
 """The accounting reading that sends only the rows the receiver reads (SFPrompt's ``minimal_traffic``)."""
@@ -138,8 +139,9 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
     rows = []
     for key, grp in runs.groupby(CELL + ["method"], sort=False):
         m, h, n = mean_ci(grp.final_accuracy)
-        rows.append({**dict(zip(CELL + ["method"], key)), "accuracy_mean": m, "accuracy_ci95": h, "seeds": n})
-    data = pd.DataFrame(rows, columns=CELL + ["method", "accuracy_mean", "accuracy_ci95", "seeds"])
+        rows.append({**dict(zip(CELL + ["method"], key)), "accuracy_mean": m, "accuracy_ci95": h, "seeds": n,
+                     "diverged_seeds": diverged_seeds(grp)})
+    data = pd.DataFrame(rows, columns=CELL + ["method", "accuracy_mean", "accuracy_ci95", "seeds", "diverged_seeds"])
     methods = order_methods(data.method, runs)
     seeds = sorted(set(data.seeds)) if len(data) else [0]
     display_rows = []
@@ -150,8 +152,9 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
             if not len(hit):
                 row[method_label(m, runs)] = "–"
                 continue
-            mean, half, n = hit[["accuracy_mean", "accuracy_ci95", "seeds"]].iloc[0]
-            row[method_label(m, runs)] = fmt_ci(mean, half, int(n)) + (f" (n={int(n)})" if len(seeds) > 1 else "")
+            mean, half, n, div = hit[["accuracy_mean", "accuracy_ci95", "seeds", "diverged_seeds"]].iloc[0]
+            row[method_label(m, runs)] = (fmt_accuracy(mean, half, int(n), int(div))
+                                          + (f" (n={int(n)})" if len(seeds) > 1 and not div else ""))
         display_rows.append(row)
     display = pd.DataFrame(display_rows)
     display, notes = _drop_constant(display, ["Backbone"])
@@ -159,6 +162,11 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
                f"{CONFIDENCE:.0%} confidence interval over n = {'/'.join(map(str, seeds))} seed(s) (Student t); "
                f"one seed shows the mean alone. {_reference_note(runs)}{_test_note(runs)}{FLOP_NOTE}.")
     return Table("accuracy", data, display, caption, notes)
+
+
+def diverged_seeds(runs: pd.DataFrame) -> int:
+    """How many of these runs diverged (their training loss became non-finite: a result, not an error)."""
+    return int(runs.diverged.fillna(False).astype(bool).sum()) if "diverged" in runs else 0
 
 
 def _reference_note(runs: pd.DataFrame) -> str:
@@ -276,7 +284,8 @@ def _variant_table(rows: list[dict], name: str, caption: str, lead: list[tuple[s
     display = pd.DataFrame({
         **{title: data[col].astype(str) for title, col in lead},
         "Backbone": data.backbone, "Dataset": data.dataset, "Partition": data.partition,
-        "Accuracy (%)": [fmt_ci(m, h, n) for m, h, n in zip(data.accuracy_mean, data.accuracy_ci95, data.seeds)],
+        "Accuracy (%)": [fmt_accuracy(m, h, n, d) for m, h, n, d in
+                         zip(data.accuracy_mean, data.accuracy_ci95, data.seeds, data.diverged_seeds)],
         "Δ vs SFPrompt (pp)": [fmt_signed_ci(m, h, n) for m, h, n in
                                zip(data.delta_pp, data.delta_ci95, data.delta_seeds)],
         "Client GFLOPs/round": data.client_gflops_round.map(fmt_num),
@@ -291,7 +300,7 @@ def _summarise(grp: pd.DataFrame, full: pd.DataFrame) -> dict:
     m, h, n = mean_ci(grp.final_accuracy)
     d, dh, dn = paired_difference(grp.groupby("seed").final_accuracy.mean(),
                                   full.groupby("seed").final_accuracy.mean())
-    return {"accuracy_mean": m, "accuracy_ci95": h, "seeds": n, "delta_pp": d, "delta_ci95": dh,
+    return {"accuracy_mean": m, "accuracy_ci95": h, "seeds": n, "diverged_seeds": diverged_seeds(grp), "delta_pp": d, "delta_ci95": dh,
             "delta_seeds": dn, "client_gflops_round": grp.client_gflops_round.mean(),
             "comm_mb_round": grp.comm_mb_round.mean()}
 

@@ -31,7 +31,7 @@ rule train:
         ENV
     shell:
         "python -m benchmark train {params.sets} {params.weights} {params.lr} --partition {input.partition} --threads {threads} "
-        "--out {params.dir} -q > {log} 2>&1"
+        "--out {params.dir} --diverged-ok -q > {log} 2>&1"
 
 
 rule runs:
