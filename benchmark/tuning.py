@@ -9,18 +9,25 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
 2. **Grid.** ``tuning.grid`` lists *multipliers* of the method's base learning rate: ``run.train.lr``, or
    ``method_settings.<method>.train.lr`` where a profile still sets one. The profiles set no per-method
    learning rate, so every method searches the same absolute values, centred on the base.
-3. **Runs.** One run per grid point, with every other setting as in the method's main-grid runs (rounds,
-   clients, batch size, method parameters) and seed ``tuning.seed``. One workflow job searches one
+3. **Runs.** One run per grid point and tuning seed (``tuning.seeds``, disjoint from the final seeds: a final
+   run is never judged on the seed its learning rate was chosen on), with every other setting as in the
+   method's main-grid runs (rounds, clients, batch size, method parameters). One workflow job searches one
    (backbone, dataset, method): it trains the grid points one after the other in its own process
    (:func:`search`), so the ~4 s of importing torch and timm is paid once per search, not once per point
    (a third of a default-profile tuning run). A point whose folder already holds a finished run of the same
    config hash is reused, and an interrupted point resumes from its checkpoint, so a killed search loses at
    most one round. A point trained here equals the same point trained by the ``train`` verb in a process of
    its own, byte for byte (``tests/test_tuning.py``).
-4. **Score and choice.** The score is the global model's validation accuracy after the final round. The chosen
-   learning rate is the one with the highest score; ties go to the smaller learning rate. A point whose
-   training loss became NaN or infinite is recorded as diverged and scores below any finite accuracy; if every
-   point diverged, the smallest learning rate is chosen and the record says so.
+4. **Score and choice.** A point's score is the global model's validation accuracy after the final round,
+   averaged over the tuning seeds. The choice follows a stated near-tie rule: the *smallest* learning rate
+   whose score lies within ``tuning.near_tie`` standard errors of the best, the SE being binomial over the
+   validation images and seeds (:func:`validation_se`; ~3.5 points per seed at 200 images). The plain argmax
+   (``near_tie: 0``) let float rounding on another CPU move a choice between near-equal points and the choice
+   move a result by more than its interval; within one SE the data cannot tell the points apart, and the
+   smaller rate is the conservative one. The record keeps the argmax (``best_lr``) and the runner-up (the
+   best-scoring other point), the rate a verdict should be rechecked at. A point whose training loss became
+   NaN or infinite in any seed is recorded as diverged and loses to any finite score; if every point
+   diverged, the smallest learning rate is chosen and the record says so.
 5. **Use.** Every run of that (backbone, dataset, method) takes the chosen value (``train --lr-from``): the
    method's main-grid runs in every partition and seed, SFPrompt's ablation and sensitivity variants
    (SFPrompt's choice), and the pooled-data references, which take the choice of their base method
@@ -34,11 +41,11 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
 Departures from the paper (arXiv 2407.17533, whose hyper-parameters were not available to us): its learning
 rates and how they were chosen are unknown, so this is our procedure, not a reproduction of theirs. Only the
 learning rate is tuned; momentum, batch size, epochs and SFPrompt's own parameters keep the profile's values.
-Tuning runs on one partition and one seed, so a choice can be partition- or seed-specific, and the tuning
+Tuning runs on one partition and a few seeds, so a choice can be partition-specific, and the tuning
 runs see ``1 - validation_fraction`` of the training data (the final runs see all of it): the
 best learning rate on fewer samples per client is used on more.
 
-Files: the tuning runs are ``{results}/tuning/{backbone}/{dataset}/{method}/x{multiplier}/`` (a normal run
+Files: the tuning runs are ``{results}/tuning/{backbone}/{dataset}/{method}/x{multiplier}/seed{seed}/`` (a normal run
 folder; its metrics rows are labelled ``validation``) and the choice is
 ``{results}/tuning/{backbone}/{dataset}/{method}.json`` (:func:`gather`).
 """
@@ -57,8 +64,9 @@ from benchmark.errors import DIVERGED, BenchmarkError, ConfigError
 if TYPE_CHECKING:  # pandas is imported where used: the workflow imports this module to parse its grid
     import pandas as pd
 
-FORMAT = 1
-CRITERION = "final-round validation accuracy of the global model; ties -> the smaller learning rate"
+FORMAT = 2
+CRITERION = ("final-round validation accuracy of the global model, averaged over the tuning seeds; the smallest "
+             "learning rate within near_tie standard errors of the best")
 SPLIT = "validation"
 
 
@@ -67,20 +75,45 @@ def grid_lr(base: float, multiplier: float) -> float:
     return float(f"{base * multiplier:.12g}")
 
 
-def choose(lrs: Sequence[float], scores: Sequence[float | None]) -> int:
-    """Index of the chosen learning rate: the highest score; ties (and all-diverged, ``None``) -> the smallest lr.
+def _finite(score: float | None) -> bool:
+    return score is not None and not (isinstance(score, float) and math.isnan(score))
+
+
+def choose(lrs: Sequence[float], scores: Sequence[float | None], tolerance: float = 0.0) -> int:
+    """Index of the chosen learning rate: the smallest one whose score lies within ``tolerance`` of the best.
+
+    With ``tolerance`` 0 this is the plain argmax (ties -> the smaller lr). The near-tie rule (``tolerance`` =
+    one standard error of the best score) makes the choice stable: scores that float rounding on another CPU
+    moves by far less than a standard error cannot move it, unless one sits exactly on the threshold.
 
     Args:
         lrs: The grid's learning rates (any order).
-        scores: Validation accuracy per learning rate; ``None`` (or NaN) for a diverged run.
+        scores: Validation accuracy per learning rate; ``None`` (or NaN) for a diverged run. All diverged: the
+            smallest lr.
+        tolerance: How far below the best score a smaller learning rate may lie and still be chosen (>= 0).
     """
     if len(lrs) != len(scores) or not lrs:
         raise ValueError("choose needs one score per learning rate, and at least one")
-    def key(i: int) -> tuple[float, float]:
-        s = scores[i]
-        finite = s is not None and not (isinstance(s, float) and math.isnan(s))
-        return (s if finite else -math.inf, -lrs[i])  # max score, then the smaller lr
-    return max(range(len(lrs)), key=key)
+    finite = [i for i in range(len(lrs)) if _finite(scores[i])]
+    if not finite:
+        return min(range(len(lrs)), key=lambda i: lrs[i])
+    best = max(scores[i] for i in finite)
+    return min((i for i in finite if scores[i] >= best - tolerance), key=lambda i: lrs[i])
+
+
+def runner_up(lrs: Sequence[float], scores: Sequence[float | None], chosen: int) -> int | None:
+    """Index of the best-scoring other finite point (ties -> the smaller lr), or None: the rate a verdict is
+    rechecked at, since the choice could have gone there."""
+    others = [i for i in range(len(lrs)) if i != chosen and _finite(scores[i])]
+    return max(others, key=lambda i: (scores[i], -lrs[i])) if others else None
+
+
+def validation_se(accuracy: float, images: int, seeds: int) -> float:
+    """Binomial standard error of a mean validation accuracy (fraction) over ``seeds`` runs of ``images``
+    images each: sqrt(p (1 - p) / images) / sqrt(seeds). Seed-to-seed variation of training is not in it."""
+    if not images or not seeds or not _finite(accuracy):
+        return math.nan
+    return math.sqrt(accuracy * (1 - accuracy) / images) / math.sqrt(seeds)
 
 
 def final_validation_accuracy(run_dir: str | Path) -> float | None:
@@ -108,30 +141,57 @@ def _resolved_lr(run_dir: Path) -> float:
     return float(cfg["train"]["lr"])
 
 
-def gather(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Score every grid point's run and choose (the ``tune`` verb; ``spec`` from ``Workflow.tune_spec``).
+def _eval_images(run_dir: Path) -> int | None:
+    env = run_dir / "env.json"
+    return json.loads(env.read_text()).get("eval_images") if env.is_file() else None
 
-    ``spec``: ``backbone, dataset, method, partition, seed, validation_fraction, base_lr`` and ``points``, a
-    list of ``{multiplier, lr, run_dir}``. Each run's resolved ``train.lr`` must equal its point's (a stale
-    folder is an error, not a silent mix-up).
+
+def gather(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Score every grid point's runs and choose (the ``tune`` verb; ``spec`` from ``Workflow.tune_spec``).
+
+    ``spec``: ``backbone, dataset, method, partition, seeds, validation_fraction, base_lr``, optionally
+    ``near_tie`` (the tolerance in standard errors, default 0: the plain argmax), and ``points``, a list of
+    ``{multiplier, lr, run_dir}`` with a ``seed`` each when the search has several. A grid point's score is
+    its mean validation accuracy over the seeds (diverged if any seed diverged). Each run's resolved
+    ``train.lr`` must equal its point's (a stale folder is an error, not a silent mix-up).
     """
-    points = []
+    by_mult: dict[float, dict[str, Any]] = {}
+    images: set[int] = set()
     for p in spec["points"]:
         run = Path(p["run_dir"])
         lr = _resolved_lr(run)
         if not math.isclose(lr, p["lr"], rel_tol=1e-9):
             raise BenchmarkError(f"tuning run {str(run)!r} trained with train.lr={lr!r}, its grid point says "
                                  f"{p['lr']!r}; delete the folder to rerun it")
-        acc = final_validation_accuracy(run)
-        points.append({"multiplier": p["multiplier"], "lr": p["lr"], "val_accuracy": acc,
-                       "diverged": acc is None, "run": p.get("run_label", str(run))})
-    best = choose([p["lr"] for p in points], [p["val_accuracy"] for p in points])
-    doc = {k: spec[k] for k in ("backbone", "dataset", "method", "partition", "seed", "validation_fraction",
-                                "base_lr")}
-    return {"format": FORMAT, **doc, "criterion": CRITERION,
+        point = by_mult.setdefault(p["multiplier"], {"multiplier": p["multiplier"], "lr": p["lr"], "runs": [],
+                                                     "val_accuracies": []})
+        point["val_accuracies"].append(final_validation_accuracy(run))
+        point["runs"].append(p.get("run_label", str(run)))
+        images.add(_eval_images(run) or 0)
+    points = []
+    for point in by_mult.values():
+        accs = point["val_accuracies"]
+        diverged = any(a is None for a in accs)
+        points.append({**point, "val_accuracy": None if diverged else sum(accs) / len(accs), "diverged": diverged,
+                       "run": point["runs"][0]})
+    seeds = list(spec.get("seeds", [spec.get("seed")]))
+    lrs, scores = [p["lr"] for p in points], [p["val_accuracy"] for p in points]
+    best = choose(lrs, scores)
+    n_images = min(images) if images else 0
+    se = validation_se(scores[best], n_images, len(seeds)) if _finite(scores[best]) else math.nan
+    near_tie = float(spec.get("near_tie", 0.0))
+    chosen = choose(lrs, scores, near_tie * se if _finite(se) else 0.0)
+    second = runner_up(lrs, scores, chosen)
+    doc = {k: spec[k] for k in ("backbone", "dataset", "method", "partition", "validation_fraction", "base_lr")}
+    return {"format": FORMAT, **doc, "seeds": seeds, "criterion": CRITERION,
             "grid": [p["multiplier"] for p in points], "points": points,
-            "chosen_lr": points[best]["lr"], "chosen_multiplier": points[best]["multiplier"],
-            "chosen_val_accuracy": points[best]["val_accuracy"],
+            "validation_images": n_images, "standard_error": se, "near_tie": near_tie,
+            "best_lr": points[best]["lr"],
+            "chosen_lr": points[chosen]["lr"], "chosen_multiplier": points[chosen]["multiplier"],
+            "chosen_val_accuracy": points[chosen]["val_accuracy"],
+            "runner_up_lr": None if second is None else points[second]["lr"],
+            "runner_up_multiplier": None if second is None else points[second]["multiplier"],
+            "runner_up_val_accuracy": None if second is None else points[second]["val_accuracy"],
             "all_diverged": all(p["diverged"] for p in points)}
 
 
@@ -158,8 +218,8 @@ def read_choice(path: str | Path, method: str | None = None, dataset: str | None
 def lr_env(path: str | Path, doc: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's ``env.json`` records about where its learning rate came from."""
     return {"lr_from": str(path), "lr_tuning": {k: doc[k] for k in (
-        "chosen_lr", "chosen_multiplier", "chosen_val_accuracy", "grid", "partition", "seed",
-        "validation_fraction", "criterion")}}
+        "chosen_lr", "chosen_multiplier", "chosen_val_accuracy", "runner_up_lr", "grid", "partition", "seeds",
+        "validation_fraction", "standard_error", "near_tie", "criterion")}}
 
 
 def train_point(cfg: Any, out_dir: str | Path, *, partition_path: str | Path | None = None, progress: bool = False,
@@ -239,12 +299,15 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for doc in records:
         for p in doc["points"]:
             rows.append({"backbone": doc["backbone"], "dataset": doc["dataset"], "method": doc["method"],
-                         "partition": doc["partition"], "seed": doc["seed"],
+                         "partition": doc["partition"], "seeds": " ".join(map(str, doc["seeds"])),
                          "validation_fraction": doc["validation_fraction"], "multiplier": p["multiplier"],
                          "lr": p["lr"], "val_accuracy": 100 * p["val_accuracy"] if p["val_accuracy"] is not None
-                         else math.nan, "diverged": p["diverged"], "chosen": p["lr"] == doc["chosen_lr"]})
-    return pd.DataFrame(rows, columns=["backbone", "dataset", "method", "partition", "seed", "validation_fraction",
-                                       "multiplier", "lr", "val_accuracy", "diverged", "chosen"])
+                         else math.nan, "diverged": p["diverged"], "chosen": p["lr"] == doc["chosen_lr"],
+                         "runner_up": p["lr"] == doc["runner_up_lr"],
+                         "standard_error": 100 * doc["standard_error"]})
+    return pd.DataFrame(rows, columns=["backbone", "dataset", "method", "partition", "seeds", "validation_fraction",
+                                       "multiplier", "lr", "val_accuracy", "diverged", "chosen", "runner_up",
+                                       "standard_error"])
 
 
 __all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy",

@@ -24,7 +24,7 @@ run of the main grid. Paths (relative to ``results``)::
                                                          backbones/{backbone}@{pct}, pct% of pre-training)
     accounting/{backbone}_h{H}t{T}.csv                   (accounting; no training)
     privacy/{backbone}_h{H}t{T}.{csv,npz}                (privacy: reconstruction attacks per split point)
-    tuning/{backbone}/{dataset}/{method}/x{multiplier}/  (one learning-rate grid point, validation; written by
+    tuning/{backbone}/{dataset}/{method}/x{multiplier}/seed{seed}/  (a learning-rate grid point, validation; by
                                                           the tune job of its search)
     tuning/{backbone}/{dataset}/{method}.json            (tune: the search's choice; benchmark.tuning)
     grid.json, tables/, figures/, manifest.json          (report)
@@ -276,6 +276,7 @@ class TunePoint:
 
     multiplier: float
     lr: float
+    seed: int
     settings: tuple[tuple[str, Any], ...]
     dir: str
     """Run folder, relative to the results root."""
@@ -289,9 +290,10 @@ class Tuning:
     dataset: str
     method: str
     partition: str
-    seed: int
+    seeds: tuple[int, ...]
     validation_fraction: float
     base_lr: float
+    near_tie: float
     points: tuple[TunePoint, ...]
 
     @property
@@ -615,6 +617,12 @@ class Workflow:
         if t["partition"] not in self.partitions:
             raise ConfigError(f"workflow config key 'tuning.partition': {t['partition']!r} is not one of "
                               f"{', '.join(self.partitions)}")
+        t["seeds"] = [int(x) for x in t.get("seeds") or [t.get("seed", 0)]]
+        t.pop("seed", None)
+        clash = sorted(set(t["seeds"]) & set(self.seeds))
+        if clash:
+            raise ConfigError(f"workflow config key 'tuning.seeds': {clash} are final seeds too (seeds: {self.seeds}); "
+                              f"a learning rate tuned on a seed is then judged on that seed: pick others")
         for name, sets in self.doc["ablations"].get("variants", {}).items():
             if "train.lr" in sets:
                 raise ConfigError(f"workflow config key 'ablations.variants.{name}.train.lr': with a tuning section "
@@ -645,7 +653,7 @@ class Workflow:
 
     def _tuning(self) -> list[Tuning]:
         """One learning-rate search per (backbone, dataset, tuned method): the method's main-grid settings in
-        the tuning cell (``tuning.partition``, ``tuning.seed``) on the training data minus the validation split,
+        the tuning cell (``tuning.partition``, each of ``tuning.seeds``) on the training data minus the validation split,
         at each grid multiplier of the method's base ``train.lr``."""
         from benchmark.tuning import grid_lr
 
@@ -653,24 +661,25 @@ class Workflow:
         if t is None:
             return []
         out = []
-        frac, partition, seed = t["validation_fraction"], t["partition"], t["seed"]
+        frac, partition, seeds = t["validation_fraction"], t["partition"], tuple(t["seeds"])
         for backbone in self.backbones:
             depth = self.backbones[backbone]["model"].get("depth")
             for dataset in self.datasets:
-                cell = self._cell_settings(backbone, dataset, partition, seed)
                 for method in self.tuned_methods():
                     where = f"tuning {backbone}/{dataset}/{method}"
-                    layers = (cell, {"train.method": method}, self.doc["method_settings"].get(method, {}),
-                              {"data.validation_fraction": frac})
-                    base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
-                    points = []
-                    for mult in t["grid"]:
-                        lr = grid_lr(base, mult)
-                        settings = self._resolve(where, *layers, {"train.lr": lr})
-                        self._check_depth(where, settings, depth)
-                        points.append(TunePoint(mult, lr, tuple(sorted(settings.items())),
-                                                f"tuning/{backbone}/{dataset}/{method}/x{_fmt(mult)}"))
-                    out.append(Tuning(backbone, dataset, method, partition, seed, frac, base, tuple(points)))
+                    points, base = [], None
+                    for seed in seeds:
+                        layers = (self._cell_settings(backbone, dataset, partition, seed), {"train.method": method},
+                                  self.doc["method_settings"].get(method, {}), {"data.validation_fraction": frac})
+                        base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
+                        for mult in t["grid"]:
+                            lr = grid_lr(base, mult)
+                            settings = self._resolve(where, *layers, {"train.lr": lr})
+                            self._check_depth(where, settings, depth)
+                            points.append(TunePoint(mult, lr, seed, tuple(sorted(settings.items())),
+                                                    f"tuning/{backbone}/{dataset}/{method}/x{_fmt(mult)}/seed{seed}"))
+                    out.append(Tuning(backbone, dataset, method, partition, seeds, frac, base,
+                                      float(t["near_tie"]), tuple(points)))
         return out
 
     def tuning_entry(self, wc: Any) -> Tuning:
@@ -694,9 +703,10 @@ class Workflow:
         whose config hash is unchanged)."""
         t = self.tuning_entry(wc)
         spec = {"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "partition": t.partition,
-                "seed": t.seed, "validation_fraction": t.validation_fraction, "base_lr": t.base_lr,
-                "points": [{"multiplier": p.multiplier, "lr": p.lr, "run_dir": self.path(p.dir), "run_label": p.dir,
-                            "settings": dict(p.settings)} for p in t.points]}
+                "seeds": list(t.seeds), "validation_fraction": t.validation_fraction, "base_lr": t.base_lr,
+                "near_tie": t.near_tie,
+                "points": [{"multiplier": p.multiplier, "lr": p.lr, "seed": p.seed, "run_dir": self.path(p.dir),
+                            "run_label": p.dir, "settings": dict(p.settings)} for p in t.points]}
         return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
     def tuning_targets(self) -> list[str]:

@@ -60,7 +60,8 @@ def test_chosen_value_is_the_argmax_of_the_final_round_validation_accuracies(tmp
     assert scores == {3.0: 0.42, 0.3: 0.35, 1.0: 0.40}
     assert doc["chosen_multiplier"] == max(scores, key=scores.get) == 3.0
     assert doc["chosen_lr"] == 0.06 and doc["chosen_val_accuracy"] == 0.42
-    assert doc["grid"] == [3.0, 0.3, 1.0] and doc["seed"] == 0 and doc["validation_fraction"] == 0.2
+    assert doc["grid"] == [3.0, 0.3, 1.0] and doc["seeds"] == [0] and doc["validation_fraction"] == 0.2
+    assert doc["runner_up_multiplier"] == 1.0  # the rate the choice could have gone to
     assert not doc["all_diverged"]
 
 
@@ -81,6 +82,44 @@ def test_ties_go_to_the_smaller_lr_and_a_diverged_point_loses():
     assert choose([0.006, 0.02, 0.06], [0.1, 0.3, None]) == 1
     assert choose([0.006, 0.02, 0.06], [None, None, None]) == 0  # all diverged: the smallest lr
     assert choose([0.006, 0.02], [float("nan"), 0.0]) == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_near_tie_rule_picks_the_same_rate_when_scores_move_by_float_rounding(seed):
+    """Scores as another CPU's rounding would leave them (each moved by up to 1e-6): the argmax flips between
+    near-equal points, the near-tie rule (smallest lr within one SE of the best) does not."""
+    lrs, scores, se = [0.006, 0.02, 0.06, 0.2], [0.41, 0.5, 0.5 + 2e-7, 0.47], 0.035
+    rng = np.random.default_rng(seed)
+    moved = [s + rng.uniform(-1e-6, 1e-6) for s in scores]
+    assert choose(lrs, moved, tolerance=se) == choose(lrs, scores, tolerance=se) == 1
+    assert choose(lrs, scores, tolerance=0.10) == 0  # 0.41 lies within 0.10 of the best: the smallest lr wins
+
+
+def test_near_tie_averages_the_tuning_seeds_and_states_its_standard_error(tmp_path):
+    """Two tuning seeds: a point's score is its mean; the SE is binomial over the validation images and seeds;
+    with near_tie 1 the smaller lr within one SE of the best is chosen and the argmax is the runner-up."""
+    points = []
+    for mult, accs in {1.0: (0.50, 0.54), 3.0: (0.56, 0.52), 10.0: (0.30, None)}.items():
+        lr = round(0.02 * mult, 12)
+        for seed, acc in zip((100, 101), accs):
+            run = _point_run(tmp_path / f"x{mult:g}" / f"seed{seed}", lr, None if acc is None else [acc])
+            (run / "env.json").write_text(json.dumps({"eval_images": 200}))
+            points.append({"multiplier": mult, "lr": lr, "seed": seed, "run_dir": str(run)})
+    spec = {"backbone": "b", "dataset": "d", "method": "fedavg", "partition": "iid", "seeds": [100, 101],
+            "validation_fraction": 0.2, "base_lr": 0.02, "near_tie": 1.0, "points": points}
+    doc = gather(spec)
+    scores = {p["multiplier"]: p["val_accuracy"] for p in doc["points"]}
+    assert scores[1.0] == pytest.approx(0.52) and scores[3.0] == pytest.approx(0.54) and scores[10.0] is None
+    assert doc["standard_error"] == pytest.approx(math.sqrt(0.54 * 0.46 / 200) / math.sqrt(2))  # 0.0249
+    assert doc["best_lr"] == 0.06 and doc["chosen_lr"] == 0.02 and doc["runner_up_lr"] == 0.06
+    assert gather({**spec, "near_tie": 0.0})["chosen_lr"] == 0.06  # the plain argmax
+
+
+def test_tuning_seeds_must_be_disjoint_from_the_final_seeds():
+    doc = yaml.safe_load(CONFIGS["smoke"].read_text())
+    doc["tuning"]["seeds"] = [1, 100]
+    with pytest.raises(ConfigError, match=r"'tuning.seeds': \[1\] are final seeds too"):
+        load_workflow(doc)
 
 
 def test_a_diverged_point_is_recorded_and_a_test_split_run_is_refused(tmp_path):
@@ -169,8 +208,13 @@ def test_the_workflow_tunes_each_method_once_and_feeds_every_run_its_record():
         assert inputs["tuning"] == f"/tmp/r/{run.lr_from}"
         assert wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys, tuning=inputs["tuning"])) == f"--lr-from {inputs['tuning']}"
     spec = json.loads(wf.tune_spec(SimpleNamespace(backbone="tiny", dataset="digits", method="sfprompt")))
-    assert [p["run_dir"] for p in spec["points"]] == ["/tmp/r/tuning/tiny/digits/sfprompt/x0.5",
-                                                       "/tmp/r/tuning/tiny/digits/sfprompt/x2"]
+    assert [p["run_dir"] for p in spec["points"]] == ["/tmp/r/tuning/tiny/digits/sfprompt/x0.5/seed100",
+                                                       "/tmp/r/tuning/tiny/digits/sfprompt/x2/seed100"]
+    assert spec["seeds"] == [100] and spec["near_tie"] == 1.0 and sets["seed"] == 100
+    two = _smoke_raw()
+    two["tuning"]["seeds"] = [100, 101]
+    t2 = load_workflow({**two, "results": "/tmp/r"}).tuning[("tiny", "digits", "sfprompt")]
+    assert [(p.multiplier, p.seed) for p in t2.points] == [(0.5, 100), (2.0, 100), (0.5, 101), (2.0, 101)]
 
 
 def test_a_shared_method_is_not_tuned_and_trains_with_the_other_methods_choice():

@@ -7,6 +7,7 @@ as the ``tuning`` table, rendered when the profile has a ``tuning`` section.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pandas as pd
@@ -33,9 +34,14 @@ def tuning_note(res: Results) -> str:
         return ""
     grid = ", ".join(f"{m:g}" for m in records[0]["grid"])
     return (f"Learning rates chosen per backbone, dataset and method on a validation split held out of the "
-            f"training data ({records[0]['validation_fraction']:.0%}, partition {records[0]['partition']}, seed "
-            f"{records[0]['seed']}; grid {grid} x the base lr; best final-round validation accuracy, ties to "
-            f"the smaller lr; table tuning), never on the test split. ")
+            f"training data ({records[0]['validation_fraction']:.0%}, partition {records[0]['partition']}, "
+            f"tuning seed(s) {_seeds(records[0])}, disjoint from the final seeds; grid {grid} x the base lr; the "
+            f"smallest lr within {records[0].get('near_tie', 0):g} standard error(s) of the best mean final-round "
+            f"validation accuracy; table tuning), never on the test split. ")
+
+
+def _seeds(doc: dict[str, Any]) -> str:
+    return ", ".join(map(str, doc.get("seeds", [doc.get("seed")])))
 
 
 def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = None) -> Table:
@@ -54,11 +60,14 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
     for backbone, dataset in dict.fromkeys((d["backbone"], d["dataset"]) for d in records):
         for method in order_methods([m for (b, ds, m) in by_key if (b, ds) == (backbone, dataset)]):
             doc = by_key[(backbone, dataset, method)]
+            second = doc.get("runner_up_lr")
             row = {"Backbone": backbone, "Dataset": dataset, "Method": method_label(method),
                    "Chosen lr": f"{doc['chosen_lr']:g} (×{doc['chosen_multiplier']:g})",
-                   "Validation acc. (%)": _acc(doc["chosen_val_accuracy"])}
+                   "Validation acc. (%)": _acc(doc["chosen_val_accuracy"]),
+                   "SE (pp)": _se(doc.get("standard_error")),
+                   "Runner-up lr": "–" if second is None else f"{second:g} (×{doc['runner_up_multiplier']:g})"}
             for p in doc["points"]:
-                mark = " *" if p["lr"] == doc["chosen_lr"] else ""
+                mark = " *" if p["lr"] == doc["chosen_lr"] else " †" if p["lr"] == second else ""
                 row[f"×{p['multiplier']:g}"] = f"{_acc(p['val_accuracy'])} @ {p['lr']:g}{mark}"
             rows.append(row)
     display = pd.DataFrame(rows)
@@ -75,14 +84,17 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
                                  f"(×{d['chosen_multiplier']:g}, the "
                                  f"{'largest' if d['chosen_multiplier'] == max(d['grid']) else 'smallest'})"
                                  for d in edge))
-    first = records[0] if records else {"validation_fraction": float("nan"), "partition": "–", "seed": "–"}
+    first = records[0] if records else {"validation_fraction": float("nan"), "partition": "–", "seeds": ["–"]}
     caption = (f"Learning rates chosen by one procedure (benchmark/tuning.py): per backbone, dataset and method, "
                f"one run per grid multiplier of the method's base learning rate on the training data minus a "
                f"stratified validation split ({fmt_num(100 * first['validation_fraction'])}% of the training "
-               f"set; partition {first['partition']}, seed {first['seed']}), scored by the {CRITERION}. "
+               f"set; partition {first['partition']}, tuning seed(s) {_seeds(first)}, disjoint from the final seeds), "
+               f"scored by the {CRITERION} (near_tie {first.get('near_tie', 0):g}; SE: the binomial standard error "
+               f"of the best mean over the validation images and seeds). † marks the runner-up, the rate a choice "
+               f"could have gone to. "
                f"Cells: top-1 validation accuracy (%) @ learning rate; * marks the choice, which every run of "
                f"that method (SFPrompt's ablation and sensitivity variants, and the pooled references through "
-               f"their base method) trains with. One seed: no confidence interval. The test split is not used.")
+               f"their base method) trains with. The test split is not used.")
     if share:
         notes.append("not tuned, takes another method's choice (its training is that method's arithmetic): "
                      + ", ".join(f"{method_label(m)} takes {method_label(src)}'s" for m, src in share.items()))
@@ -91,6 +103,10 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
 
 def _acc(value: float | None) -> str:
     return "diverged" if value is None else f"{100 * value:.1f}"
+
+
+def _se(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}"
 
 
 def _sources(res: Results) -> Sources:
