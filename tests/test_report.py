@@ -236,6 +236,36 @@ def test_figures_are_pure_functions_returning_figures():
     assert isinstance(figures.sensitivity(points.iloc[0:0]), Figure)  # empty input: a labelled placeholder
 
 
+@pytest.mark.parametrize("n,shape", [(1, (1, 1)), (2, (1, 2)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (6, (2, 3)),
+                                     (7, (3, 3)), (16, (6, 3))])
+def test_panel_grids_are_sized_to_their_panels(n, shape):
+    """Exactly ``n`` axes, none hidden, in the fewest rows of at most three columns and then the fewest columns:
+    four panels are 2 × 2, never 2 × 3 with two empty panels."""
+    fig, axes = figures._grid(n)
+    assert len(axes) == len(fig.axes) == n and all(ax.get_visible() for ax in fig.axes)
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in axes} == {shape}
+
+
+def test_curve_figures_have_one_legend_below_and_no_empty_panel():
+    runs = _runs([("fedavg", 0, 80.0, 10.0, 5.0, 1, 1), ("sfprompt", 0, 70.0, 0.5, 2.0, 1, 1)])
+    cells = pd.concat([runs.assign(dataset=d, partition=p) for d in ("d1", "d2") for p in ("iid", "dir")])
+    curves = pd.concat([cells.assign(round=r, accuracy=50.0 + r, comm_mb_cumulative=10.0 * (r + 1))
+                        for r in range(4)], ignore_index=True)
+    fig = figures.accuracy_vs_round(curves)
+    assert len(fig.axes) == 4 and all(ax.get_legend() is None for ax in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["FedAvg", "SFPrompt"]
+    assert all(len(ax.lines[0].get_xdata()) == 4 for ax in fig.axes)  # a point every round
+
+
+def test_partition_heatmaps_name_the_classes_where_the_data_have_names():
+    hist = pd.DataFrame([{"dataset": "d", "partition": "iid", "seed": 0, "client": c, "class": k,
+                          "class_name": ["cat", "dog", "ship"][k], "count": c + k} for c in range(2) for k in range(3)])
+    ax = figures.partition_heatmaps(hist).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "ship"]
+    ax = figures.partition_heatmaps(hist.drop(columns="class_name")).axes[0]  # no names: label ids, axis "class"
+    assert ax.get_xlabel() == "class"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # backbone strength, from a hand-made results folder (runs, their roles in grid.json, checkpoint cards)
 

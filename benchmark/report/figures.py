@@ -14,6 +14,7 @@ fvcore's convention (1 FLOP = 1 multiply-add), per participating client per roun
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -38,14 +39,30 @@ def method_style(method: str) -> dict:
             "linestyle": _DASHES[i % len(_DASHES)]}
 
 
-def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)) -> tuple[Figure, list]:
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, math.ceil(n / ncols))
+def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0), **subplot_kw) -> tuple[Figure, list]:
+    """A figure with exactly ``n`` panels: as few rows as ``ncols`` columns allow, then as few columns as those
+    rows need (4 panels are 2 × 2, not 2 × 3 with two empty ones); no axes are made for the free slots."""
+    n = max(n, 1)
+    nrows = math.ceil(n / max(1, ncols))
+    ncols = math.ceil(n / nrows)
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel().tolist()
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes[:max(n, 1)]
+    axes: list = []
+    for i in range(n):
+        shared = {"sharey": axes[0]} if subplot_kw.get("sharey") and axes else {}
+        axes.append(fig.add_subplot(nrows, ncols, i + 1, **shared))
+    return fig, axes
+
+
+def legend_below(fig: Figure, axes: list) -> None:
+    """One legend for the whole figure, below the panels (never over a curve), built from every panel's labelled
+    artists in first-seen order."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 5),
+                   fontsize=8, frameon=False)
 
 
 def _cells(frame: pd.DataFrame) -> list[tuple]:
@@ -99,7 +116,7 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend_below(fig, axes)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -164,25 +181,32 @@ def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
 
 
 def partition_heatmaps(histograms: pd.DataFrame) -> Figure:
-    """Samples per class held by each client (client × class), one panel per (dataset, partition).
+    """Samples per class held by each client (client × class), one panel per (dataset, partition); classes are
+    labelled by the dataset's names (``class_name``) where it has them.
 
     Args:
-        histograms: ``dataset, partition, seed, client, class, count`` (the first seed of each is drawn).
+        histograms: ``dataset, partition, seed, client, class, count`` and optionally ``class_name`` (the first
+            seed of each is drawn).
     """
     if histograms.empty:
         return _empty("no partition files")
     first = histograms[histograms.seed == histograms.groupby(["dataset", "partition"]).seed.transform("min")]
     keys = list(dict.fromkeys(map(tuple, first[["dataset", "partition"]].itertuples(index=False))))
-    fig, axes = _grid(len(keys), ncols=2, size=(4.5, 3.2))
+    fig, axes = _grid(len(keys), ncols=2, size=(4.5, 3.6))
     for ax, (dataset, partition) in zip(axes, keys):
         sub = first[(first.dataset == dataset) & (first.partition == partition)]
         mat = sub.pivot_table(index="client", columns="class", values="count", aggfunc="sum").fillna(0)
         im = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_title(f"{dataset} · {partition} (seed {int(sub.seed.iloc[0])})", fontsize=9)
-        ax.set_xlabel("class")
         ax.set_ylabel("client")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        names = sub.drop_duplicates("class").set_index("class").get("class_name")
+        if names is not None and len(mat.columns) <= 20:
+            ax.set_xticks(range(len(mat.columns)), [str(names[c]) for c in mat.columns], rotation=60, ha="right",
+                          rotation_mode="anchor", fontsize=7)
+        else:
+            ax.set_xlabel("class")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, label="samples")
     fig.suptitle("Client partitions (samples per client and class)", fontsize=10)
     return fig
@@ -220,7 +244,7 @@ def sensitivity(points: pd.DataFrame) -> Figure:
                        "split": "client blocks head/tail"}.get(param, param))
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend_below(fig, axes)
     fig.suptitle(f"SFPrompt sensitivity (one setting at a time; error bars: {CONFIDENCE:.0%} CI over seeds)",
                  fontsize=10)
     return fig

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchmark.report.figures import _empty, _grid, method_style
+from benchmark.report.figures import _empty, _grid, legend_below, method_style
 from benchmark.report.load import Results
 from benchmark.report.outputs import Sources, output
 from benchmark.report.stats import CONFIDENCE, fmt_ci, mean_ci
@@ -144,7 +144,7 @@ def strength_figure(points: pd.DataFrame, cards: pd.DataFrame) -> Figure:
                       else "share of the pre-training budget")
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend_below(fig, axes)
     fig.suptitle(f"Accuracy against backbone strength\n(error bars: {CONFIDENCE:.0%} CI over seeds)", fontsize=10)
     return fig
 

@@ -174,32 +174,39 @@ def time_to_target_table(res: Results, src: Sources) -> Table:
 
 @output("figure", "accuracy_vs_time", _runs_source)
 def accuracy_vs_time(res: Results, src: Sources):
+    """Accuracy against simulated wall-clock time in one grid cell, a panel per client/link pair.
+
+    One cell, not every cell × pair (16 panels in the default profile): the first cell in table order, named in
+    the title; the ``time_to_target`` table covers every cell. Accuracy is the mean over seeds with its 95% CI
+    band, at the mean time of each evaluated round (log scale: methods differ by orders of magnitude).
+    """
     tl = timelines(res, src.runs)
     if tl.empty:
         return figs._empty("no finished runs")
-    panels = list(dict.fromkeys(map(tuple, tl[CELL + ["pair"]].itertuples(index=False))))
-    fig, axes = figs._grid(len(panels), ncols=3)
-    show_backbone = tl.backbone.nunique() > 1
-    for ax, key in zip(axes, panels):
-        sub = tl[(tl[CELL + ["pair"]] == pd.Series(key, index=CELL + ["pair"])).all(axis=1)]
+    cell = figs._cells(tl)[0]
+    tl = tl[(tl[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
+    pairs = list(dict.fromkeys(tl.pair))
+    fig, axes = figs._grid(len(pairs), ncols=2, size=(4.6, 3.4), sharey=True)
+    for ax, pair in zip(axes, pairs):
+        sub = tl[tl.pair == pair]
         for method in order_methods(sub.method):
             runs = sub[sub.method == method]
             xs = runs.groupby("round").time_s.mean().clip(lower=1e-6).to_numpy()
             band = seed_band(runs, "round", "accuracy")  # mean ± 95% CI over seeds, as the other curve figures
             style = figs.method_style(method)
             ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
-                    linestyle=style["linestyle"], markersize=3, linewidth=1.4)
+                    linestyle=style["linestyle"], markersize=4, linewidth=1.4)
             ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
-                            alpha=0.15, linewidth=0)
+                            alpha=0.12, linewidth=0)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # spans of less than a decade would label every minor tick
-        ax.set_title(f"{figs._title(key[:3], show_backbone)} · {key[3]}", fontsize=9)
+        ax.set_title(f"client/link: {pair}", fontsize=9)
         ax.set_xlabel("simulated wall-clock (s, log)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
-    fig.suptitle("Accuracy against simulated wall-clock time (mean over seeds, band: 95% CI; client/link pairs "
-                 "of config/system)"
+    figs.legend_below(fig, axes)
+    fig.suptitle(f"Accuracy against simulated wall-clock time, {figs._title(cell, tl.backbone.nunique() > 1)} "
+                 f"(mean over seeds, band: 95% CI; every cell: table time_to_target)"
                  + figs.interim_note(res.curves, sep="\n"), fontsize=10)
     return fig
 
