@@ -336,7 +336,7 @@ def test_strength_table_averages_each_checkpoints_runs_beside_its_card(tmp_path)
     fig = render_figure(res, "strength")
     ax = fig.axes[0]
     assert sorted(ax.get_xticks()) == pytest.approx([25.0, 80.0])  # strength = the cards' accuracy
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["FedAvg", "SFPrompt"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["FedAvg", "SFPrompt"]  # one legend, below
 
 
 def test_strength_figure_names_methods_whose_points_coincide():
