@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from benchmark.report.stats import CONFIDENCE, mean_ci, seed_band
 from benchmark.report.tables import CELL, _sort_key, method_label, order_methods
@@ -63,6 +63,14 @@ def legend_below(fig: Figure, axes: list) -> None:
     if entries:
         fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 5),
                    fontsize=8, frameon=False)
+
+
+def accuracy_yerr(mean, half) -> np.ndarray:
+    """Error bars ``[below, above]`` for accuracies ``mean`` ± ``half`` (%), clipped to the [0, 100] an accuracy can
+    take (a CI over few seeds, t = 12.7 for two, would otherwise reach far below 0). NaN half-widths draw none."""
+    mean = np.atleast_1d(np.asarray(mean, dtype=float))
+    half = np.nan_to_num(np.atleast_1d(np.asarray(half, dtype=float)))
+    return np.vstack([np.minimum(half, mean), np.minimum(half, 100 - mean)])
 
 
 def _cells(frame: pd.DataFrame) -> list[tuple]:
@@ -110,6 +118,9 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
             ax.text(0.02, 0.02, f"identical curves: {text}", transform=ax.transAxes, fontsize=6, va="bottom")
         if logx:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # plain numbers at 1, 2, 5 × 10^k
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(_title(cell, show_backbone), fontsize=9)
@@ -127,8 +138,9 @@ def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: 
         band = seed_band(runs, "round", "accuracy")
         ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
                 linestyle=style["linestyle"], markersize=3, linewidth=1.4)
-        ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
-                        alpha=0.15, linewidth=0)
+        # an accuracy lies in [0, 100]: a CI over few seeds (t = 12.7 for two) would otherwise swamp the panel
+        ax.fill_between(xs, (band["mean"] - band["half"]).clip(lower=0), (band["mean"] + band["half"]).clip(upper=100),
+                        color=style["color"], alpha=0.15, linewidth=0)
 
     return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title + interim_note(curves))
 
@@ -172,8 +184,9 @@ def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
 
     def draw(ax, pts: pd.DataFrame, method: str, style: dict) -> None:
         mean, half, n = mean_ci(pts.final_accuracy)
-        ax.errorbar(pts.client_gflops_round.mean(), mean, yerr=half if n > 1 else None, fmt=style["marker"],
-                    color=style["color"], label=method_label(method), capsize=2)
+        yerr = accuracy_yerr(mean, half) if n > 1 else None
+        ax.errorbar(pts.client_gflops_round.mean(), mean, yerr=yerr, fmt=style["marker"], color=style["color"],
+                    label=method_label(method), capsize=2)
 
     return _method_panels(runs, draw, "client GFLOPs per client-round (log)", "final test accuracy (%)", True,
                           f"Client computation vs final accuracy (error bars: {CONFIDENCE:.0%} CI over seeds; "
@@ -200,12 +213,14 @@ def partition_heatmaps(histograms: pd.DataFrame) -> Figure:
         ax.set_title(f"{dataset} · {partition} (seed {int(sub.seed.iloc[0])})", fontsize=9)
         ax.set_ylabel("client")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("class")
         names = sub.drop_duplicates("class").set_index("class").get("class_name")
         if names is not None and len(mat.columns) <= 20:
-            ax.set_xticks(range(len(mat.columns)), [str(names[c]) for c in mat.columns], rotation=60, ha="right",
-                          rotation_mode="anchor", fontsize=7)
+            labels = [str(names[c]) for c in mat.columns]
+            slanted = max(map(len, labels)) > 2  # words are slanted to fit; digits stay upright
+            ax.set_xticks(range(len(mat.columns)), labels, fontsize=7, rotation=60 if slanted else 0,
+                          ha="right" if slanted else "center", rotation_mode="anchor")
         else:
-            ax.set_xlabel("class")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, label="samples")
     fig.suptitle("Client partitions (samples per client and class)", fontsize=10)
@@ -236,8 +251,9 @@ def sensitivity(points: pd.DataFrame) -> Figure:
             band = seed_band(c, "role_value", "final_accuracy").set_index("role_value").reindex(
                 [v for v in values if v in set(c.role_value)])
             xs = [values.index(v) for v in band.index] if categorical else list(band.index)
-            ax.errorbar(xs, band["mean"], yerr=band["half"].fillna(0), marker=_MARKERS[i % len(_MARKERS)],
-                        color=_COLORS[i % len(_COLORS)], capsize=2, label=" · ".join(map(str, cell)))
+            ax.errorbar(xs, band["mean"], yerr=accuracy_yerr(band["mean"], band["half"]),
+                        marker=_MARKERS[i % len(_MARKERS)], color=_COLORS[i % len(_COLORS)], capsize=2,
+                        label=" · ".join(map(str, cell)))
         if categorical:
             ax.set_xticks(range(len(values)), [_split_tick(v) for v in values])
         ax.set_xlabel({"keep_ratio": "keep_ratio (fraction kept by EL2N)", "prompt_len": "prompt tokens",
