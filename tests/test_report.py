@@ -449,6 +449,27 @@ def test_snakemake_report_embeds_the_figures_with_captions(smoke_results, tmp_pa
     assert "sensitivity.png" in text and "cumulative communication" in text and "Accuracy table" in text
 
 
+def test_smoke_figures_have_a_point_every_round_and_one_readable_time_figure(smoke_results):
+    """The smoke runs evaluate every round; accuracy_vs_time draws one cell with a panel per client/link pair
+    (not a panel per cell and pair), each method's curve a point per round; partitions name the classes."""
+    import yaml
+
+    from benchmark.report.build import render_figure
+    from benchmark.report.load import load_results
+
+    res = load_results(smoke_results)
+    rounds = yaml.safe_load(CONFIGS["smoke"].read_text())["run"]["train"]["rounds"]
+    pairs = yaml.safe_load(CONFIGS["smoke"].read_text())["system"]["pairs"]
+    per_round = render_figure(res, "accuracy_vs_round")
+    assert all(len(line.get_xdata()) == rounds for ax in per_round.axes for line in ax.lines)
+    timed = render_figure(res, "accuracy_vs_time")
+    assert [ax.get_title() for ax in timed.axes] == [f"client/link: {p}" for p in pairs]
+    assert all(len(line.get_xdata()) == rounds for ax in timed.axes for line in ax.lines)
+    assert len(timed.legends) == 1 and "digits · dir0.5" in timed._suptitle.get_text()
+    heat = render_figure(res, "partitions").axes[0]
+    assert [t.get_text() for t in heat.get_xticklabels()] == [str(d) for d in range(10)]  # digits' ClassLabel
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
