@@ -400,6 +400,19 @@ def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
 
 
+def check_patch_grid(img_size: int, patch_size: int) -> None:
+    """Raise a one-line :class:`ConfigError` unless ``img_size`` (pixels) is a whole number of patches.
+
+    timm's patch embedding is a strided convolution: it would silently drop the last ``img_size % patch_size``
+    rows and columns of every image instead of failing.
+    """
+    if img_size % patch_size:
+        raise ConfigError(
+            f"model.img_size must be a multiple of model.patch_size (the patch grid would crop the image), "
+            f"got img_size {img_size} and patch_size {patch_size}"
+        )
+
+
 def _validate(cfg: RunConfig) -> None:
     p, m, t, pre = cfg.partition, cfg.model, cfg.train, cfg.pretrain
     _check(cfg.threads is None or cfg.threads >= 1, "threads", ">= 1 or null", cfg.threads)
@@ -424,6 +437,8 @@ def _validate(cfg: RunConfig) -> None:
     for key in ("img_size", "patch_size", "embed_dim", "depth", "num_heads"):
         v = getattr(m, key)
         _check(v is None or v >= 1, f"model.{key}", ">= 1 or null", v)
+    if m.img_size is not None and m.patch_size is not None:
+        check_patch_grid(m.img_size, m.patch_size)
     _check(m.head_blocks >= 0, "model.head_blocks", ">= 0", m.head_blocks)
     _check(m.tail_blocks >= 0, "model.tail_blocks", ">= 0", m.tail_blocks)
     _check(m.prompt_len >= 0, "model.prompt_len", ">= 0", m.prompt_len)

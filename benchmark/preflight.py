@@ -15,7 +15,7 @@ import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from benchmark.config import RunConfig
+from benchmark.config import RunConfig, check_patch_grid
 from benchmark.errors import ConfigError
 from benchmark.models.vit import arch_kwargs
 
@@ -40,6 +40,8 @@ def backbone_depth(cfg: RunConfig) -> int:
         raise ConfigError(f"model: cannot build {m.backbone!r} with {arch_kwargs(m)}: {first}") from None
     if not isinstance(model, VisionTransformer):
         raise ConfigError(f"model.backbone {m.backbone!r} is a {type(model).__name__}, not a timm VisionTransformer")
+    # the architecture's defaults fill what the config leaves null, so check the grid the model really has
+    check_patch_grid(model.patch_embed.img_size[0], model.patch_embed.patch_size[0])
     return len(model.blocks)
 
 

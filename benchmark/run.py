@@ -123,7 +123,8 @@ def load_federated_data(cfg: RunConfig, partition_path: str | Path | None = None
                 f"has {cfg.partition.num_clients} clients over {len(labels)} samples)"
             )
     else:
-        part = make_partition(labels, len(train.classes), cfg.partition, cfg.seed, cfg.data.dataset)
+        part = make_partition(labels, len(train.classes), cfg.partition, cfg.seed, cfg.data.dataset,
+                              class_names=train.classes)
     data = FederatedData(
         train_images=train.images, train_labels=train.labels, test_images=test.images, test_labels=test.labels,
         client_indices=[np.asarray(c, dtype=np.int64) for c in part.client_indices], classes=list(train.classes),

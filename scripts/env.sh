@@ -17,8 +17,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "sfprompt-bench: installing the environment into $venv (first run: a few minutes)" >&2
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-  # test: the test tools; cluster: the SLURM executor plugin (profiles/slurm, tests/test_cluster.py)
-  "$venv/bin/python" -m pip install --quiet -e "$root[test,cluster]" >&2
+  # test: the test tools; docs: the manual (mkdocs); cluster: the SLURM executor plugin (profiles/slurm,
+  # tests/test_cluster.py)
+  "$venv/bin/python" -m pip install --quiet -e "$root[test,docs,cluster]" >&2
   echo "$want" > "$stamp"
 fi
 if [ -z "${BENCHMARK_DATA_ROOT:-}" ] && [ -d "$root/../shared/data" ]; then

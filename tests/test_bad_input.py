@@ -61,6 +61,11 @@ CASES = [
     ("bad_device", {"device": "gpu"}, r"'device' must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ("negative_lr", {"train.lr": -0.1}, r"'train.lr' must be > 0"),
     ("bad_optimizer", {"train.optimizer": "lion"}, r"'train.optimizer' must be sgd or adamw, got 'lion'"),
+    ("img_not_whole_patches", {"model.img_size": 15},
+     r"^error: model.img_size must be a multiple of model.patch_size .*got img_size 15 and patch_size 4$"),
+    # patch_size left to the architecture (vit_tiny_patch16_224: 16 px), checked on the model preflight builds
+    ("img_not_whole_default_patches", {"model.patch_size": None, "model.img_size": 40},
+     r"model.img_size must be a multiple of model.patch_size .*got img_size 40 and patch_size 16$"),
     ("yaml_syntax", "train: {rounds: [1, 2\n", r"is not valid YAML"),
 ]
 
@@ -125,7 +130,7 @@ def test_exit_status_from_a_real_process(tmp_path):
 # is validated (and preflight-checked) when the workflow config is loaded, before any job exists.
 WORKFLOW_CASES = [c for c in CASES if isinstance(c[1], dict) and not any(
     k.split(".")[0] in ("seeds", "seed") or k in ("train.method", "data.dataset", "partition.scheme", "train",
-                                                  "model.backbone")
+                                                  "model.backbone", "model.img_size", "model.patch_size")
     for k in c[1])]
 
 
@@ -146,3 +151,16 @@ def test_workflow_rejects_the_same_bad_run_settings(case_id, change, pattern):
     assert "\n" not in str(err.value)
     assert re.search(pattern.split(", got")[0].replace("\\(config key model.weights\\)", ".*"), str(err.value)) or \
         any(k.split(".")[-1] in str(err.value) for k in change), str(err.value)
+
+
+def test_workflow_rejects_a_backbone_cropped_by_its_patch_grid():
+    """The workflow's backbones section sets the model's size; a size that is no whole number of patches stops
+    the workflow config with the same one line."""
+    from benchmark.errors import ConfigError
+    from benchmark.workflow import load_workflow
+
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw["backbones"]["tiny"]["model"]["img_size"] = 15
+    with pytest.raises(ConfigError, match=r"backbones.tiny.*: model.img_size must be a multiple of model.patch_size .*got img_size "
+                                          r"15 and patch_size 4$"):
+        load_workflow(raw)

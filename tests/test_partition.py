@@ -55,6 +55,18 @@ def test_partitions_are_disjoint_sorted_and_cover_the_data(pc):
     assert p.meta["dataset"] == "synthetic"
 
 
+def test_class_names_travel_in_the_file_beside_the_hash(tmp_path):
+    """Reports label classes by the names the partition file carries; the names do not change the partition."""
+    names = [f"class {k}" for k in range(C)]
+    named = make_partition(sorted_labels(), C, ALL[0], seed=0, class_names=names)
+    plain = make_partition(sorted_labels(), C, ALL[0], seed=0)
+    named.save(tmp_path / "p.json")
+    assert Partition.load(tmp_path / "p.json").meta["classes"] == names
+    assert named.hash == plain.hash and "classes" not in plain.meta
+    with pytest.raises(ValueError, match="class names"):
+        make_partition(sorted_labels(), C, ALL[0], seed=0, class_names=names[:-1])
+
+
 @pytest.mark.parametrize("pc", ALL, ids=lambda p: p.scheme)
 def test_same_seed_same_hash_different_seed_different_hash(pc):
     labels = sorted_labels()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from PIL import Image
 
 from benchmark.report import claims, figures, tables
 from tests.test_workflow import CONFIGS, ROOT, smoke_results, smoke_workflow  # noqa: F401 (session fixture)
@@ -262,6 +267,36 @@ def test_figures_are_pure_functions_returning_figures():
     assert isinstance(figures.sensitivity(points.iloc[0:0]), Figure)  # empty input: a labelled placeholder
 
 
+@pytest.mark.parametrize("n,shape", [(1, (1, 1)), (2, (1, 2)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (6, (2, 3)),
+                                     (7, (3, 3)), (16, (6, 3))])
+def test_panel_grids_are_sized_to_their_panels(n, shape):
+    """Exactly ``n`` axes, none hidden, in the fewest rows of at most three columns and then the fewest columns:
+    four panels are 2 × 2, never 2 × 3 with two empty panels."""
+    fig, axes = figures._grid(n)
+    assert len(axes) == len(fig.axes) == n and all(ax.get_visible() for ax in fig.axes)
+    assert {ax.get_subplotspec().get_geometry()[:2] for ax in axes} == {shape}
+
+
+def test_curve_figures_have_one_legend_below_and_no_empty_panel():
+    runs = _runs([("fedavg", 0, 80.0, 10.0, 5.0, 1, 1), ("sfprompt", 0, 70.0, 0.5, 2.0, 1, 1)])
+    cells = pd.concat([runs.assign(dataset=d, partition=p) for d in ("d1", "d2") for p in ("iid", "dir")])
+    curves = pd.concat([cells.assign(round=r, accuracy=50.0 + r, comm_mb_cumulative=10.0 * (r + 1))
+                        for r in range(4)], ignore_index=True)
+    fig = figures.accuracy_vs_round(curves)
+    assert len(fig.axes) == 4 and all(ax.get_legend() is None for ax in fig.axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["FedAvg", "SFPrompt"]
+    assert all(len(ax.lines[0].get_xdata()) == 4 for ax in fig.axes)  # a point every round
+
+
+def test_partition_heatmaps_name_the_classes_where_the_data_have_names():
+    hist = pd.DataFrame([{"dataset": "d", "partition": "iid", "seed": 0, "client": c, "class": k,
+                          "class_name": ["cat", "dog", "ship"][k], "count": c + k} for c in range(2) for k in range(3)])
+    ax = figures.partition_heatmaps(hist).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "ship"]
+    ax = figures.partition_heatmaps(hist.drop(columns="class_name")).axes[0]  # no names: label ids
+    assert [t.get_text() for t in ax.get_xticklabels()] != ["cat", "dog", "ship"] and ax.get_xlabel() == "class"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # backbone strength, from a hand-made results folder (runs, their roles in grid.json, checkpoint cards)
 
@@ -332,7 +367,7 @@ def test_strength_table_averages_each_checkpoints_runs_beside_its_card(tmp_path)
     fig = render_figure(res, "strength")
     ax = fig.axes[0]
     assert sorted(ax.get_xticks()) == pytest.approx([25.0, 80.0])  # strength = the cards' accuracy
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["FedAvg", "SFPrompt"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["FedAvg", "SFPrompt"]  # one legend, below
 
 
 def test_strength_figure_names_methods_whose_points_coincide():
@@ -438,6 +473,63 @@ def test_snakemake_report_embeds_the_figures_with_captions(smoke_results, tmp_pa
                     "--report", str(html)], check=True, capture_output=True)
     text = html.read_text()
     assert "sensitivity.png" in text and "cumulative communication" in text and "Accuracy table" in text
+
+
+def test_smoke_figures_have_a_point_every_round_and_one_readable_time_figure(smoke_results):
+    """The smoke runs evaluate every round; accuracy_vs_time draws one cell with a panel per client/link pair
+    (not a panel per cell and pair), each method's curve a point per round; partitions name the classes."""
+    import yaml
+
+    from benchmark.report.build import render_figure
+    from benchmark.report.load import load_results
+
+    res = load_results(smoke_results)
+    rounds = yaml.safe_load(CONFIGS["smoke"].read_text())["run"]["train"]["rounds"]
+    pairs = yaml.safe_load(CONFIGS["smoke"].read_text())["system"]["pairs"]
+    per_round = render_figure(res, "accuracy_vs_round")
+    assert all(len(line.get_xdata()) == rounds for ax in per_round.axes for line in ax.lines)
+    timed = render_figure(res, "accuracy_vs_time")
+    assert [ax.get_title() for ax in timed.axes] == [f"client/link: {p}" for p in pairs]
+    assert all(len(line.get_xdata()) == rounds for ax in timed.axes for line in ax.lines)
+    assert len(timed.legends) == 1 and "digits · dir0.5" in timed._suptitle.get_text()
+    heat = render_figure(res, "partitions").axes[0]
+    assert [t.get_text() for t in heat.get_xticklabels()] == [str(d) for d in range(10)]  # digits' ClassLabel
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with a virtual-time budget, so the report's scripts finish before the page is read."""
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--hide-scrollbars", "--virtual-time-budget=20000", "--window-size=1280,900", *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (.ci/run installs Debian's as root)")
+def test_snakemake_report_renders_in_a_real_browser(smoke_results, tmp_path):
+    """``snakemake --report`` opened in headless Chromium: its app renders (the workflow description and the
+    Figures and Tables categories in the page, the loading screen gone), every figure's caption is in the DOM,
+    and a screenshot of the page is not blank."""
+    work, results = smoke_workflow()
+    html = tmp_path / "report.html"
+    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                    str(work), "--configfile", str(CONFIGS["smoke"]), "--config", f"results={results}",
+                    "--report", str(html)], check=True, capture_output=True)
+    dom = _chromium("--dump-dom", html.as_uri()).stdout
+    app = dom[dom.index('<div id="app">'):dom.index('<script id="workflow-desc">') if '<script id="workflow-desc">'
+              in dom else len(dom)]
+    rendered = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>|<style.*?</style>", " ", app, flags=re.S))
+    assert "FedAvg full fine-tuning" in rendered  # workflow/report/workflow.rst, rendered by the app
+    assert "Figures" in rendered and "Tables" in rendered
+    for caption in sorted((ROOT / "workflow" / "report").glob("figure_*.rst")):
+        words = " ".join(caption.read_text().split()[:6])
+        assert html_lib.escape(words, quote=False) in dom or words in dom, caption.name
+    shot = tmp_path / "report.png"
+    _chromium(f"--screenshot={shot}", html.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (900, 1280)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.005  # not blank: text and graphics on the page
 
 
 def test_report_is_reproducible(smoke_results, tmp_path):

@@ -147,8 +147,9 @@ class CommLedger:
     ) -> int:
         """Record ``numel`` elements of ``dtype`` without tensors (analytic accounting).
 
+        ``round``, ``client``, ``phase``, ``direction`` and ``kind`` are as in :meth:`record`.
+
         Args:
-            round, client, phase, direction, kind: As in :meth:`record`.
             dtype: Element type; its size in bytes is ``dtype.itemsize``.
             numel: Total elements over all the messages (>= 0).
             messages: How many messages carried them (>= 0).

@@ -324,9 +324,9 @@ def load_dataset_spec(spec: DatasetSpec | str, data_root: str | None = None) -> 
         data_root: Folder of local parquet mirrors for ``hf:`` sources; None reads ``$BENCHMARK_DATA_ROOT``.
 
     Raises:
-        UnknownNameError: unknown preset. DatasetError: missing or unreadable data, a missing split or column,
-        ambiguous columns, string labels, a ``num_classes`` that disagrees with the data, test classes absent
-        from train (one line each).
+        UnknownNameError: unknown preset.
+        DatasetError: missing or unreadable data, a missing split or column, ambiguous columns, string labels, a
+            ``num_classes`` that disagrees with the data, test classes absent from train (one line each).
     """
     import datasets
 

@@ -29,7 +29,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -121,7 +121,7 @@ class Partition:
         client_indices: Per client, sorted int64 indices into the train ImageSet.
         histogram: int64 ``[num_clients, num_classes]`` sample counts per class.
         meta: ``scheme``, ``params`` (the config fields the scheme reads), ``seed``, ``dataset``,
-            ``num_samples``, ``num_classes``.
+            ``num_samples``, ``num_classes`` and, where known, ``classes`` (names indexed by label).
     """
 
     client_indices: list[np.ndarray]
@@ -187,7 +187,7 @@ class Partition:
 
 
 def make_partition(labels: np.ndarray, num_classes: int, cfg: PartitionConfig, seed: int,
-                   dataset: str = "") -> Partition:
+                   dataset: str = "", class_names: Sequence[str] | None = None) -> Partition:
     """Partition the train split among ``cfg.num_clients`` clients.
 
     Args:
@@ -196,6 +196,8 @@ def make_partition(labels: np.ndarray, num_classes: int, cfg: PartitionConfig, s
         cfg: Partition section of the run config.
         seed: The run seed (shuffle, Dirichlet draws, class assignment).
         dataset: Dataset name, recorded in the metadata.
+        class_names: The dataset's class names, indexed by label (e.g. a ``ClassLabel``'s names), recorded in
+            the metadata as ``classes`` so that reports label classes by name; not part of the hash.
 
     Raises:
         UnknownNameError: unknown scheme. ConfigError: ``classes_per_client`` outside ``[1, num_classes]``.
@@ -235,6 +237,10 @@ def make_partition(labels: np.ndarray, num_classes: int, cfg: PartitionConfig, s
         "scheme": cfg.scheme, "params": {k: getattr(cfg, k) for k in scheme.params}, "seed": int(seed),
         "dataset": dataset, "num_samples": int(n), "num_classes": int(num_classes),
     }
+    if class_names is not None:
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        meta["classes"] = [str(c) for c in class_names]
     return Partition(clients, histogram, meta)
 
 

@@ -14,10 +14,11 @@ fvcore's convention (1 FLOP = 1 multiply-add), per participating client per roun
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from benchmark.report.stats import CONFIDENCE, mean_ci, seed_band
 from benchmark.report.tables import CELL, _sort_key, method_label, order_methods
@@ -38,14 +39,38 @@ def method_style(method: str) -> dict:
             "linestyle": _DASHES[i % len(_DASHES)]}
 
 
-def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0)) -> tuple[Figure, list]:
-    ncols = max(1, min(ncols, n))
-    nrows = max(1, math.ceil(n / ncols))
+def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.0, 3.0), **subplot_kw) -> tuple[Figure, list]:
+    """A figure with exactly ``n`` panels: as few rows as ``ncols`` columns allow, then as few columns as those
+    rows need (4 panels are 2 × 2, not 2 × 3 with two empty ones); no axes are made for the free slots."""
+    n = max(n, 1)
+    nrows = math.ceil(n / max(1, ncols))
+    ncols = math.ceil(n / nrows)
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel().tolist()
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig, axes[:max(n, 1)]
+    axes: list = []
+    for i in range(n):
+        shared = {"sharey": axes[0]} if subplot_kw.get("sharey") and axes else {}
+        axes.append(fig.add_subplot(nrows, ncols, i + 1, **shared))
+    return fig, axes
+
+
+def legend_below(fig: Figure, axes: list) -> None:
+    """One legend for the whole figure, below the panels (never over a curve), built from every panel's labelled
+    artists in first-seen order."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 5),
+                   fontsize=8, frameon=False)
+
+
+def accuracy_yerr(mean, half) -> np.ndarray:
+    """Error bars ``[below, above]`` for accuracies ``mean`` ± ``half`` (%), clipped to the [0, 100] an accuracy can
+    take (a CI over few seeds, t = 12.7 for two, would otherwise reach far below 0). NaN half-widths draw none."""
+    mean = np.atleast_1d(np.asarray(mean, dtype=float))
+    half = np.nan_to_num(np.atleast_1d(np.asarray(half, dtype=float)))
+    return np.vstack([np.minimum(half, mean), np.minimum(half, 100 - mean)])
 
 
 def _cells(frame: pd.DataFrame) -> list[tuple]:
@@ -93,13 +118,16 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
             ax.text(0.02, 0.02, f"identical curves: {text}", transform=ax.transAxes, fontsize=6, va="bottom")
         if logx:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # plain numbers at 1, 2, 5 × 10^k
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(_title(cell, show_backbone), fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend_below(fig, axes)
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -110,8 +138,9 @@ def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: 
         band = seed_band(runs, "round", "accuracy")
         ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
                 linestyle=style["linestyle"], markersize=3, linewidth=1.4)
-        ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
-                        alpha=0.15, linewidth=0)
+        # an accuracy lies in [0, 100]: a CI over few seeds (t = 12.7 for two) would otherwise swamp the panel
+        ax.fill_between(xs, (band["mean"] - band["half"]).clip(lower=0), (band["mean"] + band["half"]).clip(upper=100),
+                        color=style["color"], alpha=0.15, linewidth=0)
 
     return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title + interim_note(curves))
 
@@ -155,8 +184,9 @@ def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
 
     def draw(ax, pts: pd.DataFrame, method: str, style: dict) -> None:
         mean, half, n = mean_ci(pts.final_accuracy)
-        ax.errorbar(pts.client_gflops_round.mean(), mean, yerr=half if n > 1 else None, fmt=style["marker"],
-                    color=style["color"], label=method_label(method), capsize=2)
+        yerr = accuracy_yerr(mean, half) if n > 1 else None
+        ax.errorbar(pts.client_gflops_round.mean(), mean, yerr=yerr, fmt=style["marker"], color=style["color"],
+                    label=method_label(method), capsize=2)
 
     return _method_panels(runs, draw, "client GFLOPs per client-round (log)", "final test accuracy (%)", True,
                           f"Client computation vs final accuracy (error bars: {CONFIDENCE:.0%} CI over seeds; "
@@ -164,25 +194,34 @@ def flops_vs_accuracy(runs: pd.DataFrame) -> Figure:
 
 
 def partition_heatmaps(histograms: pd.DataFrame) -> Figure:
-    """Samples per class held by each client (client × class), one panel per (dataset, partition).
+    """Samples per class held by each client (client × class), one panel per (dataset, partition); classes are
+    labelled by the dataset's names (``class_name``) where it has them.
 
     Args:
-        histograms: ``dataset, partition, seed, client, class, count`` (the first seed of each is drawn).
+        histograms: ``dataset, partition, seed, client, class, count`` and optionally ``class_name`` (the first
+            seed of each is drawn).
     """
     if histograms.empty:
         return _empty("no partition files")
     first = histograms[histograms.seed == histograms.groupby(["dataset", "partition"]).seed.transform("min")]
     keys = list(dict.fromkeys(map(tuple, first[["dataset", "partition"]].itertuples(index=False))))
-    fig, axes = _grid(len(keys), ncols=2, size=(4.5, 3.2))
+    fig, axes = _grid(len(keys), ncols=2, size=(4.5, 3.6))
     for ax, (dataset, partition) in zip(axes, keys):
         sub = first[(first.dataset == dataset) & (first.partition == partition)]
         mat = sub.pivot_table(index="client", columns="class", values="count", aggfunc="sum").fillna(0)
         im = ax.imshow(mat.to_numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_title(f"{dataset} · {partition} (seed {int(sub.seed.iloc[0])})", fontsize=9)
-        ax.set_xlabel("class")
         ax.set_ylabel("client")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("class")
+        names = sub.drop_duplicates("class").set_index("class").get("class_name")
+        if names is not None and len(mat.columns) <= 20:
+            labels = [str(names[c]) for c in mat.columns]
+            slanted = max(map(len, labels)) > 2  # words are slanted to fit; digits stay upright
+            ax.set_xticks(range(len(mat.columns)), labels, fontsize=7, rotation=60 if slanted else 0,
+                          ha="right" if slanted else "center", rotation_mode="anchor")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.colorbar(im, ax=ax, label="samples")
     fig.suptitle("Client partitions (samples per client and class)", fontsize=10)
     return fig
@@ -212,15 +251,16 @@ def sensitivity(points: pd.DataFrame) -> Figure:
             band = seed_band(c, "role_value", "final_accuracy").set_index("role_value").reindex(
                 [v for v in values if v in set(c.role_value)])
             xs = [values.index(v) for v in band.index] if categorical else list(band.index)
-            ax.errorbar(xs, band["mean"], yerr=band["half"].fillna(0), marker=_MARKERS[i % len(_MARKERS)],
-                        color=_COLORS[i % len(_COLORS)], capsize=2, label=" · ".join(map(str, cell)))
+            ax.errorbar(xs, band["mean"], yerr=accuracy_yerr(band["mean"], band["half"]),
+                        marker=_MARKERS[i % len(_MARKERS)], color=_COLORS[i % len(_COLORS)], capsize=2,
+                        label=" · ".join(map(str, cell)))
         if categorical:
             ax.set_xticks(range(len(values)), [_split_tick(v) for v in values])
         ax.set_xlabel({"keep_ratio": "keep_ratio (fraction kept by EL2N)", "prompt_len": "prompt tokens",
                        "split": "client blocks head/tail"}.get(param, param))
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend_below(fig, axes)
     fig.suptitle(f"SFPrompt sensitivity (one setting at a time; error bars: {CONFIDENCE:.0%} CI over seeds)",
                  fontsize=10)
     return fig

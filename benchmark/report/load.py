@@ -39,7 +39,8 @@ class Results:
             ``comm_mb_cumulative``, ``client_gflops_cumulative``.
         accounting: The accounting CSVs with ``label``, ``split``, ``head_blocks``, ``tail_blocks``, ``file``.
         histograms: Partition class counts, long form: ``dataset``, ``partition``, ``seed``, ``client``,
-            ``class``, ``count``; ``partition_files`` maps (dataset, partition, seed) to file and hash.
+            ``class`` (label id), ``class_name`` (the dataset's name for it), ``count``; ``partition_files``
+            maps (dataset, partition, seed) to file and hash.
         missing: Run folders listed in the grid without a finished ``metrics.csv``.
     """
 
@@ -181,8 +182,10 @@ def load_results(root: str | Path) -> Results:
         pfiles[key] = {"file": run["partition_file"], "hash": doc.get("hash", "")}
         counts = np.asarray(doc["histogram"])
         c, k = np.meshgrid(np.arange(counts.shape[0]), np.arange(counts.shape[1]), indexing="ij")
+        # partition files written up to 9c0d32d carry no names: their classes are named by index
+        names = np.asarray(doc["meta"].get("classes") or [str(i) for i in range(counts.shape[1])], dtype=object)
         hist.append(pd.DataFrame({"dataset": key[0], "partition": key[1], "seed": key[2], "client": c.ravel(),
-                                  "class": k.ravel(), "count": counts.ravel()}))
+                                  "class": k.ravel(), "class_name": names[k.ravel()], "count": counts.ravel()}))
     return Results(
         root=root, grid=grid, runs=runs,
         roles=pd.DataFrame(roles, columns=["dir", "kind", "name", "value"]),
@@ -191,6 +194,6 @@ def load_results(root: str | Path) -> Results:
                                 "client_gflops_cumulative"]),
         accounting=pd.concat(acc_frames, ignore_index=True) if acc_frames else pd.DataFrame(),
         histograms=pd.concat(hist, ignore_index=True) if hist else pd.DataFrame(
-            columns=["dataset", "partition", "seed", "client", "class", "count"]),
+            columns=["dataset", "partition", "seed", "client", "class", "class_name", "count"]),
         partition_files=pfiles, missing=missing,
     )

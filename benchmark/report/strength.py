@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from benchmark.report.figures import _empty, _grid, method_style
+from benchmark.report.figures import _empty, _grid, accuracy_yerr, legend_below, method_style
 from benchmark.report.load import Results
 from benchmark.report.outputs import Sources, output
 from benchmark.report.stats import CONFIDENCE, fmt_ci, mean_ci
@@ -128,8 +128,8 @@ def strength_figure(points: pd.DataFrame, cards: pd.DataFrame) -> Figure:
             rows = sub[sub.method == method].sort_values("fraction")
             xs = rows.source_accuracy if by_card else 100 * rows.fraction
             style = method_style(method)
-            ax.errorbar(xs, rows.accuracy_mean, yerr=rows.accuracy_ci95.fillna(0), color=style["color"],
-                        marker=style["marker"], linestyle=style["linestyle"], markersize=max(3.0, 8.0 - 1.5 * i),
+            ax.errorbar(xs, rows.accuracy_mean, yerr=accuracy_yerr(rows.accuracy_mean, rows.accuracy_ci95),
+                        color=style["color"], marker=style["marker"], linestyle=style["linestyle"], markersize=max(3.0, 8.0 - 1.5 * i),
                         markerfacecolor="none", capsize=2, linewidth=1.2, label=method_label(method))
         ticks = sub.drop_duplicates("checkpoint").sort_values("fraction")
         xs = ticks.source_accuracy if by_card else 100 * ticks.fraction
@@ -144,7 +144,7 @@ def strength_figure(points: pd.DataFrame, cards: pd.DataFrame) -> Figure:
                       else "share of the pre-training budget")
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    legend_below(fig, axes)
     fig.suptitle(f"Accuracy against backbone strength\n(error bars: {CONFIDENCE:.0%} CI over seeds)", fontsize=10)
     return fig
 

@@ -22,11 +22,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmark.report import figures as figs
 from benchmark.report.outputs import Sources, output
-from benchmark.report.stats import seed_band
 from benchmark.report.load import Results
 from benchmark.report.tables import CELL, Table, _drop_constant, fmt_num, method_label, order_methods
 from benchmark.system.analysis import (mean_ci, paper_scale_rounds, read_ledgers, run_timeline, to_target,
@@ -174,32 +173,39 @@ def time_to_target_table(res: Results, src: Sources) -> Table:
 
 @output("figure", "accuracy_vs_time", _runs_source)
 def accuracy_vs_time(res: Results, src: Sources):
+    """Accuracy against simulated wall-clock time in one grid cell, a panel per client/link pair.
+
+    One cell, not every cell × pair (16 panels in the default profile): the first cell in table order, named in
+    the title; the ``time_to_target`` table covers every cell. Each point is an evaluated round: accuracy is the
+    mean over seeds at the mean time of that round (log scale: methods differ by orders of magnitude). No CI
+    bands: overlapping along a log axis they hide the curves; ``accuracy_vs_round`` draws them.
+    """
     tl = timelines(res, src.runs)
     if tl.empty:
         return figs._empty("no finished runs")
-    panels = list(dict.fromkeys(map(tuple, tl[CELL + ["pair"]].itertuples(index=False))))
-    fig, axes = figs._grid(len(panels), ncols=3)
-    show_backbone = tl.backbone.nunique() > 1
-    for ax, key in zip(axes, panels):
-        sub = tl[(tl[CELL + ["pair"]] == pd.Series(key, index=CELL + ["pair"])).all(axis=1)]
+    cell = figs._cells(tl)[0]
+    tl = tl[(tl[CELL] == pd.Series(cell, index=CELL)).all(axis=1)]
+    pairs = list(dict.fromkeys(tl.pair))
+    fig, axes = figs._grid(len(pairs), size=(4.6, 3.4), sharey=True)
+    for ax, pair in zip(axes, pairs):
+        sub = tl[tl.pair == pair]
         for method in order_methods(sub.method):
-            runs = sub[sub.method == method]
-            xs = runs.groupby("round").time_s.mean().clip(lower=1e-6).to_numpy()
-            band = seed_band(runs, "round", "accuracy")  # mean ± 95% CI over seeds, as the other curve figures
+            mean = sub[sub.method == method].groupby("round")[["time_s", "accuracy"]].mean()
             style = figs.method_style(method)
-            ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
-                    linestyle=style["linestyle"], markersize=3, linewidth=1.4)
-            ax.fill_between(xs, band["mean"] - band["half"], band["mean"] + band["half"], color=style["color"],
-                            alpha=0.15, linewidth=0)
+            ax.plot(mean.time_s.clip(lower=1e-6), mean.accuracy, label=method_label(method), color=style["color"],
+                    marker=style["marker"], linestyle=style["linestyle"], markersize=4, linewidth=1.4)
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # spans of less than a decade would label every minor tick
-        ax.set_title(f"{figs._title(key[:3], show_backbone)} · {key[3]}", fontsize=9)
-        ax.set_xlabel("simulated wall-clock (s, log)")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_seconds(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"client/link: {pair}", fontsize=9)
+        ax.set_xlabel("simulated wall-clock (log scale)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
-    fig.suptitle("Accuracy against simulated wall-clock time (mean over seeds, band: 95% CI; client/link pairs "
-                 "of config/system)"
+    figs.legend_below(fig, axes)
+    fig.suptitle(f"Accuracy against simulated wall-clock time, {figs._title(cell, tl.backbone.nunique() > 1)} "
+                 f"(mean over seeds; every cell: table time_to_target)"
                  + figs.interim_note(res.curves, sep="\n"), fontsize=10)
     return fig
 
