@@ -64,10 +64,11 @@ def mean_psnr(x: torch.Tensor, rec: torch.Tensor) -> float:
 # attacks
 
 
-def test_analytic_attack_inverts_head_blocks_0_of_a_real_vit_on_real_images(digits):
+@pytest.mark.parametrize("attack", ["analytic", "lmmse"])  # square W: the prior changes nothing at σ = 0
+def test_linear_attacks_invert_head_blocks_0_of_a_real_vit_on_real_images(digits, attack):
     x, aux = digits
     know = ServerKnowledge(vit_b16_geometry(), MEAN, STD, aux)
-    rec = ATTACKS.get("analytic")(smashed(know, x), know)
+    rec = ATTACKS.get(attack)(smashed(know, x), know)
     assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
     values = [p for p, _ in per_image(x, rec)]
     assert min(values) > 40.0, values
@@ -110,7 +111,7 @@ def test_decoder_attack_beats_the_mean_image_at_head_blocks_0(digits):
 
 
 def test_registry_rejects_an_unknown_attack_with_the_valid_list():
-    with pytest.raises(UnknownNameError, match="unknown attack 'gradient'; valid: analytic, decoder, mean_image, "
+    with pytest.raises(UnknownNameError, match="unknown attack 'gradient'; valid: analytic, decoder, lmmse, mean_image, "
                                                "optimisation"):
         ATTACKS.get("gradient")
 

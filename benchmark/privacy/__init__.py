@@ -12,7 +12,8 @@ Threat model (what the numbers mean):
   ``kind = smashed``), labels and, for SFPrompt, tail-input gradients and parameters. The attacks here use
   the smashed data only.
 * **Public auxiliary data**: images of the same distribution that no client holds (a disjoint split: the
-  test split of the dataset), used by the learned decoder and the mean-image baseline.
+  test split of the dataset), used by the learned decoder, the LMMSE attack's patch prior and the mean-image
+  baseline.
 * **Out of scope**: FedAvg's and FedPrompt's servers see parameters (or updates) only; gradient-inversion
   attacks on those (e.g. Zhu et al. 2019, Geiping et al. 2020) are not run, so those methods have no row.
   Label inference and model stealing (UnSplit's other attacks) are not run either.
@@ -25,8 +26,9 @@ Threat model (what the numbers mean):
   head state, i.e. what a server facing the defence really sees. Elsewhere (another split, or training off) the
   noise is added to the σ = 0 run's smashed data in the evaluation only, and the cost is "not measured".
 
-Modules: :mod:`~benchmark.privacy.attacks` (the registry ``ATTACKS``: analytic, optimisation, decoder, and
-the mean-image baseline), :mod:`~benchmark.privacy.metrics` (PSNR / SSIM from scikit-image, mean ± 95% CI),
+Modules: :mod:`~benchmark.privacy.attacks` (the registry ``ATTACKS``: analytic, lmmse, optimisation, decoder,
+and the mean-image baseline), :mod:`~benchmark.privacy.prior` (the auxiliary images' patch prior and the LMMSE
+inverse), :mod:`~benchmark.privacy.metrics` (PSNR / SSIM from scikit-image, mean ± 95% CI),
 :mod:`~benchmark.privacy.evaluate` (the workflow's ``privacy`` job). Report: :mod:`benchmark.report.privacy`.
 """
 
