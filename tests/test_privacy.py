@@ -149,14 +149,14 @@ def test_privacy_job_writes_scores_and_renders_table_and_figures(tmp_path):
                 "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 4,
                 "model.num_heads": 2, "model.head_blocks": 0, "model.tail_blocks": 0, "model.prompt_len": 2,
                 "device": "cpu"}
-    spec = {"backbone": "tiny", "split": [0, 0], "run_labels": {}, "attacks": ["analytic", "optimisation", "mean_image"],
+    spec = {"backbone": "tiny", "split": [0, 0], "run_labels": {}, "attacks": ["analytic", "lmmse", "optimisation", "mean_image"],
             "noise_sigma": [0.0, 0.5], "rounds": ["first", "final"], "images": 4, "aux_samples": 32,
             "samples_per_client": 50, "attack_settings": {"opt_steps": 5},
             "cases": [{"method": m, "settings": {**settings, "train.method": m}, "run_dir": None}
                       for m in ("sfl_v1", "sfprompt")]}
     frame, examples = evaluate(json.loads(json.dumps(spec)), log=lambda *_: None)
     scored = frame[frame.image >= 0]
-    assert set(scored.attack) == {"analytic", "optimisation", "mean_image"} and set(scored.sigma) == {0.0, 0.5}
+    assert set(scored.attack) == {"analytic", "lmmse", "optimisation", "mean_image"} and set(scored.sigma) == {0.0, 0.5}
     assert (frame[frame.image < 0].note.str.startswith("no run")).sum() == 2  # no run: final round not attacked
     sf = scored[scored.method == "sfprompt"].client_flops_pct_of_fedavg.iloc[0]
     assert 0 < sf < 100
@@ -164,10 +164,11 @@ def test_privacy_job_writes_scores_and_renders_table_and_figures(tmp_path):
     assert all(p.is_file() for p in paths)
     table = privacy_table(frame)
     assert len(table.display) == 4 and "Noise acc. cost" in table.display
+    assert list(table.display.columns[4:8]) == ["analytic", "lmmse", "optimisation", "mean image"]
     assert any("not measured" in n for n in table.notes)
     with np.load(paths[1]) as data:
         grid = reconstruction_grid(frame, {"h0t0": {k: data[k] for k in data.files}})
-    assert len(grid.axes) == 4 * 4   # originals + 3 attacks, 4 images each
+    assert len(grid.axes) == 5 * 4   # originals + 4 attacks, 4 images each
     assert frontier(frame).axes
 
 
@@ -283,3 +284,21 @@ def test_final_round_attacks_at_a_trained_sigma_use_the_noise_trained_runs_head(
                     ("final", 0.0): "runs/clean", ("final", 0.5): "runs/noisy"}
     rms = frame.groupby(["round", "sigma"]).smashed_rms.first()
     assert rms[("first", 0.0)] == rms[("first", 0.5)] and rms[("final", 0.0)] != rms[("final", 0.5)]
+
+
+def test_the_table_and_the_claims_row_report_the_strongest_attack():
+    """At 0/0 the prior-based attack (lmmse) beats the others: the table's 'vs mean image' and the claims row
+    name it and its PSNR, not the minimum-norm analytic attack's or the decoder's."""
+    from benchmark.report.privacy import privacy_claim, privacy_table, summarise
+
+    levels = {"analytic": 21.8, "lmmse": 51.0, "decoder": 22.5, "mean_image": 11.9}
+    rows = [{"backbone": "vit_s32", "dataset": "cifar10", "head_blocks": 0, "tail_blocks": 0, "method": "sfprompt",
+             "round": "final", "run": "runs/x", "attack": a, "sigma": 0.0, "image": i, "psnr": level + 0.5 * i,
+             "ssim": 0.9, "seconds": 1.0, "smashed_rms": 1.0, "client_flops_pct_of_fedavg": 1.7, "note": ""}
+            for a, level in levels.items() for i in range(4)]
+    frame = pd.DataFrame(rows)
+    display = privacy_table(frame).display.iloc[0]
+    assert display["vs mean image"].startswith("lmmse: +39.1") and display["lmmse"].startswith("51.8")
+    claim = privacy_claim(summarise(frame))[0]
+    assert claim["ours_value"] == pytest.approx(51.75) and claim["note"].startswith("best attack: lmmse")
+    assert claim["verdict"] == "images recovered"

@@ -25,6 +25,8 @@ from benchmark.report.load import Results
 from benchmark.report.tables import FLOP_NOTE, Table, fmt_num, method_label, order_methods
 
 BASELINE = "mean_image"
+ORDER = ("analytic", "lmmse", "optimisation", "decoder", BASELINE)
+"""Attack columns in this order (others after them, sorted): the linear-map attacks, then the iterative ones."""
 KEYS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "sigma"]
 NOT_MEASURED = ("not measured where no run trained with the noise (privacy.noise_training off, or another split "
                 "than the runs'): there the noise is added in the privacy evaluation only")
@@ -138,7 +140,7 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     summary = summarise(images, runs, acc_runs)
     if summary.empty:
         return Table("privacy", summary, pd.DataFrame(), caption, ["no privacy results in this results folder"])
-    attacks = [a for a in ("analytic", "optimisation", "decoder", BASELINE) if a in set(summary.attack)]
+    attacks = [a for a in ORDER if a in set(summary.attack)]
     attacks += sorted(set(summary.attack) - set(attacks))
     display_rows, notes, not_beaten = [], [], []
     real_all = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna()]
@@ -195,7 +197,9 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
                          "cost is paired by seed against the method's σ = 0 runs.")
         if ((summary.sigma > 0) & (summary.noise_accuracy_cost_n.fillna(0) == 0)).any():
             notes.append(f"Noise defence accuracy cost {NOT_MEASURED}.")
-    notes.append("analytic '–': not applicable (the client map is non-linear for head blocks >= 1). Rounds: first = "
+    notes.append("analytic and lmmse '–': not applicable (the client map is non-linear for head blocks >= 1); "
+                 "analytic is the minimum-norm inverse, lmmse the inverse under the auxiliary images' patch prior, "
+                 "noise-aware. Rounds: first = "
                  "the state broadcast in round 0; final = the aggregated client state after the last round.")
     return Table("privacy", summary, pd.DataFrame(display_rows), caption, list(dict.fromkeys(notes)))
 
@@ -228,7 +232,7 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
     originals = next(iter(examples.values()))["originals"]
     rows.append(("original", originals))
     for split, arrays in examples.items():
-        for attack in [a for a in ("analytic", "optimisation", "decoder", BASELINE)]:
+        for attack in ORDER:
             key = f"{method}__{round_}__{attack}__0"
             if key not in arrays:
                 continue
@@ -320,7 +324,11 @@ def _frontier(res: Results, src: Sources):
 def claim_rows(res: Results) -> list[dict[str, Any]]:
     """The paper's privacy claim ("raw data never leaves the device") beside what our best attack recovers from
     SFPrompt's smashed data at split 0/0, the split that reproduces the 0.46% client computing."""
-    summary = summarise(load_privacy(res))
+    return privacy_claim(summarise(load_privacy(res)))
+
+
+def privacy_claim(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The claims row from a :func:`summarise` frame: the strongest attack (highest mean PSNR) at 0/0, σ = 0."""
     row = {"claim": "privacy", "statement": "privacy-preserving: raw data never leaves the device",
            "paper": "qualitative", "source": "privacy attack", "ours_value": math.nan}
     sel = summary[(summary.head_blocks == 0) & (summary.tail_blocks == 0) & (summary.method == UNDER_STUDY)
