@@ -164,7 +164,8 @@ def test_privacy_job_writes_scores_and_renders_table_and_figures(tmp_path):
     assert all(p.is_file() for p in paths)
     table = privacy_table(frame)
     assert len(table.display) == 4 and "Noise acc. cost" in table.display
-    assert list(table.display.columns[4:8]) == ["analytic", "lmmse", "optimisation", "mean image"]
+    assert list(table.display.columns[5:9]) == ["analytic", "lmmse", "optimisation", "mean image"]
+    assert set(table.display.Server) == {"all"}  # no final round here: no main-server rows
     assert any("not measured" in n for n in table.notes)
     with np.load(paths[1]) as data:
         grid = reconstruction_grid(frame, {"h0t0": {k: data[k] for k in data.files}})
@@ -302,3 +303,43 @@ def test_the_table_and_the_claims_row_report_the_strongest_attack():
     claim = privacy_claim(summarise(frame))[0]
     assert claim["ours_value"] == pytest.approx(51.75) and claim["note"].startswith("best attack: lmmse")
     assert claim["verdict"] == "images recovered"
+
+
+def test_splitfeds_main_server_alone_attacks_the_final_round_with_the_round_0_head(tmp_path):
+    """SplitFed's main server does not see the fed server's average: at the final round SFL-V1 gets ``main`` rows
+    attacked with the head as broadcast in round 0, beside the ``all`` rows (main and fed server colluding);
+    SFPrompt's one server and round 0 have ``all`` rows only. Here the trained head differs from round 0's, so
+    the analytic inversion is exact for the colluding server and not for the main server alone."""
+    from benchmark.config import from_dict
+    from benchmark.methods import method_class
+    from benchmark.privacy.evaluate import evaluate
+    from benchmark.report.privacy import privacy_table
+    from benchmark.run import write_head_state
+    from benchmark.workflow import unflatten
+
+    settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
+                "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 64, "model.depth": 3,
+                "model.num_heads": 2, "model.head_blocks": 0, "model.tail_blocks": 1, "device": "cpu"}
+    cases = []
+    for method in ("sfl_v1", "sfprompt"):
+        sets = {**settings, "train.method": method}
+        model = method_class(method).build_model(from_dict(unflatten(sets)), 10)
+        gen = torch.Generator().manual_seed(1)
+        trained = {k: v.detach() + 0.05 * torch.randn(v.shape, generator=gen)
+                   for k, v in model.named_parameters() if k.startswith("head.")}
+        (tmp_path / method).mkdir()
+        write_head_state(tmp_path / method / "head_state.safetensors", trained)
+        cases.append({"method": method, "settings": sets, "run_dir": str(tmp_path / method)})
+    spec = {"backbone": "tiny", "split": [0, 1], "run_labels": {}, "attacks": ["analytic", "mean_image"],
+            "noise_sigma": [0.0], "rounds": ["first", "final"], "images": 4, "aux_samples": 16,
+            "samples_per_client": 50, "cases": cases}
+    frame, examples = evaluate(json.loads(json.dumps(spec)), log=lambda *_: None)
+    servers = frame.groupby(["method", "round"]).server.agg(lambda s: sorted(set(s))).to_dict()
+    assert servers == {("sfl_v1", "first"): ["all"], ("sfl_v1", "final"): ["all", "main"],
+                       ("sfprompt", "first"): ["all"], ("sfprompt", "final"): ["all"]}
+    psnr = frame[frame.attack == "analytic"].groupby(["method", "round", "server"]).psnr.mean()
+    assert psnr[("sfl_v1", "final", "all")] > 80 and psnr[("sfl_v1", "final", "main")] < 60
+    assert "sfl_v1|final|analytic|0|main" in examples and "sfl_v1|final|analytic|0" in examples
+    display = privacy_table(frame).display
+    assert list(display[display.Method == "SFL-V1"][["Round", "Server"]].itertuples(index=False, name=None)) == [
+        ("first", "all"), ("final", "all"), ("final", "main")]

@@ -7,7 +7,11 @@ Threat model (what the numbers mean):
 * **It knows** the architecture and every frozen pre-trained weight (public checkpoints, or the workflow's
   own pre-trained backbone), the split point, the input normalisation, and everything it aggregates: the
   prompts and the tail (SFPrompt) or the client part, i.e. the head (SFL-V1/V2, whose fed server averages
-  it). So the client map ``x -> head(x)`` is known exactly at the state the client used.
+  it). So the client map ``x -> head(x)`` is known exactly at the state the client used: the ``server = all``
+  rows. SplitFed (Thapa et al. 2022) separates the main server, which receives the smashed data, from the fed
+  server, which averages the heads; the ``server = main`` rows (SFL-V1/V2, final round) are the main server
+  alone, which knows the head only as broadcast in round 0 (the pre-trained weights). ``all`` for SplitFed
+  assumes the two collude.
 * **It sees** exactly what the communication ledger records as sent up: the smashed data (the head's output,
   ``kind = smashed``), labels and, for SFPrompt, tail-input gradients and parameters. The attacks here use
   the smashed data only.

@@ -2,7 +2,7 @@
 attack, noise level and round of one split point, and score them.
 
 ``python -m benchmark privacy --spec JSON --out DIR/NAME`` (the workflow's ``privacy`` rule, one job per
-split point) writes ``NAME.csv`` (one row per image × method × round × attack × σ: PSNR in dB and SSIM on
+split point) writes ``NAME.csv`` (one row per image × method × round × server × attack × σ: PSNR in dB and SSIM on
 [0, 1] pixels, the attack's wall seconds, and the method's client FLOPs share of FedAvg at this split) and
 ``NAME.npz`` (a few originals and their reconstructions as uint8, for the reconstruction grid figure).
 
@@ -17,6 +17,13 @@ computes it itself:
   (``noise_runs``: ``method_params.smashed_noise_sigma``, the workflow's ``privacy.noise_training``), the server's
   view is that run's own state: what a server facing the defence really sees (same round-0 state, the final
   state of the noisy training); elsewhere the noise is added to the σ = 0 run's smashed data.
+
+Which server attacks (``server``, :data:`SERVERS`): ``all`` knows the head the client used. SplitFed separates
+the main server (it receives the smashed data) from the fed server (it averages the client parts), so at the
+final round SFL-V1/V2 also get ``main`` rows: the final round's smashed data attacked with the head as broadcast
+in round 0 (the pre-trained weights), i.e. the main server not colluding with the fed server. Departure from
+FORA (Xu et al. 2024): no surrogate head is trained on the auxiliary data; the main server uses the public
+pre-trained head as its estimate of the client map.
 
 Victims are ``images`` of the clients' training images (the run's training subsample); the auxiliary data
 are up to ``aux_samples`` test images, which no client holds. Costs: client FLOPs per round from the methods'
@@ -44,9 +51,15 @@ from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSetti
 from benchmark.privacy.metrics import per_image
 
 ROUNDS = ("first", "final")
+SERVERS = {"all": "knows every part it or a colluding fed server aggregates (SplitFed: main and fed server "
+                  "collude; SFPrompt: its one server)",
+           "main": "SplitFed's main server alone: knows the client part only as broadcast in round 0 (the "
+                   "pre-trained head), not the fed server's trained average"}
+"""The server whose knowledge an attack uses (the ``server`` column). ``main`` rows exist for the final round of
+methods with :attr:`~benchmark.federation.method.Method.separate_fed_server`; at round 0 the two coincide."""
 EXAMPLES = 4
 """Images per case kept (uint8) for the reconstruction grid figure."""
-COLUMNS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "run", "attack", "sigma",
+COLUMNS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "server", "run", "attack", "sigma",
            "image", "psnr", "ssim", "seconds", "smashed_rms", "client_flops_pct_of_fedavg", "note"]
 
 
@@ -123,6 +136,17 @@ def _model(case: Case, num_classes: int, round_: str, device: torch.device, run_
     return model.to(device)
 
 
+def _servers(case: Case, num_classes: int, round_: str, device: torch.device) -> dict[str, tuple | None]:
+    """:data:`SERVERS` attacking this case at ``round_``: ``all`` (None: it knows the head the client used) and,
+    for a method with a separate fed server at the final round, ``main`` with (the round-0 model, its digest)."""
+    from benchmark.methods import method_class
+
+    if round_ != "final" or not method_class(case.method).separate_fed_server:
+        return {"all": None}
+    first = _model(case, num_classes, "first", device)
+    return {"all": None, "main": (first, _head_digest(first))}
+
+
 def _head_digest(model) -> str:
     h = hashlib.sha256(str(model.prompt_len).encode())
     for k, v in sorted(model.head.state_dict().items()):
@@ -163,11 +187,12 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
             model = _model(case, num_classes, round_, device)
             run = spec["run_labels"].get(case.run_dir) if case.run_dir else None
             if model is None:
-                rows.append({**base, "round": round_, "run": None, "attack": None, "sigma": np.nan,
+                rows.append({**base, "round": round_, "server": "all", "run": None, "attack": None, "sigma": np.nan,
                              "image": -1, "psnr": np.nan, "ssim": np.nan, "seconds": np.nan,
                              "note": "no run of this method at this split in the grid"})
                 continue
             views: dict[str | None, tuple] = {}
+            servers = _servers(case, num_classes, round_, device)
             for si, sigma in enumerate(spec["noise_sigma"]):
                 trained = case.noise_runs.get(f"{float(sigma):g}") if float(sigma) > 0 else None
                 if trained not in views:  # the σ = 0 run's view, or the noise-trained run's own
@@ -180,20 +205,22 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
                 run_s = spec["run_labels"].get(trained, trained) if trained else run
                 gen = seeding.torch_generator(settings.seed, "privacy", "noise", si)
                 received = add_noise(smashed, float(sigma), gen)
-                know = ServerKnowledge(model_s, mean, std, aux, float(sigma), settings)
-                for attack in spec["attacks"]:
-                    key = (digest, float(sigma), attack)
-                    tag = f"{case.method}|{round_}|{attack}|{float(sigma):g}"
-                    if key not in done:
-                        done[key] = _attack(attack, received, know, victims)
-                        log(f"h{head}t{tail} {tag}: PSNR {np.nanmean([r['psnr'] for r in done[key]]):.2f} dB "
-                            f"({done[key][0]['seconds']:.1f} s)")
-                    for r in done[key]:
-                        rows.append({**base, "round": round_, "run": run_s, "attack": attack, "sigma": float(sigma),
-                                     "smashed_rms": rms,
-                                     **{k: v for k, v in r.items() if k != "images"}})
-                    if done[key][0].get("images") is not None:
-                        examples[tag] = done[key][0]["images"]
+                for server, known in servers.items():
+                    known = known or (model_s, digest)  # None: the head the client used
+                    know = ServerKnowledge(known[0], mean, std, aux, float(sigma), settings)
+                    for attack in spec["attacks"]:
+                        key = (digest, known[1], float(sigma), attack)
+                        tag = f"{case.method}|{round_}|{attack}|{float(sigma):g}" + ("" if server == "all" else f"|{server}")
+                        if key not in done:
+                            done[key] = _attack(attack, received, know, victims)
+                            log(f"h{head}t{tail} {tag}: PSNR {np.nanmean([r['psnr'] for r in done[key]]):.2f} dB "
+                                f"({done[key][0]['seconds']:.1f} s)")
+                        for r in done[key]:
+                            rows.append({**base, "round": round_, "server": server, "run": run_s, "attack": attack,
+                                         "sigma": float(sigma), "smashed_rms": rms,
+                                         **{k: v for k, v in r.items() if k != "images"}})
+                        if done[key][0].get("images") is not None:
+                            examples[tag] = done[key][0]["images"]
     return pd.DataFrame(rows, columns=COLUMNS), examples
 
 

@@ -27,7 +27,10 @@ from benchmark.report.tables import FLOP_NOTE, Table, fmt_num, method_label, ord
 BASELINE = "mean_image"
 ORDER = ("analytic", "lmmse", "optimisation", "decoder", BASELINE)
 """Attack columns in this order (others after them, sorted): the linear-map attacks, then the iterative ones."""
-KEYS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "sigma"]
+KEYS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "sigma", "server"]
+STRONGEST = "all"
+"""The ``server`` whose rows the frontier and the claims row read: the one that knows every aggregated part
+(:data:`benchmark.privacy.evaluate.SERVERS`); ``main`` is SplitFed's main server alone."""
 NOT_MEASURED = ("not measured where no run trained with the noise (privacy.noise_training off, or another split "
                 "than the runs'): there the noise is added in the privacy evaluation only")
 
@@ -82,6 +85,8 @@ def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     mean-image baseline (mean, CI, whether its CI lies above 0), the noise's PSNR reduction, cost, the attacked
     run's accuracy and, where runs trained with the noise (``acc_runs``, :func:`accuracy_runs`), the accuracy
     over seeds at this σ and its paired difference to σ = 0 (:func:`noise_accuracy`; NaN elsewhere)."""
+    if len(images) and "server" not in images:  # written before the per-server threat model
+        images = images.assign(server=STRONGEST)
     scored = images[images.image >= 0] if len(images) else images
     rows = []
     for key, grp in scored.groupby(KEYS + ["attack"], sort=False, dropna=False):
@@ -102,10 +107,9 @@ def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    clean = out[out.sigma == 0].set_index(["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round",
-                                           "attack"]).psnr_mean
-    idx = pd.MultiIndex.from_frame(out[["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round",
-                                        "attack"]])
+    same = [k for k in KEYS if k != "sigma"] + ["attack"]
+    clean = out[out.sigma == 0].set_index(same).psnr_mean
+    idx = pd.MultiIndex.from_frame(out[same])
     out["noise_psnr_reduction"] = clean.reindex(idx).to_numpy() - out.psnr_mean.to_numpy()
     acc = {} if runs is None or not len(runs) else dict(zip(runs.dir, runs.final_accuracy))
     out["run_final_accuracy"] = [acc.get(r, np.nan) if r else np.nan for r in out.run]
@@ -128,7 +132,9 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     """The ``privacy`` table: per split, method, round and σ, each attack's PSNR ± CI / SSIM, the PSNR the noise
     removes, and (where runs trained with it) the accuracy over seeds and the noise's paired accuracy cost."""
     caption = ("Reconstruction of clients' training images from the smashed data the server receives "
-               "(honest-but-curious server that knows the head's weights and the prompts). Each attack: PSNR in "
+               "(honest-but-curious server). Server: 'all' knows the head's weights and the prompts as the client used "
+               "them (SplitFed: main and fed server collude); 'main' is SplitFed's main server alone, which knows "
+               "the head only as broadcast in round 0 (final round only). Each attack: PSNR in "
                "dB (on [0, 1] pixels, capped at 100) ± the 95% confidence interval over the images / mean SSIM "
                "(scikit-image). 'vs mean image': the best attack's paired PSNR gain over the auxiliary data's "
                "mean image (yes: its 95% CI lies above 0). σ: Gaussian noise added to the smashed data (activation "
@@ -147,11 +153,12 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     best_clean = real_all[real_all.sigma == 0].groupby([k for k in KEYS if k != "sigma"]).psnr_mean.max()
     groups = summary.groupby(KEYS, sort=False, dropna=False)
     for key, grp in sorted(groups, key=lambda kv: (kv[0][2], kv[0][3], order_methods(summary.method).index(kv[0][4]),
-                                                    kv[0][5] != "first", kv[0][6])):
+                                                    kv[0][5] != "first", kv[0][7] != STRONGEST, kv[0][6])):
         rec = dict(zip(KEYS, key))
         by = grp.set_index("attack")
         row = {"Split": f"{rec['head_blocks']}/{rec['tail_blocks']}", "Method": method_label(rec["method"]),
-               "Round": rec["round"], "σ (rms)": f"{rec['sigma']:g} ({by.smashed_rms.iloc[0]:.2f})"}
+               "Round": rec["round"], "Server": rec["server"],
+               "σ (rms)": f"{rec['sigma']:g} ({by.smashed_rms.iloc[0]:.2f})"}
         for a in attacks:
             row[a.replace("_", " ")] = _cell(by.psnr_mean.get(a, math.nan), by.psnr_ci95.get(a, math.nan),
                                              by.ssim_mean.get(a, math.nan))
@@ -238,7 +245,8 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
                 continue
             hb, tb = (int(v) for v in split[1:].split("t"))
             s = summary[(summary.head_blocks == hb) & (summary.tail_blocks == tb) & (summary.method == method)
-                        & (summary["round"] == round_) & (summary.sigma == 0) & (summary.attack == attack)]
+                        & (summary["round"] == round_) & (summary.sigma == 0) & (summary.attack == attack)
+                        & (summary.server == STRONGEST)]
             psnr = f"{s.psnr_mean.iloc[0]:.1f} dB" if len(s) else ""
             rows.append((f"{hb}/{tb} {attack.replace('_', ' ')}\n{psnr}", arrays[key]))
     ncols = originals.shape[0]
@@ -259,13 +267,14 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
 
 def frontier(images: pd.DataFrame) -> Figure:
     """Best-attack PSNR against client FLOPs (% of FedAvg), one point per (method, split) and σ (σ = 0
-    filled, noise hollow, joined per point); dotted: the mean-image baseline."""
+    filled, noise hollow, joined per point), for the server that knows every aggregated part (:data:`STRONGEST`);
+    dotted: the mean-image baseline."""
     summary = summarise(images)
     if summary.empty:
         return _empty("no privacy results")
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    real = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna()]
+    real = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna() & (summary.server == STRONGEST)]
     labelled: set[tuple] = set()  # SFL-V1 and SFL-V2 often coincide: one label per position
     for method in order_methods(real.method):
         style = method_style(method)
@@ -332,7 +341,8 @@ def privacy_claim(summary: pd.DataFrame) -> list[dict[str, Any]]:
     row = {"claim": "privacy", "statement": "privacy-preserving: raw data never leaves the device",
            "paper": "qualitative", "source": "privacy attack", "ours_value": math.nan}
     sel = summary[(summary.head_blocks == 0) & (summary.tail_blocks == 0) & (summary.method == UNDER_STUDY)
-                  & (summary.sigma == 0) & (summary.attack != BASELINE) & summary.psnr_mean.notna()] \
+                  & (summary.sigma == 0) & (summary.attack != BASELINE) & summary.psnr_mean.notna()
+                  & (summary.server == STRONGEST)] \
         if len(summary) else summary
     if sel.empty:
         return [{**row, "ours": "–", "backbone": "–", "setting": "split 0/0 not attacked",
