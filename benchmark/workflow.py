@@ -855,7 +855,8 @@ class Workflow:
                 "attack_settings": {"opt_steps": p["optimisation"]["steps"], "opt_lr": p["optimisation"]["lr"],
                                     "opt_tv": p["optimisation"]["tv"], "decoder_epochs": p["decoder"]["epochs"],
                                     "decoder_hidden": p["decoder"]["hidden"], "decoder_lr": p["decoder"]["lr"],
-                                    "seed": self.privacy_cell()[3]}}
+                                    "seed": self.privacy_cell()[3]},
+                "defence": p["defence"]}
         return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
     def privacy_input(self, wc: Any) -> dict[str, Any]:

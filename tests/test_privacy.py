@@ -151,21 +151,29 @@ def test_privacy_job_writes_scores_and_renders_table_and_figures(tmp_path):
                 "device": "cpu"}
     spec = {"backbone": "tiny", "split": [0, 0], "run_labels": {}, "attacks": ["analytic", "lmmse", "optimisation", "mean_image"],
             "noise_sigma": [0.0, 0.5], "rounds": ["first", "final"], "images": 4, "aux_samples": 32,
-            "samples_per_client": 50, "attack_settings": {"opt_steps": 5},
+            "samples_per_client": 50, "attack_settings": {"opt_steps": 5}, "defence": {"steps": 3, "attacks": ["lmmse"]},
             "cases": [{"method": m, "settings": {**settings, "train.method": m}, "run_dir": None}
                       for m in ("sfl_v1", "sfprompt")]}
     frame, examples = evaluate(json.loads(json.dumps(spec)), log=lambda *_: None)
     scored = frame[frame.image >= 0]
+    defence = scored[scored.note.str.startswith("defence")]   # per method: lmmse and the mean image at the σ found
+    scored = scored[~scored.note.str.startswith("defence")]
     assert set(scored.attack) == {"analytic", "lmmse", "optimisation", "mean_image"} and set(scored.sigma) == {0.0, 0.5}
     assert (frame[frame.image < 0].note.str.startswith("no run")).sum() == 2  # no run: final round not attacked
+    assert sorted(defence.groupby(["method", "attack"]).size().items()) == [
+        (("sfl_v1", "lmmse"), 4), (("sfl_v1", "mean_image"), 4), (("sfprompt", "lmmse"), 4), (("sfprompt", "mean_image"), 4)]
+    found = defence.groupby(["method", "attack"]).psnr.mean()
+    for m in ("sfl_v1", "sfprompt"):
+        assert found[(m, "lmmse")] <= found[(m, "mean_image")] + 3
     sf = scored[scored.method == "sfprompt"].client_flops_pct_of_fedavg.iloc[0]
     assert 0 < sf < 100
     paths = write_outputs(frame, examples, tmp_path / "privacy" / "tiny_h0t0")
     assert all(p.is_file() for p in paths)
     table = privacy_table(frame)
-    assert len(table.display) == 4 and "Noise acc. cost" in table.display
+    assert len(table.display) == 4 + 2 and "Noise acc. cost" in table.display  # + the σ found per method
     assert list(table.display.columns[5:9]) == ["analytic", "lmmse", "optimisation", "mean image"]
     assert set(table.display.Server) == {"all"}  # no final round here: no main-server rows
+    assert sum(n.startswith("Defence σ, 0/0 ") for n in table.notes) == 2
     assert any("not measured" in n for n in table.notes)
     with np.load(paths[1]) as data:
         grid = reconstruction_grid(frame, {"h0t0": {k: data[k] for k in data.files}})
@@ -343,3 +351,23 @@ def test_splitfeds_main_server_alone_attacks_the_final_round_with_the_round_0_he
     display = privacy_table(frame).display
     assert list(display[display.Method == "SFL-V1"][["Round", "Server"]].itertuples(index=False, name=None)) == [
         ("first", "all"), ("final", "all"), ("final", "main")]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the defence's operating point (issue #23): the σ at which the best attack falls to the mean image + margin
+
+
+def test_defence_search_brackets_the_crossing_of_a_known_score():
+    """score(σ) = 40 - 20 log10 σ crosses 20 dB at σ = 10: ×4 from 0.25 (0.25, 1, 4 miss; 16 meets), then
+    bisection in log σ (8 misses, √128 meets); the answer is the smallest σ that met the target."""
+    from benchmark.privacy.defence import search_sigma
+
+    score = lambda s: 40 - 20 * math.log10(s)  # noqa: E731
+    sigma, trace = search_sigma(score, 20.0, 0.25, 4.0, 6)
+    assert [s for s, _ in trace] == pytest.approx([0.25, 1, 4, 16, 8, math.sqrt(128)])
+    assert sigma == pytest.approx(math.sqrt(128)) and score(sigma) <= 20 < score(8)
+    sigma, trace = search_sigma(score, 60.0, 1.0, 4.0, 3)     # the first σ already meets it: search downwards
+    assert sigma == 0.25 and [s for s, _ in trace] == pytest.approx([1, 0.25, 0.0625])   # 0.0625 misses
+    assert math.isnan(search_sigma(score, -100.0, 1.0, 4.0, 3)[0])
+    with pytest.raises(ValueError, match="ratio > 1"):
+        search_sigma(score, 0.0, 1.0, 1.0, 3)

@@ -33,6 +33,7 @@ own accounting hooks (:func:`benchmark.accounting.analytic.accounting_table`), f
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from benchmark.config import RunConfig, from_dict
 from benchmark.errors import ConfigError
 from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSettings, ServerKnowledge, add_noise,
                                        patch_tokens)
+from benchmark.privacy.defence import DefenceSearch, search_sigma
 from benchmark.privacy.metrics import per_image
 
 ROUNDS = ("first", "final")
@@ -86,7 +88,7 @@ def load_spec(spec: dict[str, Any]) -> tuple[list[Case], dict[str, Any]]:
              for c in spec["cases"]]
     if not cases:
         raise ConfigError("privacy spec has no cases (privacy.methods is empty?)")
-    for name in spec["attacks"]:
+    for name in [*spec["attacks"], *spec.get("defence", {}).get("attacks", [])]:
         ATTACKS.get(name)
     return cases, spec
 
@@ -169,6 +171,7 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
     """Run every (method, round, σ, attack) of the spec; return the per-image frame and the example arrays."""
     cases, spec = load_spec(spec)
     settings = AttackSettings(**spec.get("attack_settings", {}))
+    search = DefenceSearch(**{k: tuple(v) if k == "attacks" else v for k, v in spec.get("defence", {}).items()})
     head, tail = spec["split"]
     from benchmark.run import resolve_device
 
@@ -221,7 +224,49 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
                                          **{k: v for k, v in r.items() if k != "images"}})
                         if done[key][0].get("images") is not None:
                             examples[tag] = done[key][0]["images"]
+        if search.steps:
+            rows += _defence_rows(case, num_classes, base, search, ServerKnowledge(None, mean, std, aux, 0.0, settings),
+                                  victims, spec, log)
     return pd.DataFrame(rows, columns=COLUMNS), examples
+
+
+def _defence_rows(case: Case, num_classes: int, base: dict[str, Any], search: DefenceSearch, know: ServerKnowledge,
+                  victims: torch.Tensor, spec: dict[str, Any], log) -> list[dict[str, Any]]:
+    """The defence σ of ``case`` (:func:`benchmark.privacy.defence.search_sigma`): at the final round where the grid
+    has a run (else round 0), server ``all``, the noise added to the σ = 0 state's smashed data; the rows of the σ
+    found (its attacks and the mean image), with a ``note`` starting "defence"."""
+    round_ = "final" if case.run_dir else "first"
+    model = _model(case, num_classes, round_, victims.device)
+    with torch.no_grad():
+        smashed = ServerKnowledge(model, know.mean, know.std, know.aux_images).head(victims)
+    rms = float(patch_tokens(smashed, model).pow(2).mean().sqrt())
+    results: dict[float, list[tuple[str, list[dict[str, Any]]]]] = {}
+
+    def at(sigma: float, attacks) -> list[tuple[str, list[dict[str, Any]]]]:
+        gen = seeding.torch_generator(know.settings.seed, "privacy", "defence", f"{sigma:.6g}")
+        k = ServerKnowledge(model, know.mean, know.std, know.aux_images, sigma, know.settings)
+        received = add_noise(smashed, sigma, gen)
+        return [(a, _attack(a, received, k, victims)) for a in attacks]
+
+    def score(sigma: float) -> float:
+        results[sigma] = at(sigma, search.attacks)
+        scores = [np.mean([r["psnr"] for r in res]) for _, res in results[sigma] if res[0]["image"] >= 0]
+        return max(scores) if scores else math.nan
+
+    baseline = float(np.mean([r["psnr"] for r in at(0.0, ["mean_image"])[0][1]]))
+    target = baseline + search.margin_db
+    sigma, trace = search_sigma(score, target, search.start * rms, search.ratio, search.steps)
+    tried = ", ".join(f"{s:.3g}: {v:.1f} dB" for s, v in trace)
+    note = (f"defence: smallest σ found with the best of {', '.join(search.attacks)} <= mean image + "
+            f"{search.margin_db:g} dB ({target:.1f} dB); σ tried: {tried}")
+    log(f"{case.method} {round_} {note}")
+    out = {**base, "round": round_, "server": "all", "run": spec["run_labels"].get(case.run_dir) if case.run_dir else None,
+           "smashed_rms": rms}
+    if math.isnan(sigma):
+        return [{**out, "attack": None, "sigma": np.nan, "image": -1, "psnr": np.nan, "ssim": np.nan,
+                 "seconds": np.nan, "note": f"defence: no σ tried met the target; σ tried: {tried}"}]
+    return [{**out, "attack": a, "sigma": sigma, **{k: v for k, v in r.items() if k != "images"}, "note": note}
+            for a, res in results[sigma] + at(sigma, ["mean_image"]) for r in res]
 
 
 def _norm(cfg: RunConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -194,6 +194,7 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     for _, r in missing[missing.note.fillna("").str.startswith("no run")].iterrows():
         notes.append(f"{method_label(r.method)} at split {r.head_blocks}/{r.tail_blocks}, round {r['round']}: "
                      "no run at this split in the grid, so only round 0 is attacked")
+    notes += defence_notes(images)
     if (summary.sigma > 0).any():
         trained = summary[(summary.sigma > 0) & (summary.noise_accuracy_cost_n.fillna(0) > 0)]
         if len(trained):
@@ -209,6 +210,28 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
                  "noise-aware. Rounds: first = "
                  "the state broadcast in round 0; final = the aggregated client state after the last round.")
     return Table("privacy", summary, pd.DataFrame(display_rows), caption, list(dict.fromkeys(notes)))
+
+
+def defence_notes(images: pd.DataFrame) -> list[str]:
+    """One note per (split, method) searched for its defence σ (:mod:`benchmark.privacy.defence`): the σ found,
+    as a multiple of the smashed tokens' rms, and the best attack's and the mean image's PSNR there."""
+    if not len(images) or "note" not in images:
+        return []
+    found = images[images.note.fillna("").str.startswith("defence")]
+    notes = []
+    for (hb, tb, method, round_), grp in found.groupby(["head_blocks", "tail_blocks", "method", "round"], sort=True):
+        scored = grp[grp.image >= 0]
+        if scored.empty:
+            notes.append(f"Defence σ, {hb}/{tb} {method_label(method)} ({round_}): {grp.note.iloc[0][len('defence: '):]}")
+            continue
+        psnr = scored.groupby("attack").psnr.mean()
+        best = psnr.drop(BASELINE, errors="ignore").idxmax()
+        sigma, rms = float(scored.sigma.iloc[0]), float(scored.smashed_rms.iloc[0])
+        notes.append(f"Defence σ, {hb}/{tb} {method_label(method)} ({round_}): σ = {sigma:.3g} ({sigma / rms:.2g}× the "
+                     f"smashed rms {rms:.2f}); there the best attack ({best}) recovers {psnr[best]:.1f} dB against the "
+                     f"mean image's {psnr.get(BASELINE, math.nan):.1f} dB; accuracy cost not measured (no run trains "
+                     f"at this σ). {scored.note.iloc[0].split('; ', 1)[1]}")
+    return notes
 
 
 @output("table", "privacy", _sources)
