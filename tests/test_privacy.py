@@ -230,6 +230,9 @@ def test_smoke_profile_trains_each_privacy_method_with_the_noise_on_every_seed()
     assert len(only.runs) == len(wf.runs) - 4
     assert {(a["method"], a["sigma"]) for a in only.privacy_accuracy_runs("h1t1")} == {
         ("sfprompt", 0.0), ("sfprompt", 0.25)}
+    with pytest.raises(ConfigError, match="'privacy.defence.methods': 'sfl_v1' is not one of the privacy methods"):
+        load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
+            **wf.doc["privacy"], "methods": ["sfprompt"], "defence": {"steps": 2, "methods": ["sfl_v1"]}}})
     with pytest.raises(ConfigError, match="'privacy.noise_training': 'fedavg' is not one of the privacy methods"):
         load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
             **wf.doc["privacy"], "noise_training": ["fedavg"]}})

@@ -25,6 +25,7 @@ class DefenceSearch:
             estimate, the decoder trains on noised data; ``analytic`` and ``optimisation`` ignore σ).
         start: First σ tried, as a multiple of the smashed patch tokens' rms.
         ratio: Factor between successive σ while no σ meets the target yet (bracketing phase).
+        methods: The privacy methods searched (None: every one).
     """
 
     steps: int = 0
@@ -32,6 +33,7 @@ class DefenceSearch:
     attacks: tuple[str, ...] = ("lmmse", "decoder")
     start: float = 0.25
     ratio: float = 4.0
+    methods: tuple[str, ...] | None = None
 
 
 def search_sigma(score: Callable[[float], float], target: float, start: float, ratio: float,

@@ -171,7 +171,7 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
     """Run every (method, round, σ, attack) of the spec; return the per-image frame and the example arrays."""
     cases, spec = load_spec(spec)
     settings = AttackSettings(**spec.get("attack_settings", {}))
-    search = DefenceSearch(**{k: tuple(v) if k == "attacks" else v for k, v in spec.get("defence", {}).items()})
+    search = DefenceSearch(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("defence", {}).items()})
     head, tail = spec["split"]
     from benchmark.run import resolve_device
 
@@ -224,7 +224,7 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
                                          **{k: v for k, v in r.items() if k != "images"}})
                         if done[key][0].get("images") is not None:
                             examples[tag] = done[key][0]["images"]
-        if search.steps:
+        if search.steps and case.method in (search.methods or [case.method]):
             rows += _defence_rows(case, num_classes, base, search, ServerKnowledge(None, mean, std, aux, 0.0, settings),
                                   victims, spec, log)
     return pd.DataFrame(rows, columns=COLUMNS), examples
