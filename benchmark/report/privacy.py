@@ -158,7 +158,7 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
         by = grp.set_index("attack")
         row = {"Split": f"{rec['head_blocks']}/{rec['tail_blocks']}", "Method": method_label(rec["method"]),
                "Round": rec["round"], "Server": rec["server"],
-               "σ (rms)": f"{rec['sigma']:g} ({by.smashed_rms.iloc[0]:.2f})"}
+               "σ (rms)": f"{rec['sigma']:.3g} ({by.smashed_rms.iloc[0]:.2f})"}
         for a in attacks:
             row[a.replace("_", " ")] = _cell(by.psnr_mean.get(a, math.nan), by.psnr_ci95.get(a, math.nan),
                                              by.ssim_mean.get(a, math.nan))
