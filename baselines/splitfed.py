@@ -65,6 +65,7 @@ class SplitFed(Method):
     server_prefixes = ("body.", "tail.")
     client_stores = ("head.",)
     uses_prompts = False
+    separate_fed_server = True
     phase = "split"
     Params = SplitFedParams
 

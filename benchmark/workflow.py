@@ -791,6 +791,10 @@ class Workflow:
         run, or an SFPrompt split sensitivity point) or, without one, the method run's settings at that split
         (attacked at round 0 only)."""
         backbone, dataset, partition, seed = cell = self.privacy_cell()
+        stray = [m for m in self.privacy["defence"].get("methods") or [] if m not in self.privacy["methods"]]
+        if stray:
+            raise ConfigError(f"workflow config key 'privacy.defence.methods': {stray[0]!r} is not one of the privacy "
+                              f"methods {self.privacy['methods']}")
         depth = self.backbones[backbone]["model"].get("depth")
         in_cell = [r for r in self.runs.values() if (r.backbone, r.dataset, r.partition, r.seed) == cell]
         out: dict[str, list[dict[str, Any]]] = {}
@@ -865,7 +869,8 @@ class Workflow:
                 "attack_settings": {"opt_steps": p["optimisation"]["steps"], "opt_lr": p["optimisation"]["lr"],
                                     "opt_tv": p["optimisation"]["tv"], "decoder_epochs": p["decoder"]["epochs"],
                                     "decoder_hidden": p["decoder"]["hidden"], "decoder_lr": p["decoder"]["lr"],
-                                    "seed": self.privacy_cell()[3]}}
+                                    "seed": self.privacy_cell()[3]},
+                "defence": p["defence"]}
         return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
     def privacy_input(self, wc: Any) -> dict[str, Any]:

@@ -64,10 +64,11 @@ def mean_psnr(x: torch.Tensor, rec: torch.Tensor) -> float:
 # attacks
 
 
-def test_analytic_attack_inverts_head_blocks_0_of_a_real_vit_on_real_images(digits):
+@pytest.mark.parametrize("attack", ["analytic", "lmmse"])  # square W: the prior changes nothing at σ = 0
+def test_linear_attacks_invert_head_blocks_0_of_a_real_vit_on_real_images(digits, attack):
     x, aux = digits
     know = ServerKnowledge(vit_b16_geometry(), MEAN, STD, aux)
-    rec = ATTACKS.get("analytic")(smashed(know, x), know)
+    rec = ATTACKS.get(attack)(smashed(know, x), know)
     assert rec.shape == x.shape and rec.min() >= 0 and rec.max() <= 1
     values = [p for p, _ in per_image(x, rec)]
     assert min(values) > 40.0, values
@@ -110,7 +111,7 @@ def test_decoder_attack_beats_the_mean_image_at_head_blocks_0(digits):
 
 
 def test_registry_rejects_an_unknown_attack_with_the_valid_list():
-    with pytest.raises(UnknownNameError, match="unknown attack 'gradient'; valid: analytic, decoder, mean_image, "
+    with pytest.raises(UnknownNameError, match="unknown attack 'gradient'; valid: analytic, decoder, lmmse, mean_image, "
                                                "optimisation"):
         ATTACKS.get("gradient")
 
@@ -148,25 +149,35 @@ def test_privacy_job_writes_scores_and_renders_table_and_figures(tmp_path):
                 "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 4,
                 "model.num_heads": 2, "model.head_blocks": 0, "model.tail_blocks": 0, "model.prompt_len": 2,
                 "device": "cpu"}
-    spec = {"backbone": "tiny", "split": [0, 0], "run_labels": {}, "attacks": ["analytic", "optimisation", "mean_image"],
+    spec = {"backbone": "tiny", "split": [0, 0], "run_labels": {}, "attacks": ["analytic", "lmmse", "optimisation", "mean_image"],
             "noise_sigma": [0.0, 0.5], "rounds": ["first", "final"], "images": 4, "aux_samples": 32,
-            "samples_per_client": 50, "attack_settings": {"opt_steps": 5},
+            "samples_per_client": 50, "attack_settings": {"opt_steps": 5}, "defence": {"steps": 3, "attacks": ["lmmse"]},
             "cases": [{"method": m, "settings": {**settings, "train.method": m}, "run_dir": None}
                       for m in ("sfl_v1", "sfprompt")]}
     frame, examples = evaluate(json.loads(json.dumps(spec)), log=lambda *_: None)
     scored = frame[frame.image >= 0]
-    assert set(scored.attack) == {"analytic", "optimisation", "mean_image"} and set(scored.sigma) == {0.0, 0.5}
+    defence = scored[scored.note.str.startswith("defence")]   # per method: lmmse and the mean image at the σ found
+    scored = scored[~scored.note.str.startswith("defence")]
+    assert set(scored.attack) == {"analytic", "lmmse", "optimisation", "mean_image"} and set(scored.sigma) == {0.0, 0.5}
     assert (frame[frame.image < 0].note.str.startswith("no run")).sum() == 2  # no run: final round not attacked
+    assert sorted(defence.groupby(["method", "attack"]).size().items()) == [
+        (("sfl_v1", "lmmse"), 4), (("sfl_v1", "mean_image"), 4), (("sfprompt", "lmmse"), 4), (("sfprompt", "mean_image"), 4)]
+    found = defence.groupby(["method", "attack"]).psnr.mean()
+    for m in ("sfl_v1", "sfprompt"):
+        assert found[(m, "lmmse")] <= found[(m, "mean_image")] + 3
     sf = scored[scored.method == "sfprompt"].client_flops_pct_of_fedavg.iloc[0]
     assert 0 < sf < 100
     paths = write_outputs(frame, examples, tmp_path / "privacy" / "tiny_h0t0")
     assert all(p.is_file() for p in paths)
     table = privacy_table(frame)
-    assert len(table.display) == 4 and "Noise acc. cost" in table.display
+    assert len(table.display) == 4 + 2 and "Noise acc. cost" in table.display  # + the σ found per method
+    assert list(table.display.columns[5:9]) == ["analytic", "lmmse", "optimisation", "mean image"]
+    assert set(table.display.Server) == {"all"}  # no final round here: no main-server rows
+    assert sum(n.startswith("Defence σ, 0/0 ") for n in table.notes) == 2
     assert any("not measured" in n for n in table.notes)
     with np.load(paths[1]) as data:
         grid = reconstruction_grid(frame, {"h0t0": {k: data[k] for k in data.files}})
-    assert len(grid.axes) == 4 * 4   # originals + 3 attacks, 4 images each
+    assert len(grid.axes) == 5 * 4   # originals + 4 attacks, 4 images each
     assert frontier(frame).axes
 
 
@@ -219,6 +230,9 @@ def test_smoke_profile_trains_each_privacy_method_with_the_noise_on_every_seed()
     assert len(only.runs) == len(wf.runs) - 4
     assert {(a["method"], a["sigma"]) for a in only.privacy_accuracy_runs("h1t1")} == {
         ("sfprompt", 0.0), ("sfprompt", 0.25)}
+    with pytest.raises(ConfigError, match="'privacy.defence.methods': 'sfl_v1' is not one of the privacy methods"):
+        load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
+            **wf.doc["privacy"], "methods": ["sfprompt"], "defence": {"steps": 2, "methods": ["sfl_v1"]}}})
     with pytest.raises(ConfigError, match="'privacy.noise_training': 'fedavg' is not one of the privacy methods"):
         load_workflow_file("config/smoke.yaml", {"results": "/tmp/r", "privacy": {
             **wf.doc["privacy"], "noise_training": ["fedavg"]}})
@@ -282,3 +296,81 @@ def test_final_round_attacks_at_a_trained_sigma_use_the_noise_trained_runs_head(
                     ("final", 0.0): "runs/clean", ("final", 0.5): "runs/noisy"}
     rms = frame.groupby(["round", "sigma"]).smashed_rms.first()
     assert rms[("first", 0.0)] == rms[("first", 0.5)] and rms[("final", 0.0)] != rms[("final", 0.5)]
+
+
+def test_the_table_and_the_claims_row_report_the_strongest_attack():
+    """At 0/0 the prior-based attack (lmmse) beats the others: the table's 'vs mean image' and the claims row
+    name it and its PSNR, not the minimum-norm analytic attack's or the decoder's."""
+    from benchmark.report.privacy import privacy_claim, privacy_table, summarise
+
+    levels = {"analytic": 21.8, "lmmse": 51.0, "decoder": 22.5, "mean_image": 11.9}
+    rows = [{"backbone": "vit_s32", "dataset": "cifar10", "head_blocks": 0, "tail_blocks": 0, "method": "sfprompt",
+             "round": "final", "run": "runs/x", "attack": a, "sigma": 0.0, "image": i, "psnr": level + 0.5 * i,
+             "ssim": 0.9, "seconds": 1.0, "smashed_rms": 1.0, "client_flops_pct_of_fedavg": 1.7, "note": ""}
+            for a, level in levels.items() for i in range(4)]
+    frame = pd.DataFrame(rows)
+    display = privacy_table(frame).display.iloc[0]
+    assert display["vs mean image"].startswith("lmmse: +39.1") and display["lmmse"].startswith("51.8")
+    claim = privacy_claim(summarise(frame))[0]
+    assert claim["ours_value"] == pytest.approx(51.75) and claim["note"].startswith("best attack: lmmse")
+    assert claim["verdict"] == "images recovered"
+
+
+def test_splitfeds_main_server_alone_attacks_the_final_round_with_the_round_0_head(tmp_path):
+    """SplitFed's main server does not see the fed server's average: at the final round SFL-V1 gets ``main`` rows
+    attacked with the head as broadcast in round 0, beside the ``all`` rows (main and fed server colluding);
+    SFPrompt's one server and round 0 have ``all`` rows only. Here the trained head differs from round 0's, so
+    the analytic inversion is exact for the colluding server and not for the main server alone."""
+    from benchmark.config import from_dict
+    from benchmark.methods import method_class
+    from benchmark.privacy.evaluate import evaluate
+    from benchmark.report.privacy import privacy_table
+    from benchmark.run import write_head_state
+    from benchmark.workflow import unflatten
+
+    settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
+                "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 64, "model.depth": 3,
+                "model.num_heads": 2, "model.head_blocks": 0, "model.tail_blocks": 1, "device": "cpu"}
+    cases = []
+    for method in ("sfl_v1", "sfprompt"):
+        sets = {**settings, "train.method": method}
+        model = method_class(method).build_model(from_dict(unflatten(sets)), 10)
+        gen = torch.Generator().manual_seed(1)
+        trained = {k: v.detach() + 0.05 * torch.randn(v.shape, generator=gen)
+                   for k, v in model.named_parameters() if k.startswith("head.")}
+        (tmp_path / method).mkdir()
+        write_head_state(tmp_path / method / "head_state.safetensors", trained)
+        cases.append({"method": method, "settings": sets, "run_dir": str(tmp_path / method)})
+    spec = {"backbone": "tiny", "split": [0, 1], "run_labels": {}, "attacks": ["analytic", "mean_image"],
+            "noise_sigma": [0.0], "rounds": ["first", "final"], "images": 4, "aux_samples": 16,
+            "samples_per_client": 50, "cases": cases}
+    frame, examples = evaluate(json.loads(json.dumps(spec)), log=lambda *_: None)
+    servers = frame.groupby(["method", "round"]).server.agg(lambda s: sorted(set(s))).to_dict()
+    assert servers == {("sfl_v1", "first"): ["all"], ("sfl_v1", "final"): ["all", "main"],
+                       ("sfprompt", "first"): ["all"], ("sfprompt", "final"): ["all"]}
+    psnr = frame[frame.attack == "analytic"].groupby(["method", "round", "server"]).psnr.mean()
+    assert psnr[("sfl_v1", "final", "all")] > 80 and psnr[("sfl_v1", "final", "main")] < 60
+    assert "sfl_v1|final|analytic|0|main" in examples and "sfl_v1|final|analytic|0" in examples
+    display = privacy_table(frame).display
+    assert list(display[display.Method == "SFL-V1"][["Round", "Server"]].itertuples(index=False, name=None)) == [
+        ("first", "all"), ("final", "all"), ("final", "main")]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the defence's operating point (issue #23): the σ at which the best attack falls to the mean image + margin
+
+
+def test_defence_search_brackets_the_crossing_of_a_known_score():
+    """score(σ) = 40 - 20 log10 σ crosses 20 dB at σ = 10: ×4 from 0.25 (0.25, 1, 4 miss; 16 meets), then
+    bisection in log σ (8 misses, √128 meets); the answer is the smallest σ that met the target."""
+    from benchmark.privacy.defence import search_sigma
+
+    score = lambda s: 40 - 20 * math.log10(s)  # noqa: E731
+    sigma, trace = search_sigma(score, 20.0, 0.25, 4.0, 6)
+    assert [s for s, _ in trace] == pytest.approx([0.25, 1, 4, 16, 8, math.sqrt(128)])
+    assert sigma == pytest.approx(math.sqrt(128)) and score(sigma) <= 20 < score(8)
+    sigma, trace = search_sigma(score, 60.0, 1.0, 4.0, 3)     # the first σ already meets it: search downwards
+    assert sigma == 0.25 and [s for s, _ in trace] == pytest.approx([1, 0.25, 0.0625])   # 0.0625 misses
+    assert math.isnan(search_sigma(score, -100.0, 1.0, 4.0, 3)[0])
+    with pytest.raises(ValueError, match="ratio > 1"):
+        search_sigma(score, 0.0, 1.0, 1.0, 3)

@@ -174,6 +174,10 @@ class Method:
     uses_prompts: bool = False
     Params: type = NoParams
     reference: bool = False
+    separate_fed_server: bool = False
+    """Whether the client parts are averaged by a fed server apart from the main server that receives the smashed
+    data (SplitFed, Thapa et al. 2022): the main server alone then never sees the trained client part (the
+    privacy job's ``server = main`` rows)."""
     critical_path: str = "parallel_clients"
     """How a round's time composes (:data:`benchmark.system.model.CRITICAL_PATHS`): ``parallel_clients`` (the
     server waits for the slowest client; per-client server work runs in parallel) or ``serial_server`` (one

@@ -11,7 +11,13 @@ Registered attacks (``ATTACKS.names()``):
   position embedding; prefix and prompt tokens dropped). For ViT-B/16 the per-patch map is square
   (768 outputs for 16×16×3 = 768 pixels), so the solve is exact up to float rounding; with fewer outputs
   than pixels per patch (the smoke profile's 32-wide ViT, 48 pixels per patch) it is the minimum-norm
-  solution in normalised pixel space. Not applicable (and says so) at ``head_blocks >= 1``.
+  solution in normalised pixel space: it sets the directions the map drops to zero. Not applicable (and says
+  so) at ``head_blocks >= 1``.
+* ``lmmse``: the same linear map inverted with the server's prior (issue #23): the linear MMSE (Wiener)
+  estimate under a Gaussian patch prior fitted to the auxiliary images (pooled over positions,
+  :mod:`benchmark.privacy.prior`), noise-aware with the defence's σ. It recovers the dropped directions from
+  the kept ones (natural-image patches have little variance outside a few dozen directions), so it is the
+  attack to report where ``analytic`` is minimum-norm. Not applicable at ``head_blocks >= 1`` either.
 * ``optimisation``: white-box model inversion, the rMLE attack of He et al. 2019 ("Model inversion attacks
   against collaborative inference", ACSAC) as UnSplit (Erdogan et al. 2022, "UnSplit: Data-oblivious model
   inversion, model stealing, and label inference attacks against split learning", WPES) runs it: optimise
@@ -30,8 +36,8 @@ Registered attacks (``ATTACKS.names()``):
   must beat it to have learned anything from the smashed data).
 
 With the Gaussian-noise defence (``sigma > 0``) the server knows σ: the analytic and optimisation attacks
-are maximum-likelihood under Gaussian noise as they stand, and the decoder is trained on noised auxiliary
-smashed data of the same σ.
+are maximum-likelihood under Gaussian noise as they stand, ``lmmse`` weighs the noise against the prior
+(the σ² I term), and the decoder is trained on noised auxiliary smashed data of the same σ.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from torch import nn
 from benchmark.errors import BenchmarkError
 from benchmark.federation.method import gaussian_noise
 from benchmark.models.split import SplitViT
+from benchmark.privacy.prior import PatchPrior, from_patches, to_patches
 from benchmark.registry import Registry
 
 
@@ -88,7 +95,7 @@ class ServerKnowledge:
             run. In eval mode.
         mean, std: The backbone's input normalisation (0..1 units per channel).
         aux_images: Public auxiliary images no client holds, float ``[A, 3, H, W]`` in [0, 1] at the model's
-            resolution (for the decoder and the mean-image baseline).
+            resolution (the decoder's training data, the LMMSE prior and the mean-image baseline).
         sigma: Standard deviation of the Gaussian noise the client adds to the smashed data (0: none).
         settings: Attack budgets.
     """
@@ -117,7 +124,7 @@ class ServerKnowledge:
 
 Attack = Callable[[torch.Tensor, ServerKnowledge], torch.Tensor]
 ATTACKS: Registry[Attack] = Registry("attack")
-"""Every reconstruction attack by name: ``analytic``, ``decoder``, ``mean_image``, ``optimisation``."""
+"""Every reconstruction attack by name: ``analytic``, ``decoder``, ``lmmse``, ``mean_image``, ``optimisation``."""
 
 
 def add_noise(smashed: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -142,44 +149,70 @@ def patch_tokens(smashed: torch.Tensor, model: SplitViT) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# analytic
+# the linear client map (head_blocks = 0): analytic and lmmse
 
 
-def _check_linear(model: SplitViT) -> None:
+def _check_linear(model: SplitViT, attack: str) -> None:
     head = model.head
     pe = head.patch_embed
     if model.head_blocks != 0:
-        raise AttackNotApplicable(f"analytic: the client map has {model.head_blocks} transformer block(s) "
+        raise AttackNotApplicable(f"{attack}: the client map has {model.head_blocks} transformer block(s) "
                                   "(non-linear); it inverts head_blocks = 0 only")
     proj = getattr(pe, "proj", None)
     if not isinstance(proj, nn.Conv2d) or proj.kernel_size != proj.stride or proj.padding not in ((0, 0), 0):
-        raise AttackNotApplicable("analytic: the patch embedding is not a non-overlapping convolution")
+        raise AttackNotApplicable(f"{attack}: the patch embedding is not a non-overlapping convolution")
     for name, mod in (("patch_embed.norm", getattr(pe, "norm", None)), ("norm_pre", head.norm_pre)):
         if mod is not None and not isinstance(mod, nn.Identity):
-            raise AttackNotApplicable(f"analytic: {name} is a {type(mod).__name__}, so the map is not linear")
+            raise AttackNotApplicable(f"{attack}: {name} is a {type(mod).__name__}, so the map is not linear")
+
+
+def _linear_system(smashed: torch.Tensor, know: ServerKnowledge, attack: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linear client map at ``head_blocks = 0`` as ``y = W · patch`` per patch: (``W`` ``[D, C·p·p]``, order
+    (c, i, j); ``y`` ``[B·N, D]``: the received patch tokens minus the projection's bias and the position
+    embedding), float64 on the CPU (the systems are small). Patches in normalised pixel units."""
+    model = know.model
+    _check_linear(model, attack)
+    proj = model.head.patch_embed.proj
+    n = model.head.patch_embed.num_patches
+    z = patch_tokens(smashed, model).detach().cpu().double()       # [B, N, D]
+    pos = model.head.pos_embed.detach().cpu().double()[0, -n:]     # [N, D]: the patch positions' embedding
+    bias = proj.bias.detach().cpu().double() if proj.bias is not None else torch.zeros(proj.out_channels, dtype=torch.float64)
+    w = proj.weight.detach().cpu().double().reshape(proj.out_channels, -1)   # [D, C·p·p]
+    return w, (z - pos - bias).reshape(-1, w.shape[0])
+
+
+def _to_image(patches: torch.Tensor, smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """Normalised patch estimates ``[B·N, C·p·p]`` -> [0, 1] images ``[B, C, H, W]`` (normalisation undone,
+    clipped: the true pixels lie in [0, 1], so clipping never moves a pixel away from them)."""
+    p, gh, gw = _grid(know.model)
+    x = from_patches(patches.reshape(smashed.shape[0], gh * gw, -1), p, (gh * p, gw * p))
+    return know.unnormalize(x).clamp(0, 1).float().to(smashed.device)
 
 
 @ATTACKS.register("analytic")
 def analytic(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
     """Least-squares inversion of ``z = W · patch + b + pos`` per patch (float64 solve, minimum norm when W
     has fewer rows than pixels per patch), then the normalisation undone and clipped to [0, 1]."""
-    model = know.model
-    _check_linear(model)
-    proj = model.head.patch_embed.proj
-    p, gh, gw = _grid(model)
-    c = proj.in_channels
-    n = gh * gw
-    # Solved on the CPU in float64 (LAPACK's gelsd handles rank-deficient and wide systems; the system is small).
-    z = patch_tokens(smashed, model).detach().cpu().double()       # [B, N, D]
-    pos = model.head.pos_embed.detach().cpu().double()[0, -n:]     # [N, D]: the patch positions' embedding
-    bias = proj.bias.detach().cpu().double() if proj.bias is not None else torch.zeros(proj.out_channels, dtype=torch.float64)
-    w = proj.weight.detach().cpu().double().reshape(proj.out_channels, c * p * p)   # [D, C·p·p], order (c, i, j)
-    rhs = (z - pos - bias).reshape(-1, w.shape[0]).T               # [D, B·N]
-    sol = torch.linalg.lstsq(w, rhs, driver="gelsd").solution      # [C·p·p, B·N]
-    b = smashed.shape[0]
-    patches = sol.T.reshape(b, gh, gw, c, p, p)
-    x = patches.permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * p, gw * p)
-    return know.unnormalize(x).clamp(0, 1).float().to(smashed.device)
+    w, y = _linear_system(smashed, know, "analytic")
+    # LAPACK's gelsd handles rank-deficient and wide systems
+    return _to_image(torch.linalg.lstsq(w, y.T, driver="gelsd").solution.T, smashed, know)
+
+
+def patch_prior(know: ServerKnowledge) -> PatchPrior:
+    """The server's Gaussian prior of normalised image patches: mean and covariance of the auxiliary images'
+    patches at the head's patch size, pooled over positions (:class:`~benchmark.privacy.prior.PatchPrior`)."""
+    p, _, _ = _grid(know.model)
+    return PatchPrior.fit(to_patches(know.normalize(know.aux_images.detach().cpu().double()), p))
+
+
+@ATTACKS.register("lmmse")
+def lmmse(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
+    """Linear MMSE (Wiener) inversion of the linear client map under the auxiliary patch prior, noise-aware:
+    ``patch = μ + Σ Wᵀ (W Σ Wᵀ + σ² I)⁻¹ (y - W μ)`` with the defence's σ, then the normalisation undone and
+    clipped to [0, 1]. Where W keeps fewer outputs than pixels it fills the dropped directions with their
+    conditional mean instead of zero (``analytic``); at σ = 0 with a square, invertible W it is exact."""
+    w, y = _linear_system(smashed, know, "lmmse")
+    return _to_image(patch_prior(know).lmmse(w, y, know.sigma), smashed, know)
 
 
 # ----------------------------------------------------------------------------------------------------------

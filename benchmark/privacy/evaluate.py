@@ -2,7 +2,7 @@
 attack, noise level and round of one split point, and score them.
 
 ``python -m benchmark privacy --spec JSON --out DIR/NAME`` (the workflow's ``privacy`` rule, one job per
-split point) writes ``NAME.csv`` (one row per image × method × round × attack × σ: PSNR in dB and SSIM on
+split point) writes ``NAME.csv`` (one row per image × method × round × server × attack × σ: PSNR in dB and SSIM on
 [0, 1] pixels, the attack's wall seconds, and the method's client FLOPs share of FedAvg at this split) and
 ``NAME.npz`` (a few originals and their reconstructions as uint8, for the reconstruction grid figure).
 
@@ -18,6 +18,13 @@ computes it itself:
   view is that run's own state: what a server facing the defence really sees (same round-0 state, the final
   state of the noisy training); elsewhere the noise is added to the σ = 0 run's smashed data.
 
+Which server attacks (``server``, :data:`SERVERS`): ``all`` knows the head the client used. SplitFed separates
+the main server (it receives the smashed data) from the fed server (it averages the client parts), so at the
+final round SFL-V1/V2 also get ``main`` rows: the final round's smashed data attacked with the head as broadcast
+in round 0 (the pre-trained weights), i.e. the main server not colluding with the fed server. Departure from
+FORA (Xu et al. 2024): no surrogate head is trained on the auxiliary data; the main server uses the public
+pre-trained head as its estimate of the client map.
+
 Victims are ``images`` of the clients' training images (the run's training subsample); the auxiliary data
 are up to ``aux_samples`` test images, which no client holds. Costs: client FLOPs per round from the methods'
 own accounting hooks (:func:`benchmark.accounting.analytic.accounting_table`), fvcore convention.
@@ -26,6 +33,7 @@ own accounting hooks (:func:`benchmark.accounting.analytic.accounting_table`), f
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +49,19 @@ from benchmark.config import RunConfig, from_dict
 from benchmark.errors import ConfigError
 from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSettings, ServerKnowledge, add_noise,
                                        patch_tokens)
+from benchmark.privacy.defence import DefenceSearch, search_sigma
 from benchmark.privacy.metrics import per_image
 
 ROUNDS = ("first", "final")
+SERVERS = {"all": "knows every part it or a colluding fed server aggregates (SplitFed: main and fed server "
+                  "collude; SFPrompt: its one server)",
+           "main": "SplitFed's main server alone: knows the client part only as broadcast in round 0 (the "
+                   "pre-trained head), not the fed server's trained average"}
+"""The server whose knowledge an attack uses (the ``server`` column). ``main`` rows exist for the final round of
+methods with :attr:`~benchmark.federation.method.Method.separate_fed_server`; at round 0 the two coincide."""
 EXAMPLES = 4
 """Images per case kept (uint8) for the reconstruction grid figure."""
-COLUMNS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "run", "attack", "sigma",
+COLUMNS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "server", "run", "attack", "sigma",
            "image", "psnr", "ssim", "seconds", "smashed_rms", "client_flops_pct_of_fedavg", "note"]
 
 
@@ -73,7 +88,7 @@ def load_spec(spec: dict[str, Any]) -> tuple[list[Case], dict[str, Any]]:
              for c in spec["cases"]]
     if not cases:
         raise ConfigError("privacy spec has no cases (privacy.methods is empty?)")
-    for name in spec["attacks"]:
+    for name in [*spec["attacks"], *spec.get("defence", {}).get("attacks", [])]:
         ATTACKS.get(name)
     return cases, spec
 
@@ -123,6 +138,17 @@ def _model(case: Case, num_classes: int, round_: str, device: torch.device, run_
     return model.to(device)
 
 
+def _servers(case: Case, num_classes: int, round_: str, device: torch.device) -> dict[str, tuple | None]:
+    """:data:`SERVERS` attacking this case at ``round_``: ``all`` (None: it knows the head the client used) and,
+    for a method with a separate fed server at the final round, ``main`` with (the round-0 model, its digest)."""
+    from benchmark.methods import method_class
+
+    if round_ != "final" or not method_class(case.method).separate_fed_server:
+        return {"all": None}
+    first = _model(case, num_classes, "first", device)
+    return {"all": None, "main": (first, _head_digest(first))}
+
+
 def _head_digest(model) -> str:
     h = hashlib.sha256(str(model.prompt_len).encode())
     for k, v in sorted(model.head.state_dict().items()):
@@ -145,6 +171,7 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
     """Run every (method, round, σ, attack) of the spec; return the per-image frame and the example arrays."""
     cases, spec = load_spec(spec)
     settings = AttackSettings(**spec.get("attack_settings", {}))
+    search = DefenceSearch(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("defence", {}).items()})
     head, tail = spec["split"]
     from benchmark.run import resolve_device
 
@@ -163,11 +190,12 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
             model = _model(case, num_classes, round_, device)
             run = spec["run_labels"].get(case.run_dir) if case.run_dir else None
             if model is None:
-                rows.append({**base, "round": round_, "run": None, "attack": None, "sigma": np.nan,
+                rows.append({**base, "round": round_, "server": "all", "run": None, "attack": None, "sigma": np.nan,
                              "image": -1, "psnr": np.nan, "ssim": np.nan, "seconds": np.nan,
                              "note": "no run of this method at this split in the grid"})
                 continue
             views: dict[str | None, tuple] = {}
+            servers = _servers(case, num_classes, round_, device)
             for si, sigma in enumerate(spec["noise_sigma"]):
                 trained = case.noise_runs.get(f"{float(sigma):g}") if float(sigma) > 0 else None
                 if trained not in views:  # the σ = 0 run's view, or the noise-trained run's own
@@ -180,21 +208,65 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
                 run_s = spec["run_labels"].get(trained, trained) if trained else run
                 gen = seeding.torch_generator(settings.seed, "privacy", "noise", si)
                 received = add_noise(smashed, float(sigma), gen)
-                know = ServerKnowledge(model_s, mean, std, aux, float(sigma), settings)
-                for attack in spec["attacks"]:
-                    key = (digest, float(sigma), attack)
-                    tag = f"{case.method}|{round_}|{attack}|{float(sigma):g}"
-                    if key not in done:
-                        done[key] = _attack(attack, received, know, victims)
-                        log(f"h{head}t{tail} {tag}: PSNR {np.nanmean([r['psnr'] for r in done[key]]):.2f} dB "
-                            f"({done[key][0]['seconds']:.1f} s)")
-                    for r in done[key]:
-                        rows.append({**base, "round": round_, "run": run_s, "attack": attack, "sigma": float(sigma),
-                                     "smashed_rms": rms,
-                                     **{k: v for k, v in r.items() if k != "images"}})
-                    if done[key][0].get("images") is not None:
-                        examples[tag] = done[key][0]["images"]
+                for server, known in servers.items():
+                    known = known or (model_s, digest)  # None: the head the client used
+                    know = ServerKnowledge(known[0], mean, std, aux, float(sigma), settings)
+                    for attack in spec["attacks"]:
+                        key = (digest, known[1], float(sigma), attack)
+                        tag = f"{case.method}|{round_}|{attack}|{float(sigma):g}" + ("" if server == "all" else f"|{server}")
+                        if key not in done:
+                            done[key] = _attack(attack, received, know, victims)
+                            log(f"h{head}t{tail} {tag}: PSNR {np.nanmean([r['psnr'] for r in done[key]]):.2f} dB "
+                                f"({done[key][0]['seconds']:.1f} s)")
+                        for r in done[key]:
+                            rows.append({**base, "round": round_, "server": server, "run": run_s, "attack": attack,
+                                         "sigma": float(sigma), "smashed_rms": rms,
+                                         **{k: v for k, v in r.items() if k != "images"}})
+                        if done[key][0].get("images") is not None:
+                            examples[tag] = done[key][0]["images"]
+        if search.steps and case.method in (search.methods or [case.method]):
+            rows += _defence_rows(case, num_classes, base, search, ServerKnowledge(None, mean, std, aux, 0.0, settings),
+                                  victims, spec, log)
     return pd.DataFrame(rows, columns=COLUMNS), examples
+
+
+def _defence_rows(case: Case, num_classes: int, base: dict[str, Any], search: DefenceSearch, know: ServerKnowledge,
+                  victims: torch.Tensor, spec: dict[str, Any], log) -> list[dict[str, Any]]:
+    """The defence σ of ``case`` (:func:`benchmark.privacy.defence.search_sigma`): at the final round where the grid
+    has a run (else round 0), server ``all``, the noise added to the σ = 0 state's smashed data; the rows of the σ
+    found (its attacks and the mean image), with a ``note`` starting "defence"."""
+    round_ = "final" if case.run_dir else "first"
+    model = _model(case, num_classes, round_, victims.device)
+    with torch.no_grad():
+        smashed = ServerKnowledge(model, know.mean, know.std, know.aux_images).head(victims)
+    rms = float(patch_tokens(smashed, model).pow(2).mean().sqrt())
+    results: dict[float, list[tuple[str, list[dict[str, Any]]]]] = {}
+
+    def at(sigma: float, attacks) -> list[tuple[str, list[dict[str, Any]]]]:
+        gen = seeding.torch_generator(know.settings.seed, "privacy", "defence", f"{sigma:.6g}")
+        k = ServerKnowledge(model, know.mean, know.std, know.aux_images, sigma, know.settings)
+        received = add_noise(smashed, sigma, gen)
+        return [(a, _attack(a, received, k, victims)) for a in attacks]
+
+    def score(sigma: float) -> float:
+        results[sigma] = at(sigma, search.attacks)
+        scores = [np.mean([r["psnr"] for r in res]) for _, res in results[sigma] if res[0]["image"] >= 0]
+        return max(scores) if scores else math.nan
+
+    baseline = float(np.mean([r["psnr"] for r in at(0.0, ["mean_image"])[0][1]]))
+    target = baseline + search.margin_db
+    sigma, trace = search_sigma(score, target, search.start * rms, search.ratio, search.steps)
+    tried = ", ".join(f"{s:.3g}: {v:.1f} dB" for s, v in trace)
+    note = (f"defence: smallest σ found with the best of {', '.join(search.attacks)} <= mean image + "
+            f"{search.margin_db:g} dB ({target:.1f} dB); σ tried: {tried}")
+    log(f"{case.method} {round_} {note}")
+    out = {**base, "round": round_, "server": "all", "run": spec["run_labels"].get(case.run_dir) if case.run_dir else None,
+           "smashed_rms": rms}
+    if math.isnan(sigma):
+        return [{**out, "attack": None, "sigma": np.nan, "image": -1, "psnr": np.nan, "ssim": np.nan,
+                 "seconds": np.nan, "note": f"defence: no σ tried met the target; σ tried: {tried}"}]
+    return [{**out, "attack": a, "sigma": sigma, **{k: v for k, v in r.items() if k != "images"}, "note": note}
+            for a, res in results[sigma] + at(sigma, ["mean_image"]) for r in res]
 
 
 def _norm(cfg: RunConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -25,7 +25,12 @@ from benchmark.report.load import Results
 from benchmark.report.tables import FLOP_NOTE, Table, fmt_num, method_label, order_methods
 
 BASELINE = "mean_image"
-KEYS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "sigma"]
+ORDER = ("analytic", "lmmse", "optimisation", "decoder", BASELINE)
+"""Attack columns in this order (others after them, sorted): the linear-map attacks, then the iterative ones."""
+KEYS = ["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round", "sigma", "server"]
+STRONGEST = "all"
+"""The ``server`` whose rows the frontier and the claims row read: the one that knows every aggregated part
+(:data:`benchmark.privacy.evaluate.SERVERS`); ``main`` is SplitFed's main server alone."""
 NOT_MEASURED = ("not measured where no run trained with the noise (privacy.noise_training off, or another split "
                 "than the runs'): there the noise is added in the privacy evaluation only")
 
@@ -80,6 +85,8 @@ def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     mean-image baseline (mean, CI, whether its CI lies above 0), the noise's PSNR reduction, cost, the attacked
     run's accuracy and, where runs trained with the noise (``acc_runs``, :func:`accuracy_runs`), the accuracy
     over seeds at this σ and its paired difference to σ = 0 (:func:`noise_accuracy`; NaN elsewhere)."""
+    if len(images) and "server" not in images:  # written before the per-server threat model
+        images = images.assign(server=STRONGEST)
     scored = images[images.image >= 0] if len(images) else images
     rows = []
     for key, grp in scored.groupby(KEYS + ["attack"], sort=False, dropna=False):
@@ -100,10 +107,9 @@ def summarise(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    clean = out[out.sigma == 0].set_index(["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round",
-                                           "attack"]).psnr_mean
-    idx = pd.MultiIndex.from_frame(out[["backbone", "dataset", "head_blocks", "tail_blocks", "method", "round",
-                                        "attack"]])
+    same = [k for k in KEYS if k != "sigma"] + ["attack"]
+    clean = out[out.sigma == 0].set_index(same).psnr_mean
+    idx = pd.MultiIndex.from_frame(out[same])
     out["noise_psnr_reduction"] = clean.reindex(idx).to_numpy() - out.psnr_mean.to_numpy()
     acc = {} if runs is None or not len(runs) else dict(zip(runs.dir, runs.final_accuracy))
     out["run_final_accuracy"] = [acc.get(r, np.nan) if r else np.nan for r in out.run]
@@ -126,7 +132,9 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     """The ``privacy`` table: per split, method, round and σ, each attack's PSNR ± CI / SSIM, the PSNR the noise
     removes, and (where runs trained with it) the accuracy over seeds and the noise's paired accuracy cost."""
     caption = ("Reconstruction of clients' training images from the smashed data the server receives "
-               "(honest-but-curious server that knows the head's weights and the prompts). Each attack: PSNR in "
+               "(honest-but-curious server). Server: 'all' knows the head's weights and the prompts as the client used "
+               "them (SplitFed: main and fed server collude); 'main' is SplitFed's main server alone, which knows "
+               "the head only as broadcast in round 0 (final round only). Each attack: PSNR in "
                "dB (on [0, 1] pixels, capped at 100) ± the 95% confidence interval over the images / mean SSIM "
                "(scikit-image). 'vs mean image': the best attack's paired PSNR gain over the auxiliary data's "
                "mean image (yes: its 95% CI lies above 0). σ: Gaussian noise added to the smashed data (activation "
@@ -138,18 +146,19 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     summary = summarise(images, runs, acc_runs)
     if summary.empty:
         return Table("privacy", summary, pd.DataFrame(), caption, ["no privacy results in this results folder"])
-    attacks = [a for a in ("analytic", "optimisation", "decoder", BASELINE) if a in set(summary.attack)]
+    attacks = [a for a in ORDER if a in set(summary.attack)]
     attacks += sorted(set(summary.attack) - set(attacks))
     display_rows, notes, not_beaten = [], [], []
     real_all = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna()]
     best_clean = real_all[real_all.sigma == 0].groupby([k for k in KEYS if k != "sigma"]).psnr_mean.max()
     groups = summary.groupby(KEYS, sort=False, dropna=False)
     for key, grp in sorted(groups, key=lambda kv: (kv[0][2], kv[0][3], order_methods(summary.method).index(kv[0][4]),
-                                                    kv[0][5] != "first", kv[0][6])):
+                                                    kv[0][5] != "first", kv[0][7] != STRONGEST, kv[0][6])):
         rec = dict(zip(KEYS, key))
         by = grp.set_index("attack")
         row = {"Split": f"{rec['head_blocks']}/{rec['tail_blocks']}", "Method": method_label(rec["method"]),
-               "Round": rec["round"], "σ (rms)": f"{rec['sigma']:g} ({by.smashed_rms.iloc[0]:.2f})"}
+               "Round": rec["round"], "Server": rec["server"],
+               "σ (rms)": f"{rec['sigma']:.3g} ({by.smashed_rms.iloc[0]:.2f})"}
         for a in attacks:
             row[a.replace("_", " ")] = _cell(by.psnr_mean.get(a, math.nan), by.psnr_ci95.get(a, math.nan),
                                              by.ssim_mean.get(a, math.nan))
@@ -185,6 +194,7 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
     for _, r in missing[missing.note.fillna("").str.startswith("no run")].iterrows():
         notes.append(f"{method_label(r.method)} at split {r.head_blocks}/{r.tail_blocks}, round {r['round']}: "
                      "no run at this split in the grid, so only round 0 is attacked")
+    notes += defence_notes(images)
     if (summary.sigma > 0).any():
         trained = summary[(summary.sigma > 0) & (summary.noise_accuracy_cost_n.fillna(0) > 0)]
         if len(trained):
@@ -195,9 +205,33 @@ def privacy_table(images: pd.DataFrame, runs: pd.DataFrame | None = None,
                          "cost is paired by seed against the method's σ = 0 runs.")
         if ((summary.sigma > 0) & (summary.noise_accuracy_cost_n.fillna(0) == 0)).any():
             notes.append(f"Noise defence accuracy cost {NOT_MEASURED}.")
-    notes.append("analytic '–': not applicable (the client map is non-linear for head blocks >= 1). Rounds: first = "
+    notes.append("analytic and lmmse '–': not applicable (the client map is non-linear for head blocks >= 1); "
+                 "analytic is the minimum-norm inverse, lmmse the inverse under the auxiliary images' patch prior, "
+                 "noise-aware. Rounds: first = "
                  "the state broadcast in round 0; final = the aggregated client state after the last round.")
     return Table("privacy", summary, pd.DataFrame(display_rows), caption, list(dict.fromkeys(notes)))
+
+
+def defence_notes(images: pd.DataFrame) -> list[str]:
+    """One note per (split, method) searched for its defence σ (:mod:`benchmark.privacy.defence`): the σ found,
+    as a multiple of the smashed tokens' rms, and the best attack's and the mean image's PSNR there."""
+    if not len(images) or "note" not in images:
+        return []
+    found = images[images.note.fillna("").str.startswith("defence")]
+    notes = []
+    for (hb, tb, method, round_), grp in found.groupby(["head_blocks", "tail_blocks", "method", "round"], sort=True):
+        scored = grp[grp.image >= 0]
+        if scored.empty:
+            notes.append(f"Defence σ, {hb}/{tb} {method_label(method)} ({round_}): {grp.note.iloc[0][len('defence: '):]}")
+            continue
+        psnr = scored.groupby("attack").psnr.mean()
+        best = psnr.drop(BASELINE, errors="ignore").idxmax()
+        sigma, rms = float(scored.sigma.iloc[0]), float(scored.smashed_rms.iloc[0])
+        notes.append(f"Defence σ, {hb}/{tb} {method_label(method)} ({round_}): σ = {sigma:.3g} ({sigma / rms:.2g}× the "
+                     f"smashed rms {rms:.2f}); there the best attack ({best}) recovers {psnr[best]:.1f} dB against the "
+                     f"mean image's {psnr.get(BASELINE, math.nan):.1f} dB; accuracy cost not measured (no run trains "
+                     f"at this σ). {scored.note.iloc[0].split('; ', 1)[1]}")
+    return notes
 
 
 @output("table", "privacy", _sources)
@@ -228,13 +262,14 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
     originals = next(iter(examples.values()))["originals"]
     rows.append(("original", originals))
     for split, arrays in examples.items():
-        for attack in [a for a in ("analytic", "optimisation", "decoder", BASELINE)]:
+        for attack in ORDER:
             key = f"{method}__{round_}__{attack}__0"
             if key not in arrays:
                 continue
             hb, tb = (int(v) for v in split[1:].split("t"))
             s = summary[(summary.head_blocks == hb) & (summary.tail_blocks == tb) & (summary.method == method)
-                        & (summary["round"] == round_) & (summary.sigma == 0) & (summary.attack == attack)]
+                        & (summary["round"] == round_) & (summary.sigma == 0) & (summary.attack == attack)
+                        & (summary.server == STRONGEST)]
             psnr = f"{s.psnr_mean.iloc[0]:.1f} dB" if len(s) else ""
             rows.append((f"{hb}/{tb} {attack.replace('_', ' ')}\n{psnr}", arrays[key]))
     ncols = originals.shape[0]
@@ -255,13 +290,14 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
 
 def frontier(images: pd.DataFrame) -> Figure:
     """Best-attack PSNR against client FLOPs (% of FedAvg), one point per (method, split) and σ (σ = 0
-    filled, noise hollow, joined per point); dotted: the mean-image baseline."""
+    filled, noise hollow, joined per point), for the server that knows every aggregated part (:data:`STRONGEST`);
+    dotted: the mean-image baseline."""
     summary = summarise(images)
     if summary.empty:
         return _empty("no privacy results")
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
-    real = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna()]
+    real = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna() & (summary.server == STRONGEST)]
     labelled: set[tuple] = set()  # SFL-V1 and SFL-V2 often coincide: one label per position
     for method in order_methods(real.method):
         style = method_style(method)
@@ -320,11 +356,16 @@ def _frontier(res: Results, src: Sources):
 def claim_rows(res: Results) -> list[dict[str, Any]]:
     """The paper's privacy claim ("raw data never leaves the device") beside what our best attack recovers from
     SFPrompt's smashed data at split 0/0, the split that reproduces the 0.46% client computing."""
-    summary = summarise(load_privacy(res))
+    return privacy_claim(summarise(load_privacy(res)))
+
+
+def privacy_claim(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The claims row from a :func:`summarise` frame: the strongest attack (highest mean PSNR) at 0/0, σ = 0."""
     row = {"claim": "privacy", "statement": "privacy-preserving: raw data never leaves the device",
            "paper": "qualitative", "source": "privacy attack", "ours_value": math.nan}
     sel = summary[(summary.head_blocks == 0) & (summary.tail_blocks == 0) & (summary.method == UNDER_STUDY)
-                  & (summary.sigma == 0) & (summary.attack != BASELINE) & summary.psnr_mean.notna()] \
+                  & (summary.sigma == 0) & (summary.attack != BASELINE) & summary.psnr_mean.notna()
+                  & (summary.server == STRONGEST)] \
         if len(summary) else summary
     if sel.empty:
         return [{**row, "ours": "–", "backbone": "–", "setting": "split 0/0 not attacked",
