@@ -241,7 +241,7 @@ def write_diverged(cfg: Any, out_dir: str | Path, message: str) -> None:
     import pandas as pd
 
     from benchmark.io import environment, git_revision, write_csv, write_json, write_text
-    from benchmark.methods import resolve_config
+    from benchmark.methods import method_name, resolve_config
 
     cfg = resolve_config(cfg)
     out = Path(out_dir)
@@ -252,7 +252,7 @@ def write_diverged(cfg: Any, out_dir: str | Path, message: str) -> None:
     write_text(out / "config.resolved.yaml", cfg.to_yaml())
     write_json(out / "env.json", env)
     write_csv(out / "metrics.csv", pd.DataFrame([{
-        "method": cfg.train.method, "dataset": cfg.data.dataset, "partition": cfg.partition.scheme,
+        "method": method_name(cfg.train.method), "dataset": cfg.data.dataset, "partition": cfg.partition.scheme,
         "seed": cfg.seed, "round": -1, "client": -1, "split": SPLIT, "metric": DIVERGED, "value": 1.0,
         "config_hash": cfg.hash(), "git_revision": git}]))
     ckpt = out / "checkpoint.pt"

@@ -75,7 +75,7 @@ def accounting_table(
         backbone: Another timm architecture than ``cfg.model.backbone`` (its size overrides are dropped).
         samples_per_client: Local samples of one client.
         num_classes: Classifier width.
-        methods: Registered names (default: the paper's federated methods).
+        methods: Registered names or ``module:Class`` references (default: the paper's federated methods).
         method_params: Per-method ``method_params`` overrides (a method's own hyper-parameters).
 
     Each method's default reading is the row with ``reading == "default"``; a method with
@@ -95,12 +95,12 @@ def accounting_table(
     fed_bytes = _bytes(method_class(REFERENCE), models[False], cfg, samples_per_client)
     rows = []
     for name in names:
-        cls = method_class(name)
-        own = cfg.method_params if name == cfg.train.method else {}  # a run config's params are its method's
-        base = dict((method_params or {}).get(name, own))
+        cls = method_class(name)  # a registered name or a 'module:Class' reference (rows use the class's name)
+        own = cfg.method_params if cls is method_class(cfg.train.method) else {}  # a run config's: its method's
+        base = dict((method_params or {}).get(cls.name, own))
         seen = []
         for reading, over in {"default": {}, **cls.readings()}.items():
-            run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),
+            run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=cls.name),
                                           method_params={**base, **over})
             resolved = cls.resolved_params(run_cfg)
             if resolved in seen:
