@@ -39,13 +39,12 @@ def comm_rows(transfers: list[Transfer]) -> pd.DataFrame:
 
 def compute_rows(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int, first: bool = False) -> pd.DataFrame:
     """FLOPs per (phase, party) of one client's round; ``first``: its first sampled round (one-off work)."""
-    costs = cls.per_sample_costs(model, cfg)
     counts = cls.expected_samples(cfg, samples, first)
     rows = []
-    for key, (party, cost) in costs.items():
+    for key, (party, cost) in cls.round_costs(model, cfg, samples, first).items():  # analytic or traced
         phase = key.split("/")[0]
-        n = counts.get(phase, 0)
-        rows.append((phase, party, n, cost.forward * n, cost.backward_activation * n, cost.backward_weight * n))
+        rows.append((phase, party, counts.get(phase, 0), cost.forward, cost.backward_activation,
+                     cost.backward_weight))
     frame = pd.DataFrame(rows, columns=["phase", "party", "samples", "forward", "backward_activation", "backward_weight"])
     frame["total"] = frame.forward + frame.backward_activation + frame.backward_weight
     return frame
@@ -152,7 +151,7 @@ def _break_even(cls: type[Method], model: SplitViT, cfg: RunConfig, fed_bytes: f
     """Samples per client at which the method's per-round bytes equal FedAvg's (linear in the samples; NaN for
     a method whose traffic does not grow with its data)."""
     at0 = _bytes(cls, model, cfg, 0)
-    n = 10_000
+    n = 100 if cls.traced_costs() else 10_000  # a traced method runs its rounds on the meta device: fewer samples
     slope = (_bytes(cls, model, cfg, n) - at0) / n
     return math.nan if slope <= 0 else (fed_bytes - at0) / slope
 
