@@ -105,7 +105,8 @@ def accounting_table(
             if resolved in seen:
                 continue  # a reading the configured settings already are
             seen.append(resolved)
-            rows.append(_method_row(cls, models[cls.uses_prompts], run_cfg, samples_per_client, reading, fed_bytes))
+            rows.append(_method_row(cls, models[cls.uses_prompts], run_cfg, samples_per_client, reading, fed_bytes,
+                                    name))
     table = pd.DataFrame(rows)
     if REFERENCE in names:
         base = table[(table.method == REFERENCE) & (table.reading == "default")].iloc[0]
@@ -118,12 +119,14 @@ def accounting_table(
 
 
 def _method_row(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int, reading: str,
-                fed_bytes: float) -> dict[str, Any]:
+                fed_bytes: float, source: str) -> dict[str, Any]:
+    """``source``: how the method was named (its registry name or ``module:Class`` reference): what another
+    process resolves to find it (the system rule reads this table)."""
     comm, comp = method_round(cls, model, cfg, samples)
     _, first = method_round(cls, model, cfg, samples, first=True)
     client = comp[comp.party == "client"]
     row = {
-        "method": cls.name, "reading": reading,
+        "method": cls.name, "method_source": source, "reading": reading,
         "reading_params": ", ".join(f"{k}={v}" for k, v in sorted(cls.params(cfg).__dict__.items())
                                     if v != getattr(cls.Params(), k)) or "paper defaults",
         "backbone": cfg.model.backbone, "samples_per_client": samples,

@@ -90,7 +90,8 @@ def analytic_usage(cfg, samples_per_client: int, accounting: pd.DataFrame, num_c
     acc = accounting.set_index("method")
     rows = []
     for name in methods or list(acc.index):
-        cls = method_class(name)
+        # a method from outside the package: the accounting table says how to import it
+        cls = method_class(acc.loc[name, "method_source"] if "method_source" in acc else name)
         model = cls.set_trainability(models[cls.uses_prompts])
         mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),
                                    method_params=dict((method_params or {}).get(name, {})))
