@@ -5,8 +5,8 @@ importing this module imports ``baselines`` (FedAvg, FedPrompt, SFL-V1, SFL-V2 a
 :mod:`benchmark.sfprompt`. The base class (:mod:`benchmark.federation.method`) never imports its subclasses,
 so the package has no import cycle. A method from outside the package (``module:Class``, ``path/file.py:Class``
 or an entry point of the group ``sfprompt_bench.methods``) goes through the same factory
-(:mod:`benchmark.method_refs`; docs/extending.md). Everything that needs "all methods" (the CLI, the accounting, the report,
-the tests) asks :data:`METHODS` here instead of keeping a list of names.
+(:mod:`benchmark.method_refs`; docs/extending.md). Everything that needs "all methods" (the CLI, the accounting,
+the report, the tests) asks :data:`METHODS` here instead of keeping a list of names.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from benchmark.data.federated import FederatedData
 from benchmark.federation.method import METHODS, Method
 from benchmark.method_refs import ENTRY_POINT_GROUP, resolve
 
-__all__ = ["METHODS", "ENTRY_POINT_GROUP", "create_method", "method_class", "method_name", "resolve_config", "ordered", "federated_methods"]
+__all__ = ["METHODS", "ENTRY_POINT_GROUP", "create_method", "method_class", "method_name", "resolve_config", "ordered",
+           "federated_methods"]
 
 
 def method_class(name: str) -> type[Method]:

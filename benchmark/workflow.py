@@ -629,7 +629,8 @@ class Workflow:
         for name, ref in self.references.items():
             method = ref["method"]
             where = f"run {backbone}/{dataset}/{POOLED}/{name}/seed{seed}"
-            settings = self._resolve(where, base, {"train.method": self.source(method)}, self.doc["method_settings"].get(method, {}))
+            settings = self._resolve(where, base, {"train.method": self.source(method)},
+                                     self.doc["method_settings"].get(method, {}))
             self._check_depth(where, settings, depth)
             out.append(Run(backbone, dataset, POOLED, name, seed, method, tuple(sorted(settings.items())),
                            (Role("reference", name, ref.get("label", name)),), self._lr_from(backbone, dataset, method)))
