@@ -151,6 +151,36 @@ def test_a_profile_checks_method_names_through_the_registry(methods_file):
                         and r.config().train.lr == 0.1 for r in runs)
 
 
+# ---------------------------------------------------------------------------------------------------- the example
+
+def test_fedprox_is_fedavg_plus_the_proximal_term():
+    """examples/fedprox.py: mu = 0 trains exactly as FedAvg; otherwise its loss is FedAvg's plus mu/2 ||w - w^t||^2."""
+    ref = f"{ROOT}/examples/fedprox.py:FedProx"
+    data = make_data()
+    fed = create_method(make_cfg("fedavg"), data)
+    prox0 = create_method(make_cfg(ref, **{"method_params.mu": 0.0}), data)
+    fed.run()
+    prox0.run()
+    assert fed.metrics == prox0.metrics and prox0.name == "fedprox" and prox0.label == "FedProx"
+    m = create_method(make_cfg(ref, **{"method_params.mu": 0.5}), data)
+    x, y = next(m.batches(data.client_indices[0], 0, 0, 0))
+    with torch.no_grad():
+        for p in m.trainable(m.global_client):
+            p.add_(0.01)
+    squared = sum(((m._params[k] - w) ** 2).sum() for k, w in m.global_client.items())
+    assert torch.allclose(m.loss(x, y), torch.nn.functional.cross_entropy(m.model(x), y) + 0.25 * squared)
+    with pytest.raises(ConfigError, match="method_params.mu"):
+        create_method(make_cfg(ref, **{"method_params.mu": -1.0}), data)
+
+
+def test_the_fedprox_profile_runs_it_beside_the_suite():
+    wf = load_workflow(yaml.safe_load((ROOT / "config/examples/fedprox.yaml").read_text()))
+    assert "fedprox" in wf.methods and wf.method_sources["fedprox"] == "examples/fedprox.py:FedProx"
+    runs = [r for r in wf.runs.values() if r.method == "fedprox"]
+    assert runs and {r.config().method_params["mu"] for r in runs} == {0.01}
+    assert "fedprox" in wf.tuned_methods()
+
+
 # ---------------------------------------------------------------------------------------------------- traced costs
 
 @pytest.fixture(scope="module")
