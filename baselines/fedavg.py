@@ -44,13 +44,18 @@ class FedAvg(Method):
                         Transfer("upload", "up", kind, torch.float32, n, 1)]
         return out
 
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The local objective of one batch (mean cross-entropy); a variant extends it with ``super()`` (FedProx's
+        proximal term: examples/fedprox.py)."""
+        return F.cross_entropy(self.model(x), y)
+
     def local_update(self, rnd: int, client: int) -> ClientUpdate:
         idx = self.data.client_indices[client]
         opt = self.optimizer(self.trainable(self.global_client))
         loss_sum, n = torch.zeros((), device=self.device), 0
         for epoch in range(self.t.local_epochs):
             for x, y in self.batches(idx, rnd, client, epoch):
-                loss = F.cross_entropy(self.model(x), y)
+                loss = self.loss(x, y)
                 loss.backward()
                 self.step(opt)
                 loss_sum += loss.detach() * len(y)

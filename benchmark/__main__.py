@@ -196,9 +196,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = _load_cfg(a)
     extra = {}
     if a.lr_from:
+        from benchmark.methods import method_name
         from benchmark.tuning import lr_env, read_choice
 
-        doc = read_choice(a.lr_from, a.lr_method or cfg.train.method, cfg.data.dataset)
+        # tuning records name the method by its registry name (train.method may be a 'module:Class' reference)
+        doc = read_choice(a.lr_from, a.lr_method or method_name(cfg.train.method), cfg.data.dataset)
         cfg = cfg.replace(**{"train.lr": doc["chosen_lr"]})
         extra = lr_env(a.lr_from, doc)
     metrics = train(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet, resume=not a.no_resume,

@@ -144,7 +144,8 @@ class TrainConfig:
     """The federated method and its optimisation settings."""
 
     method: str = "sfprompt"
-    """Registered method name: sfprompt, fedavg, fedprompt, sfl_v1, sfl_v2 (``python -m benchmark methods``).
+    """Registered method name (sfprompt, fedavg, fedprompt, sfl_v1, sfl_v2, linear_probe), or a method from outside
+    the package: ``module.path:Class``, ``path/to/file.py:Class`` or an entry point's name (docs/extending.md).
     Its own hyper-parameters are in the top-level ``method_params`` section."""
     rounds: int = 10
     participation: float = 1.0

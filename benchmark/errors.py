@@ -18,6 +18,10 @@ class UnknownNameError(ConfigError):
     """A registry lookup (method, dataset, partition scheme, backbone) failed."""
 
 
+class NameClashError(ConfigError, ValueError):
+    """Two different objects claim one registry name (e.g. a user's method named like a built-in one)."""
+
+
 class DatasetError(BenchmarkError):
     """A dataset is missing, incomplete or corrupt."""
 

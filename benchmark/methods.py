@@ -3,8 +3,10 @@
 As timm's ``models/__init__.py`` imports each model module so that ``@register_model`` fills the registry,
 importing this module imports ``baselines`` (FedAvg, FedPrompt, SFL-V1, SFL-V2 and the references) and
 :mod:`benchmark.sfprompt`. The base class (:mod:`benchmark.federation.method`) never imports its subclasses,
-so the package has no import cycle. Everything that needs "all methods" (the CLI, the accounting, the report,
-the tests) asks :data:`METHODS` here instead of keeping a list of names.
+so the package has no import cycle. A method from outside the package (``module:Class``, ``path/file.py:Class``
+or an entry point of the group ``sfprompt_bench.methods``) goes through the same factory
+(:mod:`benchmark.method_refs`; docs/extending.md). Everything that needs "all methods" (the CLI, the accounting,
+the report, the tests) asks :data:`METHODS` here instead of keeping a list of names.
 """
 
 from __future__ import annotations
@@ -18,17 +20,25 @@ import benchmark.sfprompt  # noqa: F401  (registers sfprompt)
 from benchmark.config import RunConfig
 from benchmark.data.federated import FederatedData
 from benchmark.federation.method import METHODS, Method
+from benchmark.method_refs import ENTRY_POINT_GROUP, resolve
 
-__all__ = ["METHODS", "create_method", "method_class", "resolve_config", "ordered", "federated_methods"]
+__all__ = ["METHODS", "ENTRY_POINT_GROUP", "create_method", "method_class", "method_name", "resolve_config", "ordered",
+           "federated_methods"]
 
 
 def method_class(name: str) -> type[Method]:
-    """The class registered as ``name`` (an unknown name raises with the valid list)."""
-    return METHODS.get(name)
+    """The class ``name`` stands for: a registered name, a ``module:Class`` / ``path/file.py:Class`` reference
+    or an entry point's name (resolved and registered on first use; a bad one raises one line)."""
+    return resolve(name)
+
+
+def method_name(spec: str) -> str:
+    """The registry name of ``spec`` (a name, a reference or an entry point): what folders and tables use."""
+    return method_class(spec).name
 
 
 def create_method(cfg: RunConfig, data: FederatedData, device: torch.device | str = "cpu") -> Method:
-    """The one factory: ``cfg.train.method`` looked up in :data:`METHODS`."""
+    """The one factory: ``cfg.train.method`` (a name or a reference) resolved by :func:`method_class`."""
     return method_class(cfg.train.method)(cfg, data, device)
 
 

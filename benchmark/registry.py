@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from benchmark.errors import UnknownNameError
+from benchmark.errors import NameClashError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -31,7 +31,8 @@ class Registry(Generic[T]):
 
         def deco(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise NameClashError(f"{self.kind} {name!r} is registered twice ({_where(self._items[name])} and "
+                                     f"{_where(obj)}); rename one")
             self._items[name] = obj
             return obj
 
@@ -57,3 +58,7 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _where(obj: object) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"

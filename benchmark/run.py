@@ -154,7 +154,7 @@ def _round_totals(method: Method) -> list[tuple[int, int, str, str, float]]:
 def _tidy(method: Method, cfg: RunConfig, rows: list[tuple], git: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["round", "client", "split", "metric", "value"])
     frame = frame.sort_values(["round", "split", "client", "metric"], kind="stable").reset_index(drop=True)
-    frame.insert(0, "method", cfg.train.method)
+    frame.insert(0, "method", method.name)  # the registry name, also for a train.method 'module:Class' reference
     frame.insert(1, "dataset", cfg.data.dataset)
     frame.insert(2, "partition", cfg.partition.scheme)
     frame.insert(3, "seed", cfg.seed)

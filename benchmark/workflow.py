@@ -340,8 +340,13 @@ class Workflow:
         self.datasets: dict[str, dict[str, Any]] = {d: {} for d in ds} if isinstance(ds, list) else {
             d: dict(v or {}) for d, v in ds.items()}
         self.partitions: dict[str, dict[str, Any]] = doc["partitions"]
-        self.references: dict[str, dict[str, Any]] = doc["references"].get("pooled", {})
-        self.methods: list[str] = list(doc["methods"])
+        self.method_sources: dict[str, str] = {}
+        """Registry name -> ``module:Class`` / ``file.py:Class`` reference of each method from outside the
+        package (what its runs' ``train.method`` holds, so the train process can import it)."""
+        self.methods: list[str] = [self._method_name(f"methods.{i}", m) for i, m in enumerate(doc["methods"])]
+        self.references: dict[str, dict[str, Any]] = {
+            name: {**ref, "method": self._method_name(f"references.pooled.{name}.method", ref["method"])}
+            for name, ref in doc["references"].get("pooled", {}).items()}
         self.backbone_cache: str = str(Path(doc["backbone_cache"]).expanduser()) if doc.get("backbone_cache") \
             else str(default_cache_dir())
         """The pretrain rule's ``--cache-dir`` (config key ``backbone_cache``; default: the environment's)."""
@@ -372,8 +377,32 @@ class Workflow:
             except ConfigError as exc:
                 raise ConfigError(f"workflow config key 'datasets.{name}': {exc}") from None
 
+    def _method_name(self, where: str, spec: str) -> str:
+        """The registry name of a profile's method entry (a name, a reference or an entry point), checked
+        through the registry; a reference is remembered in :attr:`method_sources`."""
+        from benchmark.methods import method_name  # imports torch and every method: deferred to this first use
+
+        try:
+            name = method_name(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"workflow config key '{where}': {exc}") from None
+        if self.method_sources.get(name, spec) != spec and name != spec:
+            raise ConfigError(f"workflow config key '{where}': {spec!r} and {self.method_sources[name]!r} are "
+                              f"both named {name!r}")
+        if name != spec:
+            self.method_sources[name] = spec
+        return name
+
+    def source(self, method: str) -> str:
+        """What a run of ``method`` (a registry name) sets as ``train.method``: its reference, if it has one."""
+        return self.method_sources.get(method, method)
+
     def _check_sections(self) -> None:
         self._check_datasets()
+        for method in self.doc["method_settings"]:
+            if self._method_name(f"method_settings.{method}", method) != method:
+                raise ConfigError(f"workflow config key 'method_settings.{method}': name the method by its "
+                                  f"registry name ({self._method_name('method_settings', method)!r})")
         flat = flatten(self.base)
         for key in flat:
             if key in GRID_KEYS or key.startswith(METHOD_PARAMS):
@@ -579,7 +608,7 @@ class Workflow:
                         by_config: dict[tuple, list] = {}
                         for variant, method, sets, role in self._candidates(cell):
                             where = f"run {backbone}/{dataset}/{partition}/{variant}/seed{seed}"
-                            settings = self._resolve(where, base, {"train.method": method}, sets)
+                            settings = self._resolve(where, base, {"train.method": self.source(method)}, sets)
                             self._check_depth(where, settings, depth)
                             ident = tuple(sorted(settings.items()))
                             if ident in by_config:
@@ -602,7 +631,8 @@ class Workflow:
         for name, ref in self.references.items():
             method = ref["method"]
             where = f"run {backbone}/{dataset}/{POOLED}/{name}/seed{seed}"
-            settings = self._resolve(where, base, {"train.method": method}, self.doc["method_settings"].get(method, {}))
+            settings = self._resolve(where, base, {"train.method": self.source(method)},
+                                     self.doc["method_settings"].get(method, {}))
             self._check_depth(where, settings, depth)
             out.append(Run(backbone, dataset, POOLED, name, seed, method, tuple(sorted(settings.items())),
                            (Role("reference", name, ref.get("label", name)),), self._lr_from(backbone, dataset, method)))
@@ -669,7 +699,7 @@ class Workflow:
                     where = f"tuning {backbone}/{dataset}/{method}"
                     points, base = [], None
                     for seed in seeds:
-                        layers = (self._cell_settings(backbone, dataset, partition, seed), {"train.method": method},
+                        layers = (self._cell_settings(backbone, dataset, partition, seed), {"train.method": self.source(method)},
                                   self.doc["method_settings"].get(method, {}), {"data.validation_fraction": frac})
                         base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
                         for mult in t["grid"]:
@@ -1024,8 +1054,14 @@ class Workflow:
     def accounting_args(self, wc: Any) -> str:
         a = self.accounting_entry(wc)
         method_sets = " ".join(f"--method-set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in a.method_params)
+        methods = ""
+        if self.method_sources:  # the accounting process must import them: name every method, references too
+            from benchmark.methods import federated_methods
+
+            names = federated_methods() + [m for m in self.methods if m in self.method_sources]
+            methods = "--methods " + " ".join(shlex.quote(self.source(m)) for m in dict.fromkeys(names))
         return (f"{set_args(dict(a.settings))} --samples-per-client {a.samples_per_client} "
-                f"--num-classes {a.num_classes} {method_sets}").rstrip()
+                f"--num-classes {a.num_classes} {method_sets} {methods}").rstrip()
 
     def resources(self, rule: str) -> dict[str, int]:
         res = self.doc["resources"]
@@ -1108,6 +1144,7 @@ class Workflow:
                               if spec["weights"] == "pretrain" else {}}
                           for b, spec in self.backbones.items()},
             "strength": self._strength_points(),
+            "method_sources": dict(self.method_sources),
             "privacy": [{"backbone": self.privacy_cell()[0], "split": s, "file": f"{self.privacy_stem(s)}.csv",
                          "examples": f"{self.privacy_stem(s)}.npz", "runs": [r for c in cases for r in _case_runs(c)],
                          "accuracy_runs": self.privacy_accuracy_runs(s)}

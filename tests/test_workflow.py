@@ -114,13 +114,12 @@ def test_schema_describes_every_key():
 
 def test_schema_names_match_the_registries():
     from benchmark.data.datasets import DATASETS
-    from benchmark.methods import METHODS, method_class
 
-    method_class("fedavg")  # imports the registering modules
     defs = yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]
     # datasets are not an enum (a profile may declare its own); every preset's name is a valid dataset name
     assert "enum" not in defs["dataset"] and all(re.match(defs["dataset"]["pattern"], n) for n in DATASETS.names())
-    assert sorted(defs["method"]["enum"]) == sorted(METHODS.names())
+    # nor are methods (a profile may bring its own, docs/extending.md): the registry checks them at profile load
+    assert "enum" not in defs["method"]
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

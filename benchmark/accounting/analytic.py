@@ -39,13 +39,12 @@ def comm_rows(transfers: list[Transfer]) -> pd.DataFrame:
 
 def compute_rows(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int, first: bool = False) -> pd.DataFrame:
     """FLOPs per (phase, party) of one client's round; ``first``: its first sampled round (one-off work)."""
-    costs = cls.per_sample_costs(model, cfg)
     counts = cls.expected_samples(cfg, samples, first)
     rows = []
-    for key, (party, cost) in costs.items():
+    for key, (party, cost) in cls.round_costs(model, cfg, samples, first).items():  # analytic or traced
         phase = key.split("/")[0]
-        n = counts.get(phase, 0)
-        rows.append((phase, party, n, cost.forward * n, cost.backward_activation * n, cost.backward_weight * n))
+        rows.append((phase, party, counts.get(phase, 0), cost.forward, cost.backward_activation,
+                     cost.backward_weight))
     frame = pd.DataFrame(rows, columns=["phase", "party", "samples", "forward", "backward_activation", "backward_weight"])
     frame["total"] = frame.forward + frame.backward_activation + frame.backward_weight
     return frame
@@ -75,7 +74,7 @@ def accounting_table(
         backbone: Another timm architecture than ``cfg.model.backbone`` (its size overrides are dropped).
         samples_per_client: Local samples of one client.
         num_classes: Classifier width.
-        methods: Registered names (default: the paper's federated methods).
+        methods: Registered names or ``module:Class`` references (default: the paper's federated methods).
         method_params: Per-method ``method_params`` overrides (a method's own hyper-parameters).
 
     Each method's default reading is the row with ``reading == "default"``; a method with
@@ -95,18 +94,19 @@ def accounting_table(
     fed_bytes = _bytes(method_class(REFERENCE), models[False], cfg, samples_per_client)
     rows = []
     for name in names:
-        cls = method_class(name)
-        own = cfg.method_params if name == cfg.train.method else {}  # a run config's params are its method's
-        base = dict((method_params or {}).get(name, own))
+        cls = method_class(name)  # a registered name or a 'module:Class' reference (rows use the class's name)
+        own = cfg.method_params if cls is method_class(cfg.train.method) else {}  # a run config's: its method's
+        base = dict((method_params or {}).get(cls.name, own))
         seen = []
         for reading, over in {"default": {}, **cls.readings()}.items():
-            run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),
+            run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=cls.name),
                                           method_params={**base, **over})
             resolved = cls.resolved_params(run_cfg)
             if resolved in seen:
                 continue  # a reading the configured settings already are
             seen.append(resolved)
-            rows.append(_method_row(cls, models[cls.uses_prompts], run_cfg, samples_per_client, reading, fed_bytes))
+            rows.append(_method_row(cls, models[cls.uses_prompts], run_cfg, samples_per_client, reading, fed_bytes,
+                                    name))
     table = pd.DataFrame(rows)
     if REFERENCE in names:
         base = table[(table.method == REFERENCE) & (table.reading == "default")].iloc[0]
@@ -119,12 +119,14 @@ def accounting_table(
 
 
 def _method_row(cls: type[Method], model: SplitViT, cfg: RunConfig, samples: int, reading: str,
-                fed_bytes: float) -> dict[str, Any]:
+                fed_bytes: float, source: str) -> dict[str, Any]:
+    """``source``: how the method was named (its registry name or ``module:Class`` reference): what another
+    process resolves to find it (the system rule reads this table)."""
     comm, comp = method_round(cls, model, cfg, samples)
     _, first = method_round(cls, model, cfg, samples, first=True)
     client = comp[comp.party == "client"]
     row = {
-        "method": cls.name, "reading": reading,
+        "method": cls.name, "method_source": source, "reading": reading,
         "reading_params": ", ".join(f"{k}={v}" for k, v in sorted(cls.params(cfg).__dict__.items())
                                     if v != getattr(cls.Params(), k)) or "paper defaults",
         "backbone": cfg.model.backbone, "samples_per_client": samples,
@@ -152,7 +154,7 @@ def _break_even(cls: type[Method], model: SplitViT, cfg: RunConfig, fed_bytes: f
     """Samples per client at which the method's per-round bytes equal FedAvg's (linear in the samples; NaN for
     a method whose traffic does not grow with its data)."""
     at0 = _bytes(cls, model, cfg, 0)
-    n = 10_000
+    n = 100 if cls.traced_costs() else 10_000  # a traced method runs its rounds on the meta device: fewer samples
     slope = (_bytes(cls, model, cfg, n) - at0) / n
     return math.nan if slope <= 0 else (fed_bytes - at0) / slope
 

@@ -39,6 +39,7 @@ from benchmark.data.datasets import stratified_subsample
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError
 from benchmark.federation.aggregation import WeightedAverage
+from benchmark.federation.trace import trace_rounds
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
 from benchmark.registry import Registry
@@ -60,6 +61,10 @@ def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
 
 
 METRIC_COLUMNS = ["round", "client", "split", "metric", "value"]
+TRACED, TRACED_FIRST = "traced", "traced_first"
+"""Compute-ledger phases of a method whose costs are traced (:mod:`benchmark.federation.trace`): one row per
+client round (its first or a steady one) and party, FLOPs = the traced round's, ``samples`` = 1 (one round)."""
+ANALYTIC_HOOKS = ("per_sample_costs", "expected_samples", "expected_transfers")
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,9 @@ class Method:
         self.metrics: list[tuple[int, int, str, str, float]] = []
         self.next_round = 0
         self._noise_stream: tuple = (None, None, None)  # (round, client, generator) of send_smashed's noise
-        self.costs = self.per_sample_costs(self.model, cfg)
+        # on the meta device the method is itself being traced: its costs are what the tracer counts
+        self.costs = {} if self.device.type == "meta" else self.per_sample_costs(self.model, cfg)
+        self._traced: dict[tuple[int, bool], dict[str, FlopCount]] = {}  # (samples, first) -> party -> FLOPs
         self.warnings: list[str] = list(self.check_settings())
         for w in self.warnings:
             warnings.warn(w, stacklevel=2)
@@ -267,10 +274,23 @@ class Method:
 
     # ------------------------------------------------------------------ hooks
     @classmethod
+    def traced_costs(cls) -> bool:
+        """Whether the method's costs come from tracing its rounds (it implements none of the three analytic
+        hooks ``per_sample_costs``, ``expected_samples``, ``expected_transfers``) rather than from them."""
+        own = [h for h in ANALYTIC_HOOKS if getattr(cls, h).__func__ is not getattr(Method, h).__func__]
+        if own and len(own) < len(ANALYTIC_HOOKS):
+            missing = [h for h in ANALYTIC_HOOKS if h not in own]
+            raise ConfigError(f"method {cls.name or cls.__qualname__!r} implements {', '.join(own)} but not "
+                              f"{', '.join(missing)}: implement all three analytic hooks or none (then its costs "
+                              f"are traced)")
+        return not own
+
+    @classmethod
     def per_sample_costs(cls, model: SplitViT, cfg: RunConfig) -> dict[str, tuple[str, FlopCount]]:
         """Per-sample FLOPs of each (phase, party) the method executes: ``{"phase/party": (party, cost)}``.
-        ``model`` has the method's trainability already set (``requires_grad``)."""
-        raise NotImplementedError
+        ``model`` has the method's trainability already set (``requires_grad``). Default (a traced method):
+        none; :meth:`client_round` charges each traced client round whole."""
+        return {}
 
     def local_update(self, rnd: int, client: int) -> ClientUpdate:
         """The client's local work for round ``rnd`` (global state already loaded into ``self.model``)."""
@@ -278,14 +298,31 @@ class Method:
 
     @classmethod
     def expected_transfers(cls, model: SplitViT, cfg: RunConfig, samples: int) -> list[Transfer]:
-        """Analytic per-round exchanges of one client holding ``samples`` samples (no training)."""
-        raise NotImplementedError
+        """Analytic per-round exchanges of one client holding ``samples`` samples (no training). Default (a
+        traced method): the ledger of a traced steady round."""
+        rows = trace_rounds(cls, cfg, model, samples)[False].comm
+        return [Transfer(r.phase, r.direction, r.kind, getattr(torch, r.dtype), int(r.numel), int(r.messages))
+                for r in rows.itertuples(index=False)]
 
     @classmethod
     def expected_samples(cls, cfg: RunConfig, samples: int, first: bool = False) -> dict[str, int]:
         """Samples each cost phase processes per round for a client holding ``samples`` samples; ``first``: in
-        the client's first sampled round (where one-off work such as a first EL2N scoring happens)."""
-        raise NotImplementedError
+        the client's first sampled round (where one-off work such as a first EL2N scoring happens). Default (a
+        traced method): the one traced phase of that round."""
+        return {TRACED_FIRST if first else TRACED: samples}
+
+    @classmethod
+    def round_costs(cls, model: SplitViT, cfg: RunConfig, samples: int,
+                    first: bool = False) -> dict[str, tuple[str, FlopCount]]:
+        """FLOPs of one client's round per ``"phase/party"`` (whole-round totals, not per sample): the analytic
+        hooks' per-sample costs times their samples, or the traced round (:mod:`benchmark.federation.trace`)."""
+        if cls.traced_costs():
+            phase = TRACED_FIRST if first else TRACED
+            return {f"{phase}/{party}": (party, cost)
+                    for party, cost in trace_rounds(cls, cfg, model, samples)[first].flops.items()}
+        counts = cls.expected_samples(cfg, samples, first)
+        return {key: (party, cost.scaled(counts.get(key.split("/")[0], 0)))
+                for key, (party, cost) in cls.per_sample_costs(model, cfg).items()}
 
     def check_settings(self) -> Iterable[str]:
         """Warnings about degenerate settings (shown in the run and recorded in ``env.json``)."""
@@ -322,6 +359,16 @@ class Method:
         for key, (party, cost) in self.costs.items():
             if key.split("/")[0] == phase:
                 self.compute.record(rnd, client, phase, party, cost, samples)
+
+    def _record_traced(self, rnd: int, client: int) -> None:
+        """Charge a traced method's client round: the trace of a client holding as many samples (cached)."""
+        first = all(client not in self.sample_clients(r) for r in range(rnd))
+        samples = len(self.data.client_indices[client])
+        if (samples, first) not in self._traced:
+            for f, trace in trace_rounds(type(self), self.cfg, self.model, samples).items():
+                self._traced[(samples, f)] = trace.flops
+        for party, cost in self._traced[(samples, first)].items():
+            self.compute.record(rnd, client, TRACED_FIRST if first else TRACED, party, cost, 1)
 
     def check_loss(self, loss_sum: torch.Tensor, rnd: int, client: int) -> float:
         value = float(loss_sum)
@@ -369,21 +416,28 @@ class Method:
             if tensors:
                 self.comm.record(rnd, client, phase, direction, kind, tensors)
 
+    def client_round(self, rnd: int, c: int) -> tuple[ClientUpdate, dict[str, torch.Tensor]]:
+        """Client ``c``'s part of round ``rnd``: broadcast, local work, upload (what a cost trace runs)."""
+        # Broadcast: the global trainable client state goes down to client c.
+        self._load(self.global_client)
+        self._send_state(rnd, c, "broadcast", "down", self.global_client)
+        if self.server_keys() and self.server_copies == "per_client":
+            self._load(self.global_server)
+        self.model.train()
+        upd = self.local_update(rnd, c)
+        if self.device.type != "meta" and self.traced_costs():
+            self._record_traced(rnd, c)
+        # Upload: the client's trained state goes up for aggregation.
+        state = {k: self._params[k].detach() for k in self.global_client}
+        self._send_state(rnd, c, "upload", "up", state)
+        return upd, state
+
     def run_round(self, rnd: int) -> None:
         clients = self.client_order(rnd, self.sample_clients(rnd))
         client_avg, server_avg = WeightedAverage(), WeightedAverage()
         self._load(self.global_server)
         for c in clients:
-            # Broadcast: the global trainable client state goes down to client c.
-            self._load(self.global_client)
-            self._send_state(rnd, c, "broadcast", "down", self.global_client)
-            if self.server_keys() and self.server_copies == "per_client":
-                self._load(self.global_server)
-            self.model.train()
-            upd = self.local_update(rnd, c)
-            # Upload: the client's trained state goes up for aggregation.
-            state = {k: self._params[k].detach() for k in self.global_client}
-            self._send_state(rnd, c, "upload", "up", state)
+            upd, state = self.client_round(rnd, c)
             weight = float(upd.samples) if self.t.weighting == "samples" else 1.0
             if weight > 0:
                 client_avg.add(state, weight)

@@ -122,7 +122,7 @@ def _model(case: Case, num_classes: int, round_: str, device: torch.device, run_
     run_dir = run_dir or case.run_dir
     if round_ == "final" and run_dir is None:
         return None
-    model = method_class(case.method).build_model(case.config, num_classes).eval()
+    model = method_class(case.config.train.method).build_model(case.config, num_classes).eval()  # name or reference
     if round_ == "final":
         from safetensors.torch import load_file
 

@@ -150,6 +150,13 @@ def load_results(root: str | Path) -> Results:
     """Load ``root/grid.json`` and everything it points to that exists (missing runs are listed, not fatal)."""
     root = Path(root)
     grid = read_grid(root)
+    if grid.get("method_sources"):
+        # methods from outside the package: registered under their names for labels, order and critical paths
+        # (deferred import: it loads torch, which a results folder of built-in methods never needs here)
+        from benchmark.methods import method_class
+
+        for reference in grid["method_sources"].values():
+            method_class(reference)
     rows, curves, roles, missing = [], [], [], []
     for run in grid["runs"]:
         folder = root / run["dir"]

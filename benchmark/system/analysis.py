@@ -89,8 +89,11 @@ def analytic_usage(cfg, samples_per_client: int, accounting: pd.DataFrame, num_c
         accounting = accounting[accounting.reading == "default"]
     acc = accounting.set_index("method")
     rows = []
-    for name in methods or list(acc.index):
-        cls = method_class(name)
+    for spec in methods or list(acc.index):
+        # a name or a 'module:Class' reference; a method from outside the package listed by name only in the
+        # accounting table: the table says how to import it
+        cls = method_class(acc.loc[spec, "method_source"] if spec in acc.index and "method_source" in acc else spec)
+        name = cls.name
         model = cls.set_trainability(models[cls.uses_prompts])
         mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, method=name),
                                    method_params=dict((method_params or {}).get(name, {})))
