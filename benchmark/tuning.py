@@ -29,14 +29,16 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
    NaN or infinite in any seed is recorded as diverged and loses to any finite score; if every point
    diverged, the smallest learning rate is chosen and the record says so.
 5. **Use.** Every run of that (backbone, dataset, method) takes the chosen value (``train --lr-from``): the
-   method's main-grid runs in every partition and seed, SFPrompt's ablation and sensitivity variants
-   (SFPrompt's choice), and the pooled-data references, which take the choice of their base method
-   (``references.pooled.<name>.method``: centralized FT takes FedAvg's, centralized prompt tuning FedPrompt's,
-   the linear probe is tuned as a method of its own). ``tuning.share`` lets a method take another's choice
-   instead of searching: the default profile has SFL-V1 take FedAvg's, because SFL-V1's updates are FedAvg's
-   arithmetic split in two (``tests/test_methods.py`` asserts they are equal), so its search would repeat
-   FedAvg's. The choice is stated in each run's
-   ``config.resolved.yaml`` (``train.lr``, so the config hash covers it) and ``env.json`` (``lr_from``).
+   method's main-grid runs in every partition and seed, and SFPrompt's ablation and sensitivity variants
+   (SFPrompt's choice). Each pooled-data reference (``references.pooled.<name>``) searches its own rate in its
+   own regime, one client holding all the training data minus the validation split (``partition`` ``pooled``),
+   because one client takes about ``num_clients`` times the optimiser steps per round of a federated client:
+   the federated choice is the wrong one for it (the default profile's Centralized FT, trained at FedAvg's
+   choice, landed below federated FedAvg). ``tuning.share`` lets a method take another's choice instead of
+   searching: the default profile has SFL-V1 take FedAvg's, because SFL-V1's updates are FedAvg's arithmetic
+   split in two (``tests/test_methods.py`` asserts they are equal), so its search would repeat FedAvg's. The
+   choice is stated in each run's ``config.resolved.yaml`` (``train.lr``, so the config hash covers it) and
+   ``env.json`` (``lr_from``).
 
 Departures from the paper (arXiv 2407.17533, whose hyper-parameters were not available to us): its learning
 rates and how they were chosen are unknown, so this is our procedure, not a reproduction of theirs. Only the
@@ -183,7 +185,7 @@ def gather(spec: Mapping[str, Any]) -> dict[str, Any]:
     chosen = choose(lrs, scores, near_tie * se if _finite(se) else 0.0)
     second = runner_up(lrs, scores, chosen)
     doc = {k: spec[k] for k in ("backbone", "dataset", "method", "partition", "validation_fraction", "base_lr")}
-    return {"format": FORMAT, **doc, "seeds": seeds, "criterion": CRITERION,
+    return {"format": FORMAT, **doc, "search": spec.get("search", spec["method"]), "seeds": seeds, "criterion": CRITERION,
             "grid": [p["multiplier"] for p in points], "points": points,
             "validation_images": n_images, "standard_error": se, "near_tie": near_tie,
             "best_lr": points[best]["lr"],
@@ -299,13 +301,15 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for doc in records:
         for p in doc["points"]:
             rows.append({"backbone": doc["backbone"], "dataset": doc["dataset"], "method": doc["method"],
+                         "search": doc.get("search", doc["method"]),
                          "partition": doc["partition"], "seeds": " ".join(map(str, doc["seeds"])),
                          "validation_fraction": doc["validation_fraction"], "multiplier": p["multiplier"],
                          "lr": p["lr"], "val_accuracy": 100 * p["val_accuracy"] if p["val_accuracy"] is not None
                          else math.nan, "diverged": p["diverged"], "chosen": p["lr"] == doc["chosen_lr"],
                          "runner_up": p["lr"] == doc["runner_up_lr"],
                          "standard_error": 100 * doc["standard_error"]})
-    return pd.DataFrame(rows, columns=["backbone", "dataset", "method", "partition", "seeds", "validation_fraction",
+    return pd.DataFrame(rows, columns=["backbone", "dataset", "method", "search", "partition", "seeds",
+                                       "validation_fraction",
                                        "multiplier", "lr", "val_accuracy", "diverged", "chosen", "runner_up",
                                        "standard_error"])
 

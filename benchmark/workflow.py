@@ -289,6 +289,8 @@ class Tuning:
     backbone: str
     dataset: str
     method: str
+    search: str
+    """What the search is named by (its record's file name): the method, or a pooled reference's name."""
     partition: str
     seeds: tuple[int, ...]
     validation_fraction: float
@@ -298,7 +300,7 @@ class Tuning:
 
     @property
     def file(self) -> str:
-        return tuning_file(self.backbone, self.dataset, self.method)
+        return tuning_file(self.backbone, self.dataset, self.search)
 
 
 def tuning_file(backbone: str, dataset: str, method: str) -> str:
@@ -357,7 +359,7 @@ class Workflow:
         self._check_tuning()
         self.runs: dict[tuple, Run] = {r.key: r for r in self._expand()}
         self.tuning: dict[tuple[str, str, str], Tuning] = {
-            (t.backbone, t.dataset, t.method): t for t in self._tuning()}
+            (t.backbone, t.dataset, t.search): t for t in self._tuning()}
         self.accounting: dict[tuple[str, str], Accounting] = {
             (a.label, split_label(a.split)): a for a in self._accounting()}
         from benchmark.system.plan import system_section
@@ -634,8 +636,9 @@ class Workflow:
             settings = self._resolve(where, base, {"train.method": self.source(method)},
                                      self.doc["method_settings"].get(method, {}))
             self._check_depth(where, settings, depth)
+            lr_from = None if self.tuning_section is None else tuning_file(backbone, dataset, name)
             out.append(Run(backbone, dataset, POOLED, name, seed, method, tuple(sorted(settings.items())),
-                           (Role("reference", name, ref.get("label", name)),), self._lr_from(backbone, dataset, method)))
+                           (Role("reference", name, ref.get("label", name)),), lr_from))
         return out
 
     # ------------------------------------------------------------------ learning-rate tuning (benchmark.tuning)
@@ -659,15 +662,14 @@ class Workflow:
                                   f"every run takes its method's tuned learning rate; remove it")
 
     def tuned_methods(self) -> list[str]:
-        """The methods tuned per (backbone, dataset): every method, then the references' base methods, less the
-        methods that take another's choice (``tuning.share``)."""
-        every = dict.fromkeys(self.methods + [ref["method"] for ref in self.references.values()])
-        return [m for m in every if m not in self._shared()]
+        """The methods tuned per (backbone, dataset) on the federated clients: every method less those that take
+        another's choice (``tuning.share``). Each pooled reference searches its own rate (:meth:`_tuning`)."""
+        return [m for m in self.methods if m not in self._shared()]
 
     def _shared(self) -> dict[str, str]:
         """``tuning.share``: method -> the method whose choice it takes, checked against the tuned methods."""
         share = (self.tuning_section or {}).get("share", {})
-        every = set(self.methods + [ref["method"] for ref in self.references.values()])
+        every = set(self.methods)
         for method, source in share.items():
             if method not in every or source not in every or source in share:
                 bad, what = (method, "a tuned method") if method not in every else (
@@ -692,23 +694,28 @@ class Workflow:
             return []
         out = []
         frac, partition, seeds = t["validation_fraction"], t["partition"], tuple(t["seeds"])
+        searches = [(m, m, partition) for m in self.tuned_methods()]
+        # a pooled reference trains one client on all the data: 10x the optimiser steps per round of a federated
+        # client, so it searches its own rate in that regime instead of taking its base method's federated one
+        searches += [(ref["method"], name, POOLED) for name, ref in self.references.items()]
         for backbone in self.backbones:
             depth = self.backbones[backbone]["model"].get("depth")
             for dataset in self.datasets:
-                for method in self.tuned_methods():
-                    where = f"tuning {backbone}/{dataset}/{method}"
+                for method, search, cell_partition in searches:
+                    where = f"tuning {backbone}/{dataset}/{search}"
                     points, base = [], None
                     for seed in seeds:
-                        layers = (self._cell_settings(backbone, dataset, partition, seed), {"train.method": self.source(method)},
-                                  self.doc["method_settings"].get(method, {}), {"data.validation_fraction": frac})
+                        layers = (self._cell_settings(backbone, dataset, cell_partition, seed),
+                                  {"train.method": self.source(method)}, self.doc["method_settings"].get(method, {}),
+                                  {"data.validation_fraction": frac})
                         base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
                         for mult in t["grid"]:
                             lr = grid_lr(base, mult)
                             settings = self._resolve(where, *layers, {"train.lr": lr})
                             self._check_depth(where, settings, depth)
                             points.append(TunePoint(mult, lr, seed, tuple(sorted(settings.items())),
-                                                    f"tuning/{backbone}/{dataset}/{method}/x{_fmt(mult)}/seed{seed}"))
-                    out.append(Tuning(backbone, dataset, method, partition, seeds, frac, base,
+                                                    f"tuning/{backbone}/{dataset}/{search}/x{_fmt(mult)}/seed{seed}"))
+                    out.append(Tuning(backbone, dataset, method, search, cell_partition, seeds, frac, base,
                                       float(t["near_tie"]), tuple(points)))
         return out
 
@@ -732,7 +739,8 @@ class Workflow:
         settings (a Snakemake param: editing any point's settings reruns the search, which reuses the points
         whose config hash is unchanged)."""
         t = self.tuning_entry(wc)
-        spec = {"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "partition": t.partition,
+        spec = {"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "search": t.search,
+                "partition": t.partition,
                 "seeds": list(t.seeds), "validation_fraction": t.validation_fraction, "base_lr": t.base_lr,
                 "near_tie": t.near_tie,
                 "points": [{"multiplier": p.multiplier, "lr": p.lr, "seed": p.seed, "run_dir": self.path(p.dir),
@@ -750,7 +758,8 @@ class Workflow:
         if "tuning" not in input.keys():
             return ""
         arg = f"--lr-from {shlex.quote(str(input.tuning))}"
-        source = self._shared().get(self.run(wildcards).method)
+        run = self.run(wildcards)
+        source = None if run.partition == POOLED else self._shared().get(run.method)  # a reference has its own
         return f"{arg} --lr-method {source}" if source else arg
 
     @staticmethod
@@ -1149,7 +1158,8 @@ class Workflow:
                          "examples": f"{self.privacy_stem(s)}.npz", "runs": [r for c in cases for r in _case_runs(c)],
                          "accuracy_runs": self.privacy_accuracy_runs(s)}
                         for s, cases in self.privacy_cases.items()],
-            "tuning": [{"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "file": t.file,
+            "tuning": [{"backbone": t.backbone, "dataset": t.dataset, "method": t.method, "search": t.search,
+                        "file": t.file,
                         "runs": [p.dir for p in t.points]} for t in self.tuning.values()],
             "tuning_share": self._shared() if self.tuning_section is not None else {},
             "tables": self.tables(),

@@ -194,14 +194,20 @@ def _smoke_raw() -> dict:
 
 def test_the_workflow_tunes_each_method_once_and_feeds_every_run_its_record():
     wf = load_workflow({**_smoke_raw(), "results": "/tmp/r"})
-    assert set(wf.tuning) == {("tiny", "digits", m) for m in wf.methods + ["linear_probe"]}
+    refs = list(wf.references)
+    assert set(wf.tuning) == {("tiny", "digits", m) for m in wf.methods + refs}
+    for name, ref in wf.references.items():  # each pooled reference searches its own rate with one client
+        search = wf.tuning[("tiny", "digits", name)]
+        assert search.method == ref["method"] and search.partition == "pooled"
+        assert dict(search.points[0].settings)["partition.num_clients"] == 1
     t = wf.tuning[("tiny", "digits", "sfprompt")]
     assert t.base_lr == 0.03 and [p.lr for p in t.points] == [0.015, 0.06]
     sets = dict(t.points[1].settings)
     assert sets["data.validation_fraction"] == 0.2 and sets["train.lr"] == 0.06 and sets.get("partition.scheme", "iid") == "iid"
     assert sets["method_params.keep_ratio"] == 0.5  # the method's own settings, as in its main-grid runs
-    for run in wf.runs.values():  # ablation and sensitivity variants take SFPrompt's, references their method's
-        assert run.lr_from == f"tuning/tiny/digits/{run.method}.json"
+    for run in wf.runs.values():  # ablation and sensitivity variants take SFPrompt's, references their own
+        own = run.variant if run.partition == "pooled" else run.method
+        assert run.lr_from == f"tuning/tiny/digits/{own}.json"
         wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition,
                              variant=run.variant, seed=run.seed)
         inputs = wf.train_input(wc)
@@ -224,14 +230,15 @@ def test_a_shared_method_is_not_tuned_and_trains_with_the_other_methods_choice()
     assert ("tiny", "digits", "sfl_v1") not in wf.tuning and ("tiny", "digits", "fedavg") in wf.tuning
     v1 = [r for r in wf.runs.values() if r.method == "sfl_v1"]
     assert v1 and all(r.lr_from == "tuning/tiny/digits/fedavg.json" for r in v1)
-    assert all(r.lr_from == f"tuning/tiny/digits/{r.method}.json" for r in wf.runs.values() if r.method != "sfl_v1")
+    assert all(r.lr_from == f"tuning/tiny/digits/{r.variant if r.partition == 'pooled' else r.method}.json"
+               for r in wf.runs.values() if r.method != "sfl_v1")
     assert wf.grid()["tuning_share"] == {"sfl_v1": "fedavg"}
     for run in wf.runs.values():  # the train verb is told whose record it reads, so it can still check it
         wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition,
                              variant=run.variant, seed=run.seed)
         inputs = wf.train_input(wc)
         arg = wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys, tuning=inputs["tuning"]))
-        assert arg.endswith(" --lr-method fedavg") == (run.method == "sfl_v1"), arg
+        assert arg.endswith(" --lr-method fedavg") == (run.method == "sfl_v1" and run.partition != "pooled"), arg
 
 
 def test_without_a_tuning_section_the_workflow_is_unchanged():

@@ -124,6 +124,8 @@ def _chosen(tuning: pd.DataFrame | None) -> pd.DataFrame:
     cols = CHOICE_KEY + ["lr", "multiplier"]
     if tuning is None or not len(tuning):
         return pd.DataFrame(columns=cols)
+    if "search" in tuning:  # a pooled reference's own search shares its method with the federated one
+        tuning = tuning.assign(method=tuning["search"])
     chosen = tuning[tuning.chosen.astype(str).str.lower() == "true"]
     return chosen[cols].drop_duplicates(CHOICE_KEY)
 

@@ -44,24 +44,33 @@ def _seeds(doc: dict[str, Any]) -> str:
     return ", ".join(map(str, doc.get("seeds", [doc.get("seed")])))
 
 
-def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = None) -> Table:
-    """Chosen learning rate and its validation accuracy per (backbone, dataset, method), plus the whole grid.
+def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = None,
+                 labels: dict[str, str] | None = None) -> Table:
+    """Chosen learning rate and its validation accuracy per search (backbone, dataset, and a method or a pooled
+    reference), plus the whole grid.
 
     Args:
         records: Tuning records (:func:`benchmark.tuning.gather`).
         share: ``tuning.share`` (method -> the method whose choice it takes), stated in a note.
+        labels: How a pooled reference's search is spelled (its ``label``); methods use their class's label.
     """
-    share = share or {}
+    share, labels = share or {}, labels or {}
     from benchmark.tuning import CRITERION, tuning_table_rows
+
+    def name(doc: dict[str, Any]) -> str:
+        search = doc.get("search", doc["method"])
+        return f"{labels[search]} (pooled)" if search in labels else method_label(doc["method"])
 
     data = tuning_table_rows(records)
     rows = []
-    by_key = {(d["backbone"], d["dataset"], d["method"]): d for d in records}
+    by_key = {(d["backbone"], d["dataset"], d.get("search", d["method"])): d for d in records}
     for backbone, dataset in dict.fromkeys((d["backbone"], d["dataset"]) for d in records):
-        for method in order_methods([m for (b, ds, m) in by_key if (b, ds) == (backbone, dataset)]):
-            doc = by_key[(backbone, dataset, method)]
+        searches = [m for (b, ds, m) in by_key if (b, ds) == (backbone, dataset)]
+        methods = order_methods([m for m in searches if m not in labels])
+        for search in methods + [m for m in searches if m in labels]:
+            doc = by_key[(backbone, dataset, search)]
             second = doc.get("runner_up_lr")
-            row = {"Backbone": backbone, "Dataset": dataset, "Method": method_label(method),
+            row = {"Backbone": backbone, "Dataset": dataset, "Method": name(doc),
                    "Chosen lr": f"{doc['chosen_lr']:g} (×{doc['chosen_multiplier']:g})",
                    "Validation acc. (%)": _acc(doc["chosen_val_accuracy"]),
                    "SE (pp)": _se(doc.get("standard_error")),
@@ -74,13 +83,13 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
     display, notes = _drop_constant(display, ["Backbone"])
     if any(d["all_diverged"] for d in records):
         notes.append("every grid point diverged for: " + ", ".join(
-            f"{d['backbone']}/{d['dataset']}/{d['method']}" for d in records if d["all_diverged"])
+            f"{d['backbone']}/{d['dataset']}/{name(d)}" for d in records if d["all_diverged"])
             + " (the smallest lr is used)")
     edge = [d for d in records if not d["all_diverged"] and len(d["grid"]) > 1
             and d["chosen_multiplier"] in (min(d["grid"]), max(d["grid"]))]
     if edge:
         notes.append("chosen on the grid's edge, so the best learning rate may lie beyond it (widen tuning.grid): "
-                     + ", ".join(f"{d['backbone']}/{d['dataset']}/{method_label(d['method'])} "
+                     + ", ".join(f"{d['backbone']}/{d['dataset']}/{name(d)} "
                                  f"(×{d['chosen_multiplier']:g}, the "
                                  f"{'largest' if d['chosen_multiplier'] == max(d['grid']) else 'smallest'})"
                                  for d in edge))
@@ -120,4 +129,6 @@ def _sources(res: Results) -> Sources:
 
 @output("table", "tuning", _sources)
 def _tuning(res: Results, src: Sources) -> Table:
-    return tuning_table(tuning_records(res), res.grid.get("tuning_share", {}))
+    refs = res.grid.get("config", {}).get("references", {}).get("pooled", {})
+    return tuning_table(tuning_records(res), res.grid.get("tuning_share", {}),
+                        {name: ref.get("label", name) for name, ref in refs.items()})
