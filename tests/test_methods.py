@@ -76,12 +76,15 @@ def test_a_method_rejects_unknown_or_inconsistent_params_in_one_line():
 # equivalence with plain SGD and hand-written references
 
 
-def _sgd_client(model, batches, lr: float, keys: list[str]) -> dict[str, torch.Tensor]:
-    """Plain SGD (no momentum) of the parameters ``keys`` over ``batches``; returns their trained state."""
+def _sgd_client(model, batches, lr: float, keys: list[str], momentum: float = 0.0, weight_decay: float = 0.0,
+                forward=None) -> dict[str, torch.Tensor]:
+    """SGD (plain unless ``momentum`` / ``weight_decay``) of the parameters ``keys`` over ``batches``, one step
+    per batch through ``forward`` (default: the whole model); returns their trained state."""
     params = dict(model.named_parameters())
-    opt = torch.optim.SGD([params[k] for k in keys], lr=lr)
+    opt = torch.optim.SGD([params[k] for k in keys], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    forward = forward or model
     for x, y in batches:
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(forward(x), y).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     return {k: params[k].detach().clone() for k in keys}
@@ -195,6 +198,59 @@ def test_sfl_v2_draws_a_seeded_order_each_round_unless_sorted():
     assert fixed.client_order(3, list(range(5))) == list(range(5))
 
 
+def _sfl_v2_sgd_reference(cfg, data, per_batch: bool) -> dict[str, torch.Tensor]:
+    """SFL-V2 written out with the run's SGD (momentum, weight decay) and ``local_epochs``: the clients in the
+    seeded order of each round, each head from the round's global head, the server part carried on from client
+    to client; the server optimiser is fresh for each client (``per_client``) or for each batch (``per_batch``,
+    so its momentum never accumulates); heads averaged by sample count."""
+    t = cfg.train
+    ref = create_method(cfg, data)
+    params = dict(ref.model.named_parameters())
+    heads = [k for k in params if k.startswith("head.")]
+    server = [params[k] for k in params if k.startswith(("body.", "tail."))]
+    sgd = lambda ps: torch.optim.SGD(ps, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)  # noqa: E731
+    head_state = {k: params[k].detach().clone() for k in heads}
+    sizes = [len(i) for i in data.client_indices]
+    for rnd in range(t.rounds):
+        total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in head_state.items()}
+        for c in seeding.rng(cfg.seed, "client_order", rnd).permutation(len(sizes)).tolist():
+            ref._load(head_state)
+            head_opt, server_opt = sgd([params[k] for k in heads]), sgd(server)
+            for epoch in range(t.local_epochs):
+                for x, y in ref.batches(data.client_indices[c], rnd, c, epoch):
+                    if per_batch:
+                        server_opt = sgd(server)
+                    F.cross_entropy(ref.model(x), y).backward()
+                    for opt in (head_opt, server_opt):
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
+            for k in heads:
+                total[k] += params[k].detach().double() * sizes[c]
+        head_state = {k: (v / sum(sizes)).float() for k, v in total.items()}
+    return {**head_state, **{k: params[k].detach().clone() for k in params if not k.startswith("head.")}}
+
+
+def test_sfl_v2_server_optimiser_lifetime_shows_with_momentum():
+    """With momentum 0.9, weight decay, 2 local epochs of 2-3 batches and 2 rounds, SFL-V2 equals the
+    sequential reference under both server-optimiser lifetimes, and the two lifetimes train different models
+    (at momentum 0 they could not differ: SGD without momentum has no state to keep)."""
+    data = make_data(sizes=UNEQUAL)
+    got = {}
+    for lifetime in ("per_client", "per_batch"):
+        cfg = make_cfg("sfl_v2", **{"partition.num_clients": 3, "train.rounds": 2, "train.local_epochs": 2,
+                                    "train.momentum": 0.9, "train.weight_decay": 0.01,
+                                    "method_params.server_optimizer": lifetime})
+        m = create_method(cfg, data)
+        m.run()
+        got[lifetime] = {**m.global_client, **m.global_server}
+        expected = _sfl_v2_sgd_reference(cfg, data, per_batch=lifetime == "per_batch")
+        assert set(expected) == set(got[lifetime])
+        for k, v in expected.items():
+            torch.testing.assert_close(got[lifetime][k], v, rtol=1e-5, atol=1e-6, msg=f"{lifetime} {k}")
+    a, b = got["per_client"], got["per_batch"]
+    assert all(not torch.allclose(a[k], b[k]) for k in m.global_server if k.endswith(".weight")), "no server momentum"
+
+
 @pytest.mark.parametrize("split,minimal", [((1, 1), False), ((0, 0), False), ((0, 0), True)])
 def test_sfprompt_split_training_equals_unsplit_backprop(split, minimal):
     """SFPrompt's own ``split_training`` (smashed data up, body output down, gradient up through the frozen
@@ -219,6 +275,58 @@ def test_sfprompt_split_training_equals_unsplit_backprop(split, minimal):
             assert not torch.equal(p.detach(), before[k]), f"{k} did not move"
         else:
             assert torch.equal(p.detach(), before[k]), f"frozen {k} changed"
+
+
+@pytest.mark.parametrize("split,minimal", [((1, 1), False), ((0, 0), True)])
+def test_sfprompt_split_training_over_batches_and_epochs_equals_sgd_with_momentum(split, minimal):
+    """``split_training`` over 2 epochs of 3 batches (8, 8, 4 samples) with momentum 0.9 and weight decay equals
+    SGD of the unsplit model stepping once per batch on the same batches: one batch at momentum 0 cannot tell a
+    step per batch from a step per epoch on accumulated gradients, or a per-epoch optimiser from one per phase."""
+    data = make_data(n=20, clients=1)
+    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "model.head_blocks": split[0],
+                                  "model.tail_blocks": split[1], "train.momentum": 0.9, "train.weight_decay": 0.05,
+                                  "method_params.keep_ratio": 1.0, "method_params.split_epochs": 2,
+                                  "method_params.minimal_traffic": minimal})
+    m = create_method(cfg, data)
+    kept = data.client_indices[0]
+    ref = copy.deepcopy(m.model)
+    batches = [b for epoch in range(2) for b in m.batches(kept, 0, 0, epoch)]
+    assert [len(y) for _, y in batches] == [8, 8, 4, 8, 8, 4]
+    trained = [k for k, p in ref.named_parameters() if p.requires_grad]
+    expected = _sgd_client(ref, batches, 0.05, trained, momentum=0.9, weight_decay=0.05)
+    loss = m.split_training(0, 0, kept)
+    for k, p in m.model.named_parameters():
+        if k in expected:
+            torch.testing.assert_close(p.detach(), expected[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert m.compute.frame().query("party == 'client'").samples.tolist() == [40]
+    assert np.isfinite(loss) and loss > 0
+
+
+def test_sfprompt_local_loss_update_over_batches_and_epochs_equals_sgd_of_head_and_tail():
+    """The local-loss update (head -> tail, body skipped) over 2 epochs of 3 batches with momentum 0.9 and weight
+    decay equals SGD of ``client_path`` stepping once per batch on the batches of the ``local_loss`` stream; its
+    loss is the sample-weighted mean of the batch losses."""
+    data = make_data(n=20, clients=1)
+    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "train.momentum": 0.9, "train.weight_decay": 0.05})
+    m = create_method(cfg, data)
+    idx = data.client_indices[0]
+    ref = copy.deepcopy(m.model)
+    batches = [b for epoch in range(2) for b in m.batches(idx, 0, 0, epoch, stream="local_loss")]
+    trained = [k for k, p in ref.named_parameters() if p.requires_grad]
+    params = dict(ref.named_parameters())
+    opt = torch.optim.SGD([params[k] for k in trained], lr=0.05, momentum=0.9, weight_decay=0.05)
+    weighted = 0.0
+    for x, y in batches:
+        loss = F.cross_entropy(ref.client_path(x), y)
+        weighted += float(loss.detach()) * len(y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    got, scores = m.local_loss_update(0, 0, idx, 2)
+    assert scores is None and got == pytest.approx(weighted / 40, rel=1e-5)
+    for k in trained:
+        torch.testing.assert_close(dict(m.model.named_parameters())[k].detach(), params[k].detach(), rtol=1e-5,
+                                   atol=1e-6, msg=k)
 
 
 def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing():
@@ -379,18 +487,39 @@ def test_bytes_are_numel_times_element_size_for_sfprompt():
 # SFPrompt's self-update: pruning and the order of its phases
 
 
+def test_el2n_equals_a_hand_computed_value():
+    """EL2N = ||softmax(z) - onehot(y)||_2 on logits whose softmax is known by hand: uniform over 3 classes
+    (error (1/3, 1/3, -2/3), norm sqrt(6)/3) and (1/2, 1/4, 1/4) from z = (ln 2, 0, 0), right (error
+    (-1/2, 1/4, 1/4), sqrt(6)/4) or wrong (error (1/2, -3/4, 1/4), sqrt(14)/4). Without the one-hot term the
+    right and the wrong sample would score the same."""
+    from benchmark.sfprompt import el2n_scores
+
+    ln2 = float(np.log(2))
+    logits = torch.tensor([[0.0, 0.0, 0.0], [ln2, 0.0, 0.0], [ln2, 0.0, 0.0]], requires_grad=True)
+    got = el2n_scores(logits, torch.tensor([2, 0, 1]))
+    expected = torch.tensor([6 ** 0.5 / 3, 6 ** 0.5 / 4, 14 ** 0.5 / 4])
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    assert not got.requires_grad and logits.grad is None
+    torch.testing.assert_close(logits.detach()[1], torch.tensor([ln2, 0.0, 0.0]))  # the input is left alone
+
+
 def test_sfprompt_keeps_the_hardest_samples():
+    """``score`` is EL2N under head -> tail in eval mode and ``keep`` keeps the highest: checked against the
+    one-hot formula written out here (not against ``el2n_scores``), and the kept set is the top 5 of it."""
     data = make_data(n=20, clients=1)
-    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25}), data)
-    kept = m.keep(0, m.score(0, 0))
+    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25,
+                                              "train.eval_batch_size": 6}), data)  # 4 scoring batches
+    score = m.score(0, 0)
+    assert m.model.training  # scoring leaves the model in training mode
+    kept = m.keep(0, score)
     assert len(kept) == 5
     with torch.no_grad():
         m.model.eval()
         x = data.prepare(data.train_images, m.device)
-        logits = m.model.client_path(x)
-    from benchmark.sfprompt import el2n_scores
-
-    scores = el2n_scores(logits, data.train_labels).numpy()
+        probs = m.model.client_path(x).softmax(-1)
+    scores = (probs - F.one_hot(data.train_labels, data.num_classes)).norm(dim=-1).numpy()
+    np.testing.assert_allclose(score, scores, rtol=1e-5)
+    assert kept.tolist() == np.sort(np.argsort(-scores, kind="stable")[:5]).tolist()
     assert scores[kept].min() >= np.delete(scores, kept).max()
 
 
