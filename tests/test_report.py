@@ -99,6 +99,21 @@ def test_paired_table_pairs_by_seed():
     assert table.display.iloc[0]["Δ vs FedAvg (pp)"] == "-1.0 ± 0.0"
 
 
+def test_paired_caption_says_the_pooled_references_do_not_share_the_partition():
+    """A reference run (a ``label``: pooled training data, one client) is paired with FedAvg by seed only; the
+    caption says so, and claims the shared partition and sampling for the federated methods alone."""
+    runs = _runs([("fedavg", 0, 80.0, 1, 1, 1, 1), ("fedavg", 1, 84.0, 1, 1, 1, 1),
+                  ("sfprompt", 0, 79.0, 1, 1, 1, 1), ("sfprompt", 1, 83.0, 1, 1, 1, 1)]).assign(label=None)
+    federated = tables.paired_table(runs).caption
+    assert "for the federated methods: same partition" in federated and "pooled" not in federated
+    central = _runs([("central_ft", 0, 90.0, 1, 1, 1, 1), ("central_ft", 1, 91.0, 1, 1, 1, 1)]).assign(
+        label="Centralized FT")
+    both = tables.paired_table(pd.concat([runs, central], ignore_index=True))
+    assert set(both.data.method) == {"sfprompt", "central_ft"}
+    assert ("References (Centralized FT) are trained on the pooled training data (one client): they do not share "
+            "the partition or the client sampling, so their difference is paired by the seed") in both.caption
+
+
 def test_fmt_helpers():
     from benchmark.report.stats import fmt_ci
 
