@@ -73,6 +73,19 @@ def test_totals_and_cumulative() -> None:
     assert list(t.columns) == ["round", "bytes_up", "bytes_down", "bytes_total", "cumulative_bytes"]
     assert t.values.tolist() == [[0, 600, 400, 1000, 1000], [2, 80, 0, 80, 1080]]
     assert CommLedger().totals().empty and CommLedger().frame().empty
+    assert all(str(d) == "int64" for d in t.dtypes) and all(str(d) == "int64" for d in CommLedger().totals().dtypes)
+
+
+def test_record_numel_accepts_zero_and_rejects_each_negative_count() -> None:
+    ledger = CommLedger()
+    assert ledger.record_numel(0, 0, "split", "up", "grad", torch.float32, 0, messages=0) == 0  # nothing sent
+    assert ledger.record_numel(0, 0, "split", "up", "grad", torch.float32, 3, messages=1) == 12
+    assert ledger.frame()[["numel", "bytes", "messages"]].values.tolist() == [[3, 12, 1]]
+    for numel, messages in ((-1, 1), (1, -1)):
+        with pytest.raises(ValueError, match=f"numel and messages must be >= 0, got {numel} and {messages}"):
+            ledger.record_numel(0, 0, "split", "up", "grad", torch.float32, numel, messages=messages)
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype, got 'float32'"):
+        ledger.record_numel(0, 0, "split", "up", "grad", "float32", 3)
 
 
 def test_state_dict_round_trip() -> None:

@@ -7,16 +7,18 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
-from benchmark.accounting.analytic import method_round
+from benchmark.accounting.analytic import FLOP_CONVENTION, format_table, method_round
 from benchmark.accounting.flops import unfused_attention
 from benchmark.config import from_dict
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError, UnknownNameError
+from benchmark.federation.method import Method, register_method
 from benchmark.methods import METHODS, create_method, method_class, ordered
 
 ALL = ordered()  # every registered method and reference: a new one is covered the moment it registers
@@ -59,6 +61,21 @@ def test_registry_lists_all_methods():
     assert ordered()[:5] == ["fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"]
     with pytest.raises(UnknownNameError, match="valid: .*fedavg.*sfprompt"):
         method_class("fedsgd")
+
+
+def test_register_method_names_the_class_and_labels_it_unless_it_has_a_label(monkeypatch):
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # the registry is restored after the test
+
+    class Plain(Method):
+        pass
+
+    class Labelled(Method):
+        label = "Shown"
+
+    assert register_method("probe_plain")(Plain) is Plain and register_method("probe_label")(Labelled) is Labelled
+    assert (Plain.name, Plain.label, Labelled.name, Labelled.label) == ("probe_plain", "probe_plain", "probe_label",
+                                                                        "Shown")
+    assert METHODS.get("probe_plain") is Plain and METHODS.get("probe_label") is Labelled
 
 
 def test_a_method_rejects_unknown_or_inconsistent_params_in_one_line():
@@ -466,6 +483,24 @@ def test_ledger_flops_equal_flop_counter_mode_around_the_phases_that_ran(method,
         assert [k for k in ledger.index if k[2] == "el2n"] == [(0, 0, "el2n"), (0, 1, "el2n")]
 
 
+def test_format_table_prints_the_default_reading_with_its_setting():
+    """The accounting verb's text: a line naming backbone, samples and conventions, then the default reading of
+    each method in the listed columns (4 significant digits), nothing else."""
+    cols = ["method", "client_params_trainable", "client_gflops_round", "comm_mb_up", "comm_mb_down",
+            "client_flops_pct_of_fedavg", "comm_pct_of_fedavg", "break_even_samples"]
+    table = pd.DataFrame([["fedavg", "default", 86000000, 123.456789, 343.0, 343.0, 100.0, 100.0, np.nan, 7],
+                          ["sfprompt", "score_once", 1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 7],
+                          ["sfprompt", "default", 20000, 2.0, 0.5, 0.25, 1.5, 0.1, 480.0, 7]],
+                         columns=["method", "reading"] + cols[1:] + ["unlisted"]).assign(backbone="vit_x",
+                                                                                         samples_per_client=500)
+    head, header, _, *rows = format_table(table).splitlines()
+    assert head == f"vit_x, 500 samples per client, per client per round; FLOPs: {FLOP_CONVENTION}; MB = 1e6 bytes"
+    assert header.split() == cols
+    assert [r.split() for r in rows] == [["fedavg", "86000000", "123.5", "343", "343", "100", "100", "nan"],
+                                         ["sfprompt", "20000", "2", "0.5", "0.25", "1.5", "0.1", "480"]]
+    assert len(format_table(table.drop(columns="reading")).splitlines()) == 3 + 3  # no readings: every row
+
+
 def test_bytes_are_numel_times_element_size_for_sfprompt():
     data = make_data(n=20, clients=1)
     cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.5, "train.batch_size": 4})
@@ -583,6 +618,26 @@ def test_ablation_settings_change_what_runs():
     no_prune = create_method(make_cfg("sfprompt", **base, **{"method_params.keep_ratio": 1.0}), data)
     no_prune.run()
     assert no_prune.metrics_frame().query("metric == 'kept'").value.iloc[0] == 16
+
+
+def test_a_run_resumed_from_its_state_dict_equals_an_uninterrupted_one():
+    """The state after round 0, loaded into a fresh method, runs on to the uninterrupted run's parameters, ledgers
+    and metrics; with ``el2n_every_round`` off the kept sets travel with it (else round 1 would score again)."""
+    data = make_data(n=24, clients=2)
+    cfg = make_cfg("sfprompt", **{"train.rounds": 2, "method_params.el2n_every_round": False})
+    full = create_method(cfg, data)
+    full.run()
+    first = create_method(cfg, data)
+    first.run_round(0)
+    resumed = create_method(cfg, data)
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))
+    assert resumed.next_round == 1 and sorted(resumed._kept) == [0, 1]
+    resumed.run()
+    for k, v in {**full.global_client, **full.global_server}.items():
+        assert torch.equal({**resumed.global_client, **resumed.global_server}[k], v), k
+    assert resumed.comm.frame().equals(full.comm.frame()) and resumed.compute.frame().equals(full.compute.frame())
+    assert resumed.metrics_frame().equals(full.metrics_frame())
+    assert "el2n" not in set(resumed.compute.frame().query("round == 1").phase)
 
 
 def test_nan_loss_stops_with_one_clear_line():
