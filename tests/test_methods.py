@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
-from benchmark.accounting.analytic import FLOP_CONVENTION, format_table, method_round
+from benchmark.accounting.analytic import FLOP_CONVENTION, accounting_table, comm_rows, format_table, method_round
 from benchmark.accounting.flops import unfused_attention
 from benchmark.config import from_dict
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError, UnknownNameError
 from benchmark.federation.method import Method, register_method
-from benchmark.methods import METHODS, create_method, method_class, ordered
+from benchmark.methods import METHODS, create_method, federated_methods, method_class, ordered
 
 ALL = ordered()  # every registered method and reference: a new one is covered the moment it registers
 
@@ -346,9 +346,12 @@ def test_sfprompt_local_loss_update_over_batches_and_epochs_equals_sgd_of_head_a
                                    atol=1e-6, msg=k)
 
 
-def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing():
+@pytest.mark.parametrize("prompt_len", [3, 1])
+def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing(prompt_len):
+    """Also with one prompt, as many rows as the CLS prefix: the body output still sends the CLS row (not the
+    prompt's) and the gradient down the prompt's row."""
     data = make_data(n=24, clients=2)
-    over = {"model.head_blocks": 0, "model.tail_blocks": 0, "train.rounds": 2}
+    over = {"model.head_blocks": 0, "model.tail_blocks": 0, "train.rounds": 2, "model.prompt_len": prompt_len}
     with pytest.warns(UserWarning, match="degenerate"):
         naive = create_method(make_cfg("sfprompt", **over), data)
         minimal = create_method(make_cfg("sfprompt", **over, **{"method_params.minimal_traffic": True}), data)
@@ -358,7 +361,7 @@ def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing():
         torch.testing.assert_close(minimal.global_client[k], v, rtol=1e-5, atol=1e-7, msg=k)
     a, b = naive.comm.frame(), minimal.comm.frame()
     by = lambda f, kind, d: f[(f.kind == kind) & (f.direction == d)].numel.sum()  # noqa: E731
-    tokens, prefix, prompts = 16 + 1 + 3, 1, 3
+    tokens, prefix, prompts = 16 + 1 + prompt_len, 1, prompt_len
     assert by(b, "body_out", "down") * tokens == by(a, "body_out", "down") * prefix
     assert by(b, "grad", "up") * tokens == by(a, "grad", "up") * prefix
     assert by(b, "grad", "down") * tokens == by(a, "grad", "down") * prompts
@@ -483,6 +486,60 @@ def test_ledger_flops_equal_flop_counter_mode_around_the_phases_that_ran(method,
         assert [k for k in ledger.index if k[2] == "el2n"] == [(0, 0, "el2n"), (0, 1, "el2n")]
 
 
+def test_accounting_table_sums_each_method_round_per_reading_relative_to_fedavg():
+    """The accounting verb's table: one row per federated method and distinct reading (SFPrompt's ``paper``
+    reading is its default, listed once); each row sums :func:`method_round` (equal to a real run's ledgers,
+    above) per party and direction, percentages are of FedAvg's default row, and at the break-even sample count
+    the method sends what FedAvg sends (NaN where its traffic does not grow with the data)."""
+    small = {"model.depth": 2, "model.tail_blocks": 0}  # 1 + 1 + 0 blocks: FLOP counting is the cost here
+    cfg = make_cfg("sfprompt", **small)
+    table = accounting_table(cfg, samples_per_client=20, num_classes=3)
+    readings = [r for r in method_class("sfprompt").readings() if r != "paper"]
+    assert list(zip(table.method, table.reading)) == [(m, "default") for m in federated_methods()] + [
+        ("sfprompt", r) for r in readings]
+    fed = table.iloc[0]
+    fed_bytes = 1e6 * fed.comm_mb_total
+    checked = table[(table.reading == "default") | table.reading.isin(["score_once", "paper_minimal_traffic"])]
+    for row in checked.itertuples():
+        cls = method_class(row.method)
+        over = {} if row.reading == "default" else cls.readings()[row.reading]
+        run_cfg = make_cfg(row.method, **small, **{f"method_params.{k}": v for k, v in over.items()})
+        model = cls.prepare_model(run_cfg, 3)
+        comm, comp = method_round(cls, model, run_cfg, 20)
+        first = method_round(cls, model, run_cfg, 20, first=True)[1]
+        client = comp[comp.party == "client"]
+        assert (row.backbone, row.samples_per_client) == ("vit_tiny_patch16_224", 20)
+        changed = sorted((k, v) for k, v in over.items() if v != getattr(cls.Params(), k))
+        assert row.reading_params == (", ".join(f"{k}={v}" for k, v in changed) or "paper defaults")
+        assert row.client_params_stored == cls.client_stored(model)
+        assert row.client_params_trainable == sum(p.numel() for p in model.parameters() if p.requires_grad) - sum(
+            p.numel() for k, p in model.named_parameters() if cls.is_server_param(k))
+        assert row.client_gflops_round == pytest.approx(client.total.sum() / 1e9, rel=1e-12)
+        assert row.client_gflops_first_round == pytest.approx(first[first.party == "client"].total.sum() / 1e9,
+                                                              rel=1e-12)
+        assert row.server_gflops_round == pytest.approx(comp[comp.party == "server"].total.sum() / 1e9, rel=1e-12)
+        for phase, sub in client.groupby("phase"):
+            assert getattr(row, f"client_gflops_{phase}") == pytest.approx(sub.total.sum() / 1e9, rel=1e-12)
+        up, down = (comm[comm.direction == d].bytes.sum() / 1e6 for d in ("up", "down"))
+        assert (row.comm_mb_up, row.comm_mb_down, row.comm_mb_total) == pytest.approx((up, down, up + down))
+        assert row.client_flops_pct_of_fedavg == pytest.approx(100 * row.client_gflops_round / fed.client_gflops_round)
+        assert row.client_flops_first_round_pct_of_fedavg == pytest.approx(
+            100 * row.client_gflops_first_round / fed.client_gflops_round)
+        assert row.comm_pct_of_fedavg == pytest.approx(100 * row.comm_mb_total / fed.comm_mb_total)
+        sent = lambda n: comm_rows(cls.expected_transfers(model, run_cfg, n)).bytes.sum()  # noqa: E731
+        if row.method in ("fedavg", "fedprompt"):
+            assert np.isnan(row.break_even_samples)
+        else:  # bytes grow linearly with the samples (up to rounding of the kept count): FedAvg's at break-even
+            n = int(row.break_even_samples)
+            assert sent(max(n - 8, 0)) < fed_bytes < sent(n + 8), (row.method, row.reading)
+    own = accounting_table(make_cfg("sfprompt", **small, **{"method_params.keep_ratio": 0.3}), samples_per_client=20,
+                           num_classes=3, methods=["sfprompt"])
+    assert own.reading_params.iloc[0] == "keep_ratio=0.3" and "comm_pct_of_fedavg" not in own  # no FedAvg row
+    other = accounting_table(cfg, samples_per_client=20, num_classes=3, methods=["sfprompt"],
+                             method_params={"sfprompt": {"keep_ratio": 0.5, "split_epochs": 2}})
+    assert other.reading_params.iloc[0] == "split_epochs=2"  # keep_ratio 0.5 is the default
+
+
 def test_format_table_prints_the_default_reading_with_its_setting():
     """The accounting verb's text: a line naming backbone, samples and conventions, then the default reading of
     each method in the listed columns (4 significant digits), nothing else."""
@@ -499,6 +556,7 @@ def test_format_table_prints_the_default_reading_with_its_setting():
     assert [r.split() for r in rows] == [["fedavg", "86000000", "123.5", "343", "343", "100", "100", "nan"],
                                          ["sfprompt", "20000", "2", "0.5", "0.25", "1.5", "0.1", "480"]]
     assert len(format_table(table.drop(columns="reading")).splitlines()) == 3 + 3  # no readings: every row
+    assert format_table(table.iloc[[0]]).splitlines()[0] == head  # one method alone
 
 
 def test_bytes_are_numel_times_element_size_for_sfprompt():
@@ -638,6 +696,8 @@ def test_a_run_resumed_from_its_state_dict_equals_an_uninterrupted_one():
     assert resumed.comm.frame().equals(full.comm.frame()) and resumed.compute.frame().equals(full.compute.frame())
     assert resumed.metrics_frame().equals(full.metrics_frame())
     assert "el2n" not in set(resumed.compute.frame().query("round == 1").phase)
+    resumed.load_extra_state({})  # a state without kept sets (nothing scored yet) loads as none
+    assert resumed._kept == {}
 
 
 def test_nan_loss_stops_with_one_clear_line():
