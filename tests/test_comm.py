@@ -134,3 +134,11 @@ def test_record_does_not_touch_data() -> None:
     """Only metadata is read: a tensor on the meta device (no storage) is recorded fine."""
     ledger = CommLedger()
     assert ledger.record(0, 0, "split", "up", "smashed", torch.empty(1024, 768, device="meta")) == 1024 * 768 * 4
+
+
+def test_loading_a_state_with_repeated_keys_adds_them_up() -> None:
+    """A state written by hand (or merged from two ledgers) may list one key twice: its counts add up."""
+    entry = [0, 1, "split", "up", "smashed", "float32", 6, 24, 1]
+    ledger = CommLedger()
+    ledger.load_state_dict({"version": 1, "entries": [entry, entry]})
+    assert ledger.frame()[["numel", "bytes", "messages"]].values.tolist() == [[12, 48, 2]]

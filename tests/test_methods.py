@@ -20,6 +20,7 @@ from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError, UnknownNameError
 from benchmark.federation.method import Method, register_method
 from benchmark.methods import METHODS, create_method, federated_methods, method_class, ordered
+from benchmark.report.tables import MINIMAL_READING
 
 ALL = ordered()  # every registered method and reference: a new one is covered the moment it registers
 
@@ -202,6 +203,29 @@ def test_sfl_v2_equals_a_sequential_reference_and_differs_from_v1():
     v1 = create_method(make_cfg("sfl_v1", **over), data)
     v1.run()
     assert any(not torch.allclose(v1.global_server[k], v2.global_server[k]) for k in v1.global_server)
+
+
+def test_split_learning_does_the_arithmetic_of_fedavg_split_in_two():
+    """Per sample, SplitFed's client cost (head) plus server cost (the rest, with the gradient at the cut sent
+    back) is FedAvg's training cost of the whole model, term by term."""
+    cfg = make_cfg("sfl_v1")
+    model = method_class("sfl_v1").prepare_model(cfg, 3)
+    split = [cost for _, cost in method_class("sfl_v1").per_sample_costs(model, cfg).values()]
+    whole = method_class("fedavg").per_sample_costs(method_class("fedavg").prepare_model(cfg, 3), cfg)
+    total = split[0] + split[1]
+    (_, fed), = whole.values()
+    assert (total.forward, total.backward_activation, total.backward_weight) == (
+        fed.forward, fed.backward_activation, fed.backward_weight)
+
+
+def test_gaussian_noise_is_drawn_in_the_tensors_dtype():
+    from benchmark.federation.method import gaussian_noise
+
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    got = gaussian_noise(x, 0.5, torch.Generator().manual_seed(1))
+    expected = 0.5 * torch.randn((4, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert got.dtype == torch.float64 and torch.equal(got, expected)
+    assert gaussian_noise(x, 0.0) is x
 
 
 def test_sfl_v2_draws_a_seeded_order_each_round_unless_sorted():
@@ -390,6 +414,8 @@ def test_every_frozen_tensor_is_bit_identical_and_every_trained_one_moves(method
             assert not torch.equal(p, trained[k]), f"trainable {k} did not move"
     for k, b in m.model.named_buffers():
         assert torch.equal(b, buffers[k]), k
+    losses = m.metrics_frame().query("split == 'train' and metric == 'loss'").value
+    assert len(losses) == 4 and all(isinstance(v, float) and 0 < v < 10 for v in losses)  # 2 clients x 2 rounds
     assert set(trained) == {k for k, p in m.model.named_parameters() if p.requires_grad}
 
 
@@ -495,6 +521,7 @@ def test_accounting_table_sums_each_method_round_per_reading_relative_to_fedavg(
     cfg = make_cfg("sfprompt", **small)
     table = accounting_table(cfg, samples_per_client=20, num_classes=3)
     readings = [r for r in method_class("sfprompt").readings() if r != "paper"]
+    assert MINIMAL_READING in readings  # the resource table looks its minimal-traffic row up by this name
     assert list(zip(table.method, table.reading)) == [(m, "default") for m in federated_methods()] + [
         ("sfprompt", r) for r in readings]
     fed = table.iloc[0]
@@ -578,6 +605,18 @@ def test_bytes_are_numel_times_element_size_for_sfprompt():
 
 # ----------------------------------------------------------------------------------------------------------
 # SFPrompt's self-update: pruning and the order of its phases
+
+
+def test_kept_count_and_top_scored_by_hand():
+    """``ceil(γ n)`` kept, at least one for a non-empty client (0.3 × 10 is 3.0000000000000004 in floating point:
+    still 3); the highest scores kept, ties in index order (42 scores: numpy's default sort is not stable there)."""
+    from benchmark.sfprompt import kept_count, top_scored
+
+    assert [kept_count(n, g) for n, g in ((0, 0.5), (1, 0.5), (1, 0.01), (10, 0.3), (10, 0.25), (7, 1.0))] == [
+        0, 1, 1, 3, 3, 7]
+    score = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 2.0] * 7)
+    kept = top_scored(np.arange(100, 142), score, 10)
+    assert kept.tolist() == [100, 102, 104] + list(range(105, 142, 6))
 
 
 def test_el2n_equals_a_hand_computed_value():
