@@ -16,13 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-command -v mutmut >/dev/null || { echo "mutation.sh: mutmut is not installed (pip install -e '.[mutation]')" >&2; exit 2; }
+die() { echo "mutation.sh: $*" >&2; exit 2; }
+command -v mutmut >/dev/null || die "mutmut is not installed (pip install -e '.[mutation]')"
 run() { mutmut run --max-children "${MUTATION_CHILDREN:-2}" "$@"; }
 
 case "${1:-}" in
   --report) ;;
   --sample)
-    [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "mutation.sh: --sample needs a positive count, got '${2:-}'" >&2; exit 2; }
+    [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || die "--sample needs a positive count, got '${2:-}'"
     if ! find mutants -name '*.py.meta' 2>/dev/null | grep -q .; then
       # mutmut has no generate-only command: a filter that matches nothing generates the mutants and the test
       # map, then stops
