@@ -562,9 +562,14 @@ def test_accounting_table_sums_each_method_round_per_reading_relative_to_fedavg(
     own = accounting_table(make_cfg("sfprompt", **small, **{"method_params.keep_ratio": 0.3}), samples_per_client=20,
                            num_classes=3, methods=["sfprompt"])
     assert own.reading_params.iloc[0] == "keep_ratio=0.3" and "comm_pct_of_fedavg" not in own  # no FedAvg row
-    other = accounting_table(cfg, samples_per_client=20, num_classes=3, methods=["sfprompt"],
+    deep = make_cfg("sfprompt", **{"model.depth": 3, "model.head_blocks": 2, "model.tail_blocks": 0,
+                                   "model.prompt_depth": "client"})  # a prompt set per client block: 2
+    other = accounting_table(deep, samples_per_client=20, num_classes=3, methods=["sfprompt"],
                              method_params={"sfprompt": {"keep_ratio": 0.5, "split_epochs": 2}})
     assert other.reading_params.iloc[0] == "split_epochs=2"  # keep_ratio 0.5 is the default
+    model = method_class("sfprompt").prepare_model(deep, 3)
+    assert other.client_params_trainable.iloc[0] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert other.client_params_trainable.iloc[0] > table[table.method == "sfprompt"].client_params_trainable.iloc[0]
 
 
 def test_format_table_prints_the_default_reading_with_its_setting():
@@ -752,6 +757,8 @@ def test_degenerate_split_is_warned():
     with pytest.warns(UserWarning, match="degenerate"):
         m = create_method(make_cfg("sfprompt", **{"model.head_blocks": 0, "model.tail_blocks": 0}), data)
     assert m.warnings
+    m.model.tail._vit.global_pool = "avg"  # average pooling reads every token: the local-loss path is not blind
+    assert list(m.check_settings()) == []
 
 
 def test_partial_participation_samples_seeded_subsets():
