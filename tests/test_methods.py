@@ -228,6 +228,19 @@ def test_gaussian_noise_is_drawn_in_the_tensors_dtype():
     assert gaussian_noise(x, 0.0) is x
 
 
+def test_smashed_noise_continues_one_stream_per_round_and_client():
+    """Successive sends of one (round, client) draw successive noise from the generator of (seed,
+    "smashed_noise", round, client): no batch repeats another's noise; a new client starts its own stream."""
+    m = create_method(make_cfg("sfl_v1", **{"method_params.smashed_noise_sigma": 0.5}), make_data())
+    zeros = torch.zeros(2, 3)
+    sends = [m.send_smashed(0, c, "split", zeros) for c in (0, 0, 0, 1)]
+    gen = seeding.torch_generator(0, "smashed_noise", 0, 0)
+    expected = [0.5 * torch.randn((2, 3), generator=gen) for _ in range(3)]
+    expected.append(0.5 * torch.randn((2, 3), generator=seeding.torch_generator(0, "smashed_noise", 0, 1)))
+    for got, exp in zip(sends, expected):
+        assert torch.equal(got, exp)
+
+
 def test_sfl_v2_draws_a_seeded_order_each_round_unless_sorted():
     data = make_data(n=40, clients=5)
     m = create_method(make_cfg("sfl_v2", **{"partition.num_clients": 5}), data)
