@@ -757,6 +757,28 @@ def test_a_run_resumed_from_its_state_dict_equals_an_uninterrupted_one():
     assert resumed._kept == {}
 
 
+def test_weighted_average_needs_a_client_and_positive_weights():
+    from benchmark.errors import BenchmarkError
+    from benchmark.federation.aggregation import WeightedAverage
+
+    with pytest.raises(BenchmarkError, match="no client state to aggregate this round"):
+        WeightedAverage().result()
+    avg = WeightedAverage()
+    with pytest.raises(BenchmarkError, match="aggregation weight must be > 0, got 0"):
+        avg.add({"w": torch.ones(2)}, 0)
+    avg.add({"w": torch.ones(2)}, 1.0)
+    avg.add({"w": torch.full((2,), 4.0)}, 3.0)
+    assert avg.count == 2 and torch.equal(avg.result()["w"], torch.full((2,), 3.25))
+
+
+def test_evaluation_every_k_rounds_and_at_the_last():
+    data = make_data(n=24)
+    m = create_method(make_cfg("fedavg", **{"train.rounds": 4, "train.eval_every": 3}), data)
+    m.run()
+    evaluated = m.metrics_frame().query("split == 'test' and metric == 'accuracy'")["round"].tolist()
+    assert evaluated == [2, 3]  # after the third round, and the last
+
+
 def test_nan_loss_stops_with_one_clear_line():
     data = make_data(n=16, clients=1)
     m = create_method(make_cfg("fedavg", **{"partition.num_clients": 1, "train.lr": 1e30}), data)
