@@ -59,6 +59,7 @@ def test_unknown_kind_or_direction_lists_valid_values() -> None:
     with pytest.raises(ValueError, match="smashed"):
         ledger.record(0, 0, "split", "up", "bogus", [])  # empty messages are validated too
     assert len(ledger) == 0
+    assert ledger.record(0, 0, "split", "up", "grad", []) == 0 and len(ledger) == 0  # a valid empty one passes
     assert set(KINDS) == {"params", "prompts", "smashed", "body_out", "grad", "labels"}
     assert DIRECTIONS == ("up", "down")
 
