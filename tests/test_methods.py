@@ -771,6 +771,17 @@ def test_weighted_average_needs_a_client_and_positive_weights():
     assert avg.count == 2 and torch.equal(avg.result()["w"], torch.full((2,), 3.25))
 
 
+def test_batches_are_a_seeded_shuffle_per_epoch():
+    """Every epoch visits each sample once, in its own seeded order (not the stored order), the same on a replay."""
+    m = create_method(make_cfg("fedavg"), make_data(n=48))
+    idx = m.data.client_indices[0]
+    order = lambda epoch: np.concatenate([b.numpy() for *_, b in m.batches(idx, 0, 0, epoch, with_index=True)])  # noqa: E731
+    first, second = order(0), order(1)
+    assert sorted(first) == sorted(second) == sorted(idx.tolist())
+    assert first.tolist() != idx.tolist() and first.tolist() != second.tolist()
+    assert order(0).tolist() == first.tolist()
+
+
 def test_evaluation_every_k_rounds_and_at_the_last():
     data = make_data(n=24)
     m = create_method(make_cfg("fedavg", **{"train.rounds": 4, "train.eval_every": 3}), data)
