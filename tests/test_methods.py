@@ -94,15 +94,14 @@ def test_a_method_rejects_unknown_or_inconsistent_params_in_one_line():
 # equivalence with plain SGD and hand-written references
 
 
-def _sgd_client(model, batches, lr: float, keys: list[str], momentum: float = 0.0, weight_decay: float = 0.0,
-                forward=None) -> dict[str, torch.Tensor]:
+def _sgd_client(model, batches, lr: float, keys: list[str], momentum: float = 0.0,
+                weight_decay: float = 0.0) -> dict[str, torch.Tensor]:
     """SGD (plain unless ``momentum`` / ``weight_decay``) of the parameters ``keys`` over ``batches``, one step
-    per batch through ``forward`` (default: the whole model); returns their trained state."""
+    per batch; returns their trained state."""
     params = dict(model.named_parameters())
     opt = torch.optim.SGD([params[k] for k in keys], lr=lr, momentum=momentum, weight_decay=weight_decay)
-    forward = forward or model
     for x, y in batches:
-        F.cross_entropy(forward(x), y).backward()
+        F.cross_entropy(model(x), y).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     return {k: params[k].detach().clone() for k in keys}
