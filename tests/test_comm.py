@@ -59,6 +59,7 @@ def test_unknown_kind_or_direction_lists_valid_values() -> None:
     with pytest.raises(ValueError, match="smashed"):
         ledger.record(0, 0, "split", "up", "bogus", [])  # empty messages are validated too
     assert len(ledger) == 0
+    assert ledger.record(0, 0, "split", "up", "grad", []) == 0 and len(ledger) == 0  # a valid empty one passes
     assert set(KINDS) == {"params", "prompts", "smashed", "body_out", "grad", "labels"}
     assert DIRECTIONS == ("up", "down")
 
@@ -73,6 +74,19 @@ def test_totals_and_cumulative() -> None:
     assert list(t.columns) == ["round", "bytes_up", "bytes_down", "bytes_total", "cumulative_bytes"]
     assert t.values.tolist() == [[0, 600, 400, 1000, 1000], [2, 80, 0, 80, 1080]]
     assert CommLedger().totals().empty and CommLedger().frame().empty
+    assert all(str(d) == "int64" for d in t.dtypes) and all(str(d) == "int64" for d in CommLedger().totals().dtypes)
+
+
+def test_record_numel_accepts_zero_and_rejects_each_negative_count() -> None:
+    ledger = CommLedger()
+    assert ledger.record_numel(0, 0, "split", "up", "grad", torch.float32, 0, messages=0) == 0  # nothing sent
+    assert ledger.record_numel(0, 0, "split", "up", "grad", torch.float32, 3, messages=1) == 12
+    assert ledger.frame()[["numel", "bytes", "messages"]].values.tolist() == [[3, 12, 1]]
+    for numel, messages in ((-1, 1), (1, -1)):
+        with pytest.raises(ValueError, match=f"numel and messages must be >= 0, got {numel} and {messages}"):
+            ledger.record_numel(0, 0, "split", "up", "grad", torch.float32, numel, messages=messages)
+    with pytest.raises(TypeError, match="dtype must be a torch.dtype, got 'float32'"):
+        ledger.record_numel(0, 0, "split", "up", "grad", "float32", 3)
 
 
 def test_state_dict_round_trip() -> None:
@@ -121,3 +135,11 @@ def test_record_does_not_touch_data() -> None:
     """Only metadata is read: a tensor on the meta device (no storage) is recorded fine."""
     ledger = CommLedger()
     assert ledger.record(0, 0, "split", "up", "smashed", torch.empty(1024, 768, device="meta")) == 1024 * 768 * 4
+
+
+def test_loading_a_state_with_repeated_keys_adds_them_up() -> None:
+    """A state written by hand (or merged from two ledgers) may list one key twice: its counts add up."""
+    entry = [0, 1, "split", "up", "smashed", "float32", 6, 24, 1]
+    ledger = CommLedger()
+    ledger.load_state_dict({"version": 1, "entries": [entry, entry]})
+    assert ledger.frame()[["numel", "bytes", "messages"]].values.tolist() == [[12, 48, 2]]

@@ -118,6 +118,17 @@ def test_full_finetuning_matches_flop_counter_mode() -> None:
     assert all(p.grad is None for p in model.parameters())  # cross-check leaves no gradients behind
 
 
+def test_cross_check_restores_the_gradients_it_found_and_prints_nothing(capsys: pytest.CaptureFixture) -> None:
+    model = tiny_vit()
+    found = {n: torch.full_like(p, 0.5) for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.grad = found[n]
+    ours, theirs = cross_check_flop_counter(model, (image(),), loss_fn)
+    assert all(p.grad is found[n] for n, p in model.named_parameters())  # the very tensors, untouched
+    assert isinstance(theirs, int) and 0 < theirs < ours
+    assert capsys.readouterr().out == ""  # FlopCounterMode(display=False): no table on stdout
+
+
 def test_frozen_backbone_head_only() -> None:
     model = tiny_vit()
     freeze(model)
@@ -255,3 +266,4 @@ def test_flop_count_arithmetic() -> None:
     assert a.scaled(2.5) == FlopCount(25, 50, 75, {"aten::add": 1})
     with pytest.raises(ValueError):
         a.scaled(-1)
+    assert a.scaled(0) == FlopCount(0, 0, 0, {"aten::add": 1})  # a phase that ran on no sample costs nothing

@@ -7,17 +7,20 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
-from benchmark.accounting.analytic import method_round
+from benchmark.accounting.analytic import FLOP_CONVENTION, accounting_table, comm_rows, format_table, method_round
 from benchmark.accounting.flops import unfused_attention
 from benchmark.config import from_dict
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError, UnknownNameError
-from benchmark.methods import METHODS, create_method, method_class, ordered
+from benchmark.federation.method import Method, register_method
+from benchmark.methods import METHODS, create_method, federated_methods, method_class, ordered
+from benchmark.report.tables import MINIMAL_READING
 
 ALL = ordered()  # every registered method and reference: a new one is covered the moment it registers
 
@@ -61,6 +64,21 @@ def test_registry_lists_all_methods():
         method_class("fedsgd")
 
 
+def test_register_method_names_the_class_and_labels_it_unless_it_has_a_label(monkeypatch):
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # the registry is restored after the test
+
+    class Plain(Method):
+        pass
+
+    class Labelled(Method):
+        label = "Shown"
+
+    assert register_method("probe_plain")(Plain) is Plain and register_method("probe_label")(Labelled) is Labelled
+    assert (Plain.name, Plain.label, Labelled.name, Labelled.label) == ("probe_plain", "probe_plain", "probe_label",
+                                                                        "Shown")
+    assert METHODS.get("probe_plain") is Plain and METHODS.get("probe_label") is Labelled
+
+
 def test_a_method_rejects_unknown_or_inconsistent_params_in_one_line():
     data = make_data(n=8, clients=1)
     with pytest.raises(ConfigError, match=r"unknown config key 'method_params.keep'; valid keys .*keep_ratio"):
@@ -76,10 +94,12 @@ def test_a_method_rejects_unknown_or_inconsistent_params_in_one_line():
 # equivalence with plain SGD and hand-written references
 
 
-def _sgd_client(model, batches, lr: float, keys: list[str]) -> dict[str, torch.Tensor]:
-    """Plain SGD (no momentum) of the parameters ``keys`` over ``batches``; returns their trained state."""
+def _sgd_client(model, batches, lr: float, keys: list[str], momentum: float = 0.0,
+                weight_decay: float = 0.0) -> dict[str, torch.Tensor]:
+    """SGD (plain unless ``momentum`` / ``weight_decay``) of the parameters ``keys`` over ``batches``, one step
+    per batch; returns their trained state."""
     params = dict(model.named_parameters())
-    opt = torch.optim.SGD([params[k] for k in keys], lr=lr)
+    opt = torch.optim.SGD([params[k] for k in keys], lr=lr, momentum=momentum, weight_decay=weight_decay)
     for x, y in batches:
         F.cross_entropy(model(x), y).backward()
         opt.step()
@@ -184,6 +204,42 @@ def test_sfl_v2_equals_a_sequential_reference_and_differs_from_v1():
     assert any(not torch.allclose(v1.global_server[k], v2.global_server[k]) for k in v1.global_server)
 
 
+def test_split_learning_does_the_arithmetic_of_fedavg_split_in_two():
+    """Per sample, SplitFed's client cost (head) plus server cost (the rest, with the gradient at the cut sent
+    back) is FedAvg's training cost of the whole model, term by term."""
+    cfg = make_cfg("sfl_v1")
+    model = method_class("sfl_v1").prepare_model(cfg, 3)
+    split = [cost for _, cost in method_class("sfl_v1").per_sample_costs(model, cfg).values()]
+    whole = method_class("fedavg").per_sample_costs(method_class("fedavg").prepare_model(cfg, 3), cfg)
+    total = split[0] + split[1]
+    (_, fed), = whole.values()
+    assert (total.forward, total.backward_activation, total.backward_weight) == (
+        fed.forward, fed.backward_activation, fed.backward_weight)
+
+
+def test_gaussian_noise_is_drawn_in_the_tensors_dtype():
+    from benchmark.federation.method import gaussian_noise
+
+    x = torch.zeros(4, 3, dtype=torch.float64)
+    got = gaussian_noise(x, 0.5, torch.Generator().manual_seed(1))
+    expected = 0.5 * torch.randn((4, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert got.dtype == torch.float64 and torch.equal(got, expected)
+    assert gaussian_noise(x, 0.0) is x
+
+
+def test_smashed_noise_continues_one_stream_per_round_and_client():
+    """Successive sends of one (round, client) draw successive noise from the generator of (seed,
+    "smashed_noise", round, client): no batch repeats another's noise; a new client starts its own stream."""
+    m = create_method(make_cfg("sfl_v1", **{"method_params.smashed_noise_sigma": 0.5}), make_data())
+    zeros = torch.zeros(2, 3)
+    sends = [m.send_smashed(0, c, "split", zeros) for c in (0, 0, 0, 1)]
+    gen = seeding.torch_generator(0, "smashed_noise", 0, 0)
+    expected = [0.5 * torch.randn((2, 3), generator=gen) for _ in range(3)]
+    expected.append(0.5 * torch.randn((2, 3), generator=seeding.torch_generator(0, "smashed_noise", 0, 1)))
+    for got, exp in zip(sends, expected):
+        assert torch.equal(got, exp)
+
+
 def test_sfl_v2_draws_a_seeded_order_each_round_unless_sorted():
     data = make_data(n=40, clients=5)
     m = create_method(make_cfg("sfl_v2", **{"partition.num_clients": 5}), data)
@@ -193,6 +249,59 @@ def test_sfl_v2_draws_a_seeded_order_each_round_unless_sorted():
     fixed = create_method(make_cfg("sfl_v2", **{"partition.num_clients": 5, "method_params.client_order": "sorted"}),
                           data)
     assert fixed.client_order(3, list(range(5))) == list(range(5))
+
+
+def _sfl_v2_sgd_reference(cfg, data, per_batch: bool) -> dict[str, torch.Tensor]:
+    """SFL-V2 written out with the run's SGD (momentum, weight decay) and ``local_epochs``: the clients in the
+    seeded order of each round, each head from the round's global head, the server part carried on from client
+    to client; the server optimiser is fresh for each client (``per_client``) or for each batch (``per_batch``,
+    so its momentum never accumulates); heads averaged by sample count."""
+    t = cfg.train
+    ref = create_method(cfg, data)
+    params = dict(ref.model.named_parameters())
+    heads = [k for k in params if k.startswith("head.")]
+    server = [params[k] for k in params if k.startswith(("body.", "tail."))]
+    sgd = lambda ps: torch.optim.SGD(ps, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)  # noqa: E731
+    head_state = {k: params[k].detach().clone() for k in heads}
+    sizes = [len(i) for i in data.client_indices]
+    for rnd in range(t.rounds):
+        total = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in head_state.items()}
+        for c in seeding.rng(cfg.seed, "client_order", rnd).permutation(len(sizes)).tolist():
+            ref._load(head_state)
+            head_opt, server_opt = sgd([params[k] for k in heads]), sgd(server)
+            for epoch in range(t.local_epochs):
+                for x, y in ref.batches(data.client_indices[c], rnd, c, epoch):
+                    if per_batch:
+                        server_opt = sgd(server)
+                    F.cross_entropy(ref.model(x), y).backward()
+                    for opt in (head_opt, server_opt):
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
+            for k in heads:
+                total[k] += params[k].detach().double() * sizes[c]
+        head_state = {k: (v / sum(sizes)).float() for k, v in total.items()}
+    return {**head_state, **{k: params[k].detach().clone() for k in params if not k.startswith("head.")}}
+
+
+def test_sfl_v2_server_optimiser_lifetime_shows_with_momentum():
+    """With momentum 0.9, weight decay, 2 local epochs of 2-3 batches and 2 rounds, SFL-V2 equals the
+    sequential reference under both server-optimiser lifetimes, and the two lifetimes train different models
+    (at momentum 0 they could not differ: SGD without momentum has no state to keep)."""
+    data = make_data(sizes=UNEQUAL)
+    got = {}
+    for lifetime in ("per_client", "per_batch"):
+        cfg = make_cfg("sfl_v2", **{"partition.num_clients": 3, "train.rounds": 2, "train.local_epochs": 2,
+                                    "train.momentum": 0.9, "train.weight_decay": 0.01,
+                                    "method_params.server_optimizer": lifetime})
+        m = create_method(cfg, data)
+        m.run()
+        got[lifetime] = {**m.global_client, **m.global_server}
+        expected = _sfl_v2_sgd_reference(cfg, data, per_batch=lifetime == "per_batch")
+        assert set(expected) == set(got[lifetime])
+        for k, v in expected.items():
+            torch.testing.assert_close(got[lifetime][k], v, rtol=1e-5, atol=1e-6, msg=f"{lifetime} {k}")
+    a, b = got["per_client"], got["per_batch"]
+    assert all(not torch.allclose(a[k], b[k]) for k in m.global_server if k.endswith(".weight")), "no server momentum"
 
 
 @pytest.mark.parametrize("split,minimal", [((1, 1), False), ((0, 0), False), ((0, 0), True)])
@@ -221,9 +330,64 @@ def test_sfprompt_split_training_equals_unsplit_backprop(split, minimal):
             assert torch.equal(p.detach(), before[k]), f"frozen {k} changed"
 
 
-def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing():
+@pytest.mark.parametrize("split,minimal", [((1, 1), False), ((0, 0), True)])
+def test_sfprompt_split_training_over_batches_and_epochs_equals_sgd_with_momentum(split, minimal):
+    """``split_training`` over 2 epochs of 3 batches (8, 8, 4 samples) with momentum 0.9 and weight decay equals
+    SGD of the unsplit model stepping once per batch on the same batches: one batch at momentum 0 cannot tell a
+    step per batch from a step per epoch on accumulated gradients, or a per-epoch optimiser from one per phase."""
+    data = make_data(n=20, clients=1)
+    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "model.head_blocks": split[0],
+                                  "model.tail_blocks": split[1], "train.momentum": 0.9, "train.weight_decay": 0.05,
+                                  "method_params.keep_ratio": 1.0, "method_params.split_epochs": 2,
+                                  "method_params.minimal_traffic": minimal})
+    m = create_method(cfg, data)
+    kept = data.client_indices[0]
+    ref = copy.deepcopy(m.model)
+    batches = [b for epoch in range(2) for b in m.batches(kept, 0, 0, epoch)]
+    assert [len(y) for _, y in batches] == [8, 8, 4, 8, 8, 4]
+    trained = [k for k, p in ref.named_parameters() if p.requires_grad]
+    expected = _sgd_client(ref, batches, 0.05, trained, momentum=0.9, weight_decay=0.05)
+    loss = m.split_training(0, 0, kept)
+    for k, p in m.model.named_parameters():
+        if k in expected:
+            torch.testing.assert_close(p.detach(), expected[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert m.compute.frame().query("party == 'client'").samples.tolist() == [40]
+    assert np.isfinite(loss) and loss > 0
+
+
+def test_sfprompt_local_loss_update_over_batches_and_epochs_equals_sgd_of_head_and_tail():
+    """The local-loss update (head -> tail, body skipped) over 2 epochs of 3 batches with momentum 0.9 and weight
+    decay equals SGD of ``client_path`` stepping once per batch on the batches of the ``local_loss`` stream; its
+    loss is the sample-weighted mean of the batch losses."""
+    data = make_data(n=20, clients=1)
+    cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "train.momentum": 0.9, "train.weight_decay": 0.05})
+    m = create_method(cfg, data)
+    idx = data.client_indices[0]
+    ref = copy.deepcopy(m.model)
+    batches = [b for epoch in range(2) for b in m.batches(idx, 0, 0, epoch, stream="local_loss")]
+    trained = [k for k, p in ref.named_parameters() if p.requires_grad]
+    params = dict(ref.named_parameters())
+    opt = torch.optim.SGD([params[k] for k in trained], lr=0.05, momentum=0.9, weight_decay=0.05)
+    weighted = 0.0
+    for x, y in batches:
+        loss = F.cross_entropy(ref.client_path(x), y)
+        weighted += float(loss.detach()) * len(y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    got, scores = m.local_loss_update(0, 0, idx, 2)
+    assert scores is None and got == pytest.approx(weighted / 40, rel=1e-5)
+    for k in trained:
+        torch.testing.assert_close(dict(m.model.named_parameters())[k].detach(), params[k].detach(), rtol=1e-5,
+                                   atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("prompt_len", [3, 1])
+def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing(prompt_len):
+    """Also with one prompt, as many rows as the CLS prefix: the body output still sends the CLS row (not the
+    prompt's) and the gradient down the prompt's row."""
     data = make_data(n=24, clients=2)
-    over = {"model.head_blocks": 0, "model.tail_blocks": 0, "train.rounds": 2}
+    over = {"model.head_blocks": 0, "model.tail_blocks": 0, "train.rounds": 2, "model.prompt_len": prompt_len}
     with pytest.warns(UserWarning, match="degenerate"):
         naive = create_method(make_cfg("sfprompt", **over), data)
         minimal = create_method(make_cfg("sfprompt", **over, **{"method_params.minimal_traffic": True}), data)
@@ -233,7 +397,7 @@ def test_minimal_traffic_sends_fewer_bytes_and_changes_nothing():
         torch.testing.assert_close(minimal.global_client[k], v, rtol=1e-5, atol=1e-7, msg=k)
     a, b = naive.comm.frame(), minimal.comm.frame()
     by = lambda f, kind, d: f[(f.kind == kind) & (f.direction == d)].numel.sum()  # noqa: E731
-    tokens, prefix, prompts = 16 + 1 + 3, 1, 3
+    tokens, prefix, prompts = 16 + 1 + prompt_len, 1, prompt_len
     assert by(b, "body_out", "down") * tokens == by(a, "body_out", "down") * prefix
     assert by(b, "grad", "up") * tokens == by(a, "grad", "up") * prefix
     assert by(b, "grad", "down") * tokens == by(a, "grad", "down") * prompts
@@ -262,6 +426,8 @@ def test_every_frozen_tensor_is_bit_identical_and_every_trained_one_moves(method
             assert not torch.equal(p, trained[k]), f"trainable {k} did not move"
     for k, b in m.model.named_buffers():
         assert torch.equal(b, buffers[k]), k
+    losses = m.metrics_frame().query("split == 'train' and metric == 'loss'").value
+    assert len(losses) == 4 and all(isinstance(v, float) and 0 < v < 10 for v in losses)  # 2 clients x 2 rounds
     assert set(trained) == {k for k, p in m.model.named_parameters() if p.requires_grad}
 
 
@@ -358,6 +524,85 @@ def test_ledger_flops_equal_flop_counter_mode_around_the_phases_that_ran(method,
         assert [k for k in ledger.index if k[2] == "el2n"] == [(0, 0, "el2n"), (0, 1, "el2n")]
 
 
+def test_accounting_table_sums_each_method_round_per_reading_relative_to_fedavg():
+    """The accounting verb's table: one row per federated method and distinct reading (SFPrompt's ``paper``
+    reading is its default, listed once); each row sums :func:`method_round` (equal to a real run's ledgers,
+    above) per party and direction, percentages are of FedAvg's default row, and at the break-even sample count
+    the method sends what FedAvg sends (NaN where its traffic does not grow with the data)."""
+    small = {"model.depth": 2, "model.tail_blocks": 0}  # 1 + 1 + 0 blocks: FLOP counting is the cost here
+    cfg = make_cfg("sfprompt", **small)
+    table = accounting_table(cfg, samples_per_client=20, num_classes=3)
+    readings = [r for r in method_class("sfprompt").readings() if r != "paper"]
+    assert MINIMAL_READING in readings  # the resource table looks its minimal-traffic row up by this name
+    assert list(zip(table.method, table.reading)) == [(m, "default") for m in federated_methods()] + [
+        ("sfprompt", r) for r in readings]
+    fed = table.iloc[0]
+    fed_bytes = 1e6 * fed.comm_mb_total
+    checked = table[(table.reading == "default") | table.reading.isin(["score_once", "paper_minimal_traffic"])]
+    for row in checked.itertuples():
+        cls = method_class(row.method)
+        over = {} if row.reading == "default" else cls.readings()[row.reading]
+        run_cfg = make_cfg(row.method, **small, **{f"method_params.{k}": v for k, v in over.items()})
+        model = cls.prepare_model(run_cfg, 3)
+        comm, comp = method_round(cls, model, run_cfg, 20)
+        first = method_round(cls, model, run_cfg, 20, first=True)[1]
+        client = comp[comp.party == "client"]
+        assert (row.backbone, row.samples_per_client) == ("vit_tiny_patch16_224", 20)
+        changed = sorted((k, v) for k, v in over.items() if v != getattr(cls.Params(), k))
+        assert row.reading_params == (", ".join(f"{k}={v}" for k, v in changed) or "paper defaults")
+        assert row.client_params_stored == cls.client_stored(model)
+        assert row.client_params_trainable == sum(p.numel() for p in model.parameters() if p.requires_grad) - sum(
+            p.numel() for k, p in model.named_parameters() if cls.is_server_param(k))
+        assert row.client_gflops_round == pytest.approx(client.total.sum() / 1e9, rel=1e-12)
+        assert row.client_gflops_first_round == pytest.approx(first[first.party == "client"].total.sum() / 1e9,
+                                                              rel=1e-12)
+        assert row.server_gflops_round == pytest.approx(comp[comp.party == "server"].total.sum() / 1e9, rel=1e-12)
+        for phase, sub in client.groupby("phase"):
+            assert getattr(row, f"client_gflops_{phase}") == pytest.approx(sub.total.sum() / 1e9, rel=1e-12)
+        up, down = (comm[comm.direction == d].bytes.sum() / 1e6 for d in ("up", "down"))
+        assert (row.comm_mb_up, row.comm_mb_down, row.comm_mb_total) == pytest.approx((up, down, up + down))
+        assert row.client_flops_pct_of_fedavg == pytest.approx(100 * row.client_gflops_round / fed.client_gflops_round)
+        assert row.client_flops_first_round_pct_of_fedavg == pytest.approx(
+            100 * row.client_gflops_first_round / fed.client_gflops_round)
+        assert row.comm_pct_of_fedavg == pytest.approx(100 * row.comm_mb_total / fed.comm_mb_total)
+        sent = lambda n: comm_rows(cls.expected_transfers(model, run_cfg, n)).bytes.sum()  # noqa: E731
+        if row.method in ("fedavg", "fedprompt"):
+            assert np.isnan(row.break_even_samples)
+        else:  # bytes grow linearly with the samples (up to rounding of the kept count): FedAvg's at break-even
+            n = int(row.break_even_samples)
+            assert sent(max(n - 8, 0)) < fed_bytes < sent(n + 8), (row.method, row.reading)
+    own = accounting_table(make_cfg("sfprompt", **small, **{"method_params.keep_ratio": 0.3}), samples_per_client=20,
+                           num_classes=3, methods=["sfprompt"])
+    assert own.reading_params.iloc[0] == "keep_ratio=0.3" and "comm_pct_of_fedavg" not in own  # no FedAvg row
+    deep = make_cfg("sfprompt", **{"model.depth": 3, "model.head_blocks": 2, "model.tail_blocks": 0,
+                                   "model.prompt_depth": "client"})  # a prompt set per client block: 2
+    other = accounting_table(deep, samples_per_client=20, num_classes=3, methods=["sfprompt"],
+                             method_params={"sfprompt": {"keep_ratio": 0.5, "split_epochs": 2}})
+    assert other.reading_params.iloc[0] == "split_epochs=2"  # keep_ratio 0.5 is the default
+    model = method_class("sfprompt").prepare_model(deep, 3)
+    assert other.client_params_trainable.iloc[0] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert other.client_params_trainable.iloc[0] > table[table.method == "sfprompt"].client_params_trainable.iloc[0]
+
+
+def test_format_table_prints_the_default_reading_with_its_setting():
+    """The accounting verb's text: a line naming backbone, samples and conventions, then the default reading of
+    each method in the listed columns (4 significant digits), nothing else."""
+    cols = ["method", "client_params_trainable", "client_gflops_round", "comm_mb_up", "comm_mb_down",
+            "client_flops_pct_of_fedavg", "comm_pct_of_fedavg", "break_even_samples"]
+    table = pd.DataFrame([["fedavg", "default", 86000000, 123.456789, 343.0, 343.0, 100.0, 100.0, np.nan, 7],
+                          ["sfprompt", "score_once", 1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 7],
+                          ["sfprompt", "default", 20000, 2.0, 0.5, 0.25, 1.5, 0.1, 480.0, 7]],
+                         columns=["method", "reading"] + cols[1:] + ["unlisted"]).assign(backbone="vit_x",
+                                                                                         samples_per_client=500)
+    head, header, _, *rows = format_table(table).splitlines()
+    assert head == f"vit_x, 500 samples per client, per client per round; FLOPs: {FLOP_CONVENTION}; MB = 1e6 bytes"
+    assert header.split() == cols
+    assert [r.split() for r in rows] == [["fedavg", "86000000", "123.5", "343", "343", "100", "100", "nan"],
+                                         ["sfprompt", "20000", "2", "0.5", "0.25", "1.5", "0.1", "480"]]
+    assert len(format_table(table.drop(columns="reading")).splitlines()) == 3 + 3  # no readings: every row
+    assert format_table(table.iloc[[0]]).splitlines()[0] == head  # one method alone
+
+
 def test_bytes_are_numel_times_element_size_for_sfprompt():
     data = make_data(n=20, clients=1)
     cfg = make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.5, "train.batch_size": 4})
@@ -379,18 +624,51 @@ def test_bytes_are_numel_times_element_size_for_sfprompt():
 # SFPrompt's self-update: pruning and the order of its phases
 
 
+def test_kept_count_and_top_scored_by_hand():
+    """``ceil(γ n)`` kept, at least one for a non-empty client (0.3 × 10 is 3.0000000000000004 in floating point:
+    still 3); the highest scores kept, ties in index order (42 scores: numpy's default sort is not stable there)."""
+    from benchmark.sfprompt import kept_count, top_scored
+
+    assert [kept_count(n, g) for n, g in ((0, 0.5), (1, 0.5), (1, 0.01), (10, 0.3), (10, 0.25), (7, 1.0))] == [
+        0, 1, 1, 3, 3, 7]
+    score = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 2.0] * 7)
+    kept = top_scored(np.arange(100, 142), score, 10)
+    assert kept.tolist() == [100, 102, 104] + list(range(105, 142, 6))
+
+
+def test_el2n_equals_a_hand_computed_value():
+    """EL2N = ||softmax(z) - onehot(y)||_2 on logits whose softmax is known by hand: uniform over 3 classes
+    (error (1/3, 1/3, -2/3), norm sqrt(6)/3) and (1/2, 1/4, 1/4) from z = (ln 2, 0, 0), right (error
+    (-1/2, 1/4, 1/4), sqrt(6)/4) or wrong (error (1/2, -3/4, 1/4), sqrt(14)/4). Without the one-hot term the
+    right and the wrong sample would score the same."""
+    from benchmark.sfprompt import el2n_scores
+
+    ln2 = float(np.log(2))
+    logits = torch.tensor([[0.0, 0.0, 0.0], [ln2, 0.0, 0.0], [ln2, 0.0, 0.0]], requires_grad=True)
+    got = el2n_scores(logits, torch.tensor([2, 0, 1]))
+    expected = torch.tensor([6 ** 0.5 / 3, 6 ** 0.5 / 4, 14 ** 0.5 / 4])
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    assert not got.requires_grad and logits.grad is None
+    torch.testing.assert_close(logits.detach()[1], torch.tensor([ln2, 0.0, 0.0]))  # the input is left alone
+
+
 def test_sfprompt_keeps_the_hardest_samples():
+    """``score`` is EL2N under head -> tail in eval mode and ``keep`` keeps the highest: checked against the
+    one-hot formula written out here (not against ``el2n_scores``), and the kept set is the top 5 of it."""
     data = make_data(n=20, clients=1)
-    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25}), data)
-    kept = m.keep(0, m.score(0, 0))
+    m = create_method(make_cfg("sfprompt", **{"partition.num_clients": 1, "method_params.keep_ratio": 0.25,
+                                              "train.eval_batch_size": 6}), data)  # 4 scoring batches
+    score = m.score(0, 0)
+    assert m.model.training  # scoring leaves the model in training mode
+    kept = m.keep(0, score)
     assert len(kept) == 5
     with torch.no_grad():
         m.model.eval()
         x = data.prepare(data.train_images, m.device)
-        logits = m.model.client_path(x)
-    from benchmark.sfprompt import el2n_scores
-
-    scores = el2n_scores(logits, data.train_labels).numpy()
+        probs = m.model.client_path(x).softmax(-1)
+    scores = (probs - F.one_hot(data.train_labels, data.num_classes)).norm(dim=-1).numpy()
+    np.testing.assert_allclose(score, scores, rtol=1e-5)
+    assert kept.tolist() == np.sort(np.argsort(-scores, kind="stable")[:5]).tolist()
     assert scores[kept].min() >= np.delete(scores, kept).max()
 
 
@@ -456,6 +734,61 @@ def test_ablation_settings_change_what_runs():
     assert no_prune.metrics_frame().query("metric == 'kept'").value.iloc[0] == 16
 
 
+def test_a_run_resumed_from_its_state_dict_equals_an_uninterrupted_one():
+    """The state after round 0, loaded into a fresh method, runs on to the uninterrupted run's parameters, ledgers
+    and metrics; with ``el2n_every_round`` off the kept sets travel with it (else round 1 would score again)."""
+    data = make_data(n=24, clients=2)
+    cfg = make_cfg("sfprompt", **{"train.rounds": 2, "method_params.el2n_every_round": False})
+    full = create_method(cfg, data)
+    full.run()
+    first = create_method(cfg, data)
+    first.run_round(0)
+    resumed = create_method(cfg, data)
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))
+    assert resumed.next_round == 1 and sorted(resumed._kept) == [0, 1]
+    resumed.run()
+    for k, v in {**full.global_client, **full.global_server}.items():
+        assert torch.equal({**resumed.global_client, **resumed.global_server}[k], v), k
+    assert resumed.comm.frame().equals(full.comm.frame()) and resumed.compute.frame().equals(full.compute.frame())
+    assert resumed.metrics_frame().equals(full.metrics_frame())
+    assert "el2n" not in set(resumed.compute.frame().query("round == 1").phase)
+    resumed.load_extra_state({})  # a state without kept sets (nothing scored yet) loads as none
+    assert resumed._kept == {}
+
+
+def test_weighted_average_needs_a_client_and_positive_weights():
+    from benchmark.errors import BenchmarkError
+    from benchmark.federation.aggregation import WeightedAverage
+
+    with pytest.raises(BenchmarkError, match="no client state to aggregate this round"):
+        WeightedAverage().result()
+    avg = WeightedAverage()
+    with pytest.raises(BenchmarkError, match="aggregation weight must be > 0, got 0"):
+        avg.add({"w": torch.ones(2)}, 0)
+    avg.add({"w": torch.ones(2)}, 1.0)
+    avg.add({"w": torch.full((2,), 4.0)}, 3.0)
+    assert avg.count == 2 and torch.equal(avg.result()["w"], torch.full((2,), 3.25))
+
+
+def test_batches_are_a_seeded_shuffle_per_epoch():
+    """Every epoch visits each sample once, in its own seeded order (not the stored order), the same on a replay."""
+    m = create_method(make_cfg("fedavg"), make_data(n=48))
+    idx = m.data.client_indices[0]
+    order = lambda epoch: np.concatenate([b.numpy() for *_, b in m.batches(idx, 0, 0, epoch, with_index=True)])  # noqa: E731
+    first, second = order(0), order(1)
+    assert sorted(first) == sorted(second) == sorted(idx.tolist())
+    assert first.tolist() != idx.tolist() and first.tolist() != second.tolist()
+    assert order(0).tolist() == first.tolist()
+
+
+def test_evaluation_every_k_rounds_and_at_the_last():
+    data = make_data(n=24)
+    m = create_method(make_cfg("fedavg", **{"train.rounds": 4, "train.eval_every": 3}), data)
+    m.run()
+    evaluated = m.metrics_frame().query("split == 'test' and metric == 'accuracy'")["round"].tolist()
+    assert evaluated == [2, 3]  # after the third round, and the last
+
+
 def test_nan_loss_stops_with_one_clear_line():
     data = make_data(n=16, clients=1)
     m = create_method(make_cfg("fedavg", **{"partition.num_clients": 1, "train.lr": 1e30}), data)
@@ -469,6 +802,8 @@ def test_degenerate_split_is_warned():
     with pytest.warns(UserWarning, match="degenerate"):
         m = create_method(make_cfg("sfprompt", **{"model.head_blocks": 0, "model.tail_blocks": 0}), data)
     assert m.warnings
+    m.model.tail._vit.global_pool = "avg"  # average pooling reads every token: the local-loss path is not blind
+    assert list(m.check_settings()) == []
 
 
 def test_partial_participation_samples_seeded_subsets():

@@ -104,6 +104,55 @@ def test_paired_table_pairs_by_seed():
     assert table.display.iloc[0]["Δ vs FedAvg (pp)"] == "-1.0 ± 0.0"
 
 
+def test_paired_caption_says_the_pooled_references_do_not_share_the_partition():
+    """A reference run (a ``label``: pooled training data, one client) is paired with FedAvg by seed only; the
+    caption says so, and claims the shared partition and sampling for the federated methods alone."""
+    runs = _runs([("fedavg", 0, 80.0, 1, 1, 1, 1), ("fedavg", 1, 84.0, 1, 1, 1, 1),
+                  ("sfprompt", 0, 79.0, 1, 1, 1, 1), ("sfprompt", 1, 83.0, 1, 1, 1, 1)]).assign(label=None)
+    federated = tables.paired_table(runs).caption
+    assert "for the federated methods: same partition" in federated and "pooled" not in federated
+    central = _runs([("central_ft", 0, 90.0, 1, 1, 1, 1), ("central_ft", 1, 91.0, 1, 1, 1, 1)]).assign(
+        label="Centralized FT")
+    both = tables.paired_table(pd.concat([runs, central], ignore_index=True))
+    assert set(both.data.method) == {"sfprompt", "central_ft"}
+    assert ("References (Centralized FT) are trained on the pooled training data (one client): they do not share "
+            "the partition or the client sampling, so their difference is paired by the seed") in both.caption
+
+
+def test_statistics_at_their_edges_by_hand():
+    """Each branch of the statistics module on values whose answer is known by hand (binary fractions, so the
+    boundaries are exact): a verdict never claims more than its interval, one seed never gives an interval,
+    and the CI uses the confidence it is given."""
+    from scipy import stats as st
+
+    from benchmark.report import stats
+
+    # the CI's edge exactly at -margin is not "above" nor "below" it; one seed or a NaN is never a verdict
+    assert stats.margin_verdict(-1.5, 0.5, 3, margin=2.0) == "inconclusive"
+    assert stats.margin_verdict(-2.5, 0.5, 3, margin=2.0) == "inconclusive"
+    assert stats.margin_verdict(0.5, 0.25, 2, margin=2.0) == "reproduced"
+    assert stats.margin_verdict(0.5, 0.25, 1, margin=2.0) == "inconclusive"
+    assert stats.margin_verdict(math.nan, 0.25, 3, margin=2.0) == "inconclusive"
+    # "equal up to float rounding" is relative to the mean: 1e-7 is rounding at 1e6, a spread at 1e-3
+    assert stats.mean_ci([1e6, 1e6 + 1e-7])[1] == 0.0
+    assert stats.mean_ci([1e-3, 1e-3 + 1e-12])[1] > 0
+    assert stats.mean_ci([1.0, None, math.nan, 3.0])[::2] == (2.0, 2)  # missing values are left out
+    a, b = pd.Series([60.0, 62.0, 65.0]), pd.Series([59.0, 60.5, 64.0])
+    _, half, n = stats.paired_difference(a, b, confidence=0.9)
+    assert n == 3 and half == pytest.approx(st.t.ppf(0.95, 2) * st.sem([1.0, 1.5, 1.0]))
+    band = stats.seed_band(pd.DataFrame({"x": [1, 1, 2], "y": [1.0, 3.0, 5.0]}), "x", "y", confidence=0.9)
+    assert list(band.columns) == ["x", "mean", "half", "n"]
+    assert band.values.tolist() == [[1, 2.0, pytest.approx(st.t.ppf(0.95, 1)), 2], [2, 5.0, 0.0, 1]]
+    assert stats.binomial_se(150.0, 100) == 0.0 and stats.binomial_se(-10.0, 100) == 0.0  # p clamped to [0, 1]
+    assert math.isnan(stats.binomial_se(50.0, 0))
+    assert stats.fmt_ci(1.0, 0.5, 0) == "–" and stats.fmt_ci(math.nan, 0.5, 3) == "–"
+    assert stats.fmt_ci(1.0, 0.5, 1) == "1.0" and stats.fmt_ci(1.0, math.nan, 3) == "1.0"
+    assert stats.fmt_ci(1.0, 0.5, 2) == "1.0 ± 0.5"
+    assert stats.fmt_signed_ci(1.0, 0.5, 0) == "–" and stats.fmt_signed_ci(math.nan, 0.5, 3) == "–"
+    assert stats.fmt_signed_ci(1.0, 0.5, 1) == "+1.0" and stats.fmt_signed_ci(-1.0, math.nan, 3) == "-1.0"
+    assert stats.fmt_signed_ci(-1.0, 0.5, 2) == "-1.0 ± 0.5"
+
+
 def test_fmt_helpers():
     from benchmark.report.stats import fmt_ci
 

@@ -177,6 +177,19 @@ def _reference_note(runs: pd.DataFrame) -> str:
             f"and sample passes) and repeated in every partition of their dataset. ")
 
 
+def _paired_reference_note(runs: pd.DataFrame, methods: Iterable[str]) -> str:
+    """What a reference's paired difference shares with the federated run it is paired with: only the seed."""
+    if "label" not in runs:
+        return ""
+    shown = set(methods)
+    labels = list(dict.fromkeys(runs.label[runs.method.isin(shown) & runs.label.notna()]))
+    if not labels:
+        return ""
+    return (f"References ({', '.join(labels)}) are trained on the pooled training data (one client): they do not "
+            f"share the partition or the client sampling, so their difference is paired by the seed (the "
+            f"initialisation and batch-order streams) alone. ")
+
+
 def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
     """Per cell and method: accuracy − ``reference``'s, paired by seed, with its 95% CI and n."""
     rows = []
@@ -199,9 +212,10 @@ def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
     })
     display, notes = _drop_constant(display, ["Backbone"])
     caption = (f"Final-round test accuracy of each method minus {method_label(reference)}'s in the same cell, in "
-               f"percentage points, paired by seed (same partition, initialisation and client sampling): mean ± "
-               f"half-width of the {CONFIDENCE:.0%} Student-t confidence interval of the per-seed differences; an "
-               f"interval that contains 0 shows no detectable difference. {FLOP_NOTE}.")
+               f"percentage points, paired by seed (for the federated methods: same partition, initialisation and "
+               f"client sampling): mean ± half-width of the {CONFIDENCE:.0%} Student-t confidence interval of the "
+               f"per-seed differences; an interval that contains 0 shows no detectable difference. "
+               f"{_paired_reference_note(runs, data.method)}{FLOP_NOTE}.")
     return Table("paired", data, display, caption, notes)
 
 
