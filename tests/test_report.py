@@ -489,8 +489,8 @@ def test_manifest_maps_every_output_to_existing_runs_with_hashes(smoke_results):
     assert {f["kind"] for f in outputs["tables/claims.csv"]["files"]} == {"accounting", "privacy_file",
                                                                            "privacy_examples"}
     assert {f["kind"] for f in outputs["tables/crossover.csv"]["files"]} == {"system"}
-    tuning = outputs["tables/tuning.csv"]["files"]  # 6 tuned methods (5 + linear_probe) x 2 grid points
-    assert [f["kind"] for f in tuning].count("tuning") == 6 and [f["kind"] for f in tuning].count("tuning_run") == 12
+    tuning = outputs["tables/tuning.csv"]["files"]  # 8 searches (5 methods + 3 pooled references) x 2 grid points
+    assert [f["kind"] for f in tuning].count("tuning") == 8 and [f["kind"] for f in tuning].count("tuning_run") == 16
     assert len(outputs["tables/time_to_target.csv"]["runs"]) == 20
     strength = outputs["tables/strength.csv"]  # 3 methods x 2 seeds at tiny@30, and their main runs (100%)
     assert sorted(r["variant"] for r in strength["runs"]) == sorted(
