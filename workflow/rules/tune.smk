@@ -1,8 +1,8 @@
 # Learning rates chosen on a validation split (benchmark/tuning.py; only with a `tuning` section): one job per
-# (backbone, dataset, method) trains the grid points one after the other in its own process (the tune verb; a
-# point already finished with the same config is reused, an interrupted one resumes), each in
-# results/tuning/.../{method}/x{mult}/, then scores them and writes the choice, results/tuning/.../{method}.json,
-# which every train job of that method reads (--lr-from). A grid point that diverges is recorded, not fatal.
+# search ({method}: a method, or a pooled reference's name) trains its grid points and tuning seeds one after the
+# other in its own process (the tune verb; a point already finished with the same config is reused, an interrupted
+# one resumes), each in results/tuning/.../{method}/x{mult}/seed{seed}/, then scores them and writes the choice,
+# results/tuning/.../{method}.json, which every train job of that method or reference reads (--lr-from). A grid point that diverges is recorded, not fatal.
 
 
 rule tune:
