@@ -1,6 +1,6 @@
 """Learning rates chosen by one procedure for every method: a grid search on a validation split.
 
-The procedure (workflow section ``tuning``, one choice per backbone, dataset and method):
+The procedure (workflow section ``tuning``, one choice per backbone, dataset and method or pooled reference):
 
 1. **Validation split.** ``tuning.validation_fraction`` of the (subsampled) training set is held out,
    stratified by class and drawn with the tuning seed's own stream (``data.validation_fraction``,
@@ -185,7 +185,8 @@ def gather(spec: Mapping[str, Any]) -> dict[str, Any]:
     chosen = choose(lrs, scores, near_tie * se if _finite(se) else 0.0)
     second = runner_up(lrs, scores, chosen)
     doc = {k: spec[k] for k in ("backbone", "dataset", "method", "partition", "validation_fraction", "base_lr")}
-    return {"format": FORMAT, **doc, "search": spec.get("search", spec["method"]), "seeds": seeds, "criterion": CRITERION,
+    return {"format": FORMAT, **doc, "search": spec.get("search", spec["method"]), "seeds": seeds,
+            "criterion": CRITERION,
             "grid": [p["multiplier"] for p in points], "points": points,
             "validation_images": n_images, "standard_error": se, "near_tie": near_tie,
             "best_lr": points[best]["lr"],

@@ -685,8 +685,8 @@ class Workflow:
 
     def _tuning(self) -> list[Tuning]:
         """One learning-rate search per (backbone, dataset, tuned method): the method's main-grid settings in
-        the tuning cell (``tuning.partition``, each of ``tuning.seeds``) on the training data minus the validation split,
-        at each grid multiplier of the method's base ``train.lr``."""
+        the tuning cell (``tuning.partition``, each of ``tuning.seeds``) on the training data minus the validation
+        split, at each grid multiplier of the method's base ``train.lr``; and one per pooled reference."""
         from benchmark.tuning import grid_lr
 
         t = self.tuning_section

@@ -86,8 +86,8 @@ def compare_accuracy(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Table, int]:
             b_in_a = both_nan or _inside(d["accuracy_mean_b"], d["accuracy_mean_a"], d["accuracy_ci95_a"])
             status = "agree" if a_in_b and b_in_a else "outside"
         rows.append({**{k: d[k] for k in key},
-                     "mean_a": d.get("accuracy_mean_a"), "ci95_a": d.get("accuracy_ci95_a"), "seeds_a": d.get("seeds_a"),
-                     "mean_b": d.get("accuracy_mean_b"), "ci95_b": d.get("accuracy_ci95_b"), "seeds_b": d.get("seeds_b"),
+                     **{f"{col}_{side}": d.get(f"{src}_{side}") for side in "ab" for col, src in
+                        (("mean", "accuracy_mean"), ("ci95", "accuracy_ci95"), ("seeds", "seeds"))},
                      "diverged_a": _diverged(d, "a"), "diverged_b": _diverged(d, "b"),
                      "a_in_b": a_in_b, "b_in_a": b_in_a, "status": status})
     data = pd.DataFrame(rows, columns=key + ["mean_a", "ci95_a", "seeds_a", "mean_b", "ci95_b", "seeds_b",

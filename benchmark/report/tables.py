@@ -314,7 +314,8 @@ def _summarise(grp: pd.DataFrame, full: pd.DataFrame) -> dict:
     m, h, n = mean_ci(grp.final_accuracy)
     d, dh, dn = paired_difference(grp.groupby("seed").final_accuracy.mean(),
                                   full.groupby("seed").final_accuracy.mean())
-    return {"accuracy_mean": m, "accuracy_ci95": h, "seeds": n, "diverged_seeds": diverged_seeds(grp), "delta_pp": d, "delta_ci95": dh,
+    return {"accuracy_mean": m, "accuracy_ci95": h, "seeds": n, "diverged_seeds": diverged_seeds(grp),
+            "delta_pp": d, "delta_ci95": dh,
             "delta_seeds": dn, "client_gflops_round": grp.client_gflops_round.mean(),
             "comm_mb_round": grp.comm_mb_round.mean()}
 

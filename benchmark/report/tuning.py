@@ -94,7 +94,8 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
                                  f"{'largest' if d['chosen_multiplier'] == max(d['grid']) else 'smallest'})"
                                  for d in edge))
     first = records[0] if records else {"validation_fraction": float("nan"), "partition": "–", "seeds": ["–"]}
-    caption = (f"Learning rates chosen by one procedure (benchmark/tuning.py): per backbone, dataset and method, "
+    caption = (f"Learning rates chosen by one procedure (benchmark/tuning.py): per backbone, dataset and method or "
+               f"pooled reference, "
                f"one run per grid multiplier of the method's base learning rate on the training data minus a "
                f"stratified validation split ({fmt_num(100 * first['validation_fraction'])}% of the training "
                f"set; partition {first['partition']}, tuning seed(s) {_seeds(first)}, disjoint from the final seeds), "
@@ -102,8 +103,9 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
                f"of the best mean over the validation images and seeds). † marks the runner-up, the rate a choice "
                f"could have gone to. "
                f"Cells: top-1 validation accuracy (%) @ learning rate; * marks the choice, which every run of "
-               f"that method (SFPrompt's ablation and sensitivity variants, and the pooled references through "
-               f"their base method) trains with. The test split is not used.")
+               f"that method (SFPrompt's ablation and sensitivity variants too) trains with; each pooled reference "
+               f"('pooled') searches its own on one client holding the pooled training data. The test split is not "
+               f"used.")
     if share:
         notes.append("not tuned, takes another method's choice (its training is that method's arithmetic): "
                      + ", ".join(f"{method_label(m)} takes {method_label(src)}'s" for m, src in share.items()))
