@@ -220,7 +220,7 @@ def read_choice(path: str | Path, method: str | None = None, dataset: str | None
 
 def lr_env(path: str | Path, doc: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's ``env.json`` records about where its learning rate came from."""
-    return {"lr_from": str(path), "lr_tuning": {k: doc[k] for k in (
+    return {"lr_from": str(path), "lr_tuning": {k: doc.get(k) for k in (  # older records lack the newer keys
         "chosen_lr", "chosen_multiplier", "chosen_val_accuracy", "runner_up_lr", "grid", "partition", "seeds",
         "validation_fraction", "standard_error", "near_tie", "criterion")}}
 

@@ -460,7 +460,9 @@ def test_smoke_accuracy_has_ci_and_n_over_two_seeds_with_reference_rows(smoke_re
     paired = pd.read_csv(smoke_results / "tables" / "paired.csv")
     assert (paired.seeds == 2).all() and paired.diff_ci95.notna().all() and "fedavg" not in set(paired.method)
     claims = pd.read_csv(smoke_results / "tables" / "claims.csv").set_index("claim")
-    assert set(claims.loc[["accuracy"], "verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    accuracy = claims.loc[["accuracy"]]  # the smoke's tiny ViT is no paper backbone: context, with the reading kept
+    assert set(accuracy.verdict) == {"context only (this scale)"}
+    assert accuracy.note.str.contains("at this scale the interval reads: (reproduced|not reproduced|inconclusive)").all()
 
 
 def test_smoke_claims_say_the_degenerate_setting_and_break_even(smoke_results):

@@ -274,24 +274,25 @@ def test_every_run_trains_with_its_methods_tuned_lr(smoke_results):
     the record's scores are the grid runs' final validation accuracies, and they never read the test split."""
     wf = load_workflow({**_smoke_raw(), "results": str(smoke_results)})
     records = {}
-    for (backbone, dataset, method), t in wf.tuning.items():
+    for (backbone, dataset, search), t in wf.tuning.items():
         doc = json.loads((smoke_results / t.file).read_text())
-        records[method] = doc
-        assert doc["grid"] == [0.5, 2.0] and doc["validation_fraction"] == 0.2 and doc["seed"] == 0
+        records[search] = doc
+        assert doc["grid"] == [0.5, 2.0] and doc["validation_fraction"] == 0.2 and doc["seeds"] == [100]
         for p in t.points:
             env = json.loads((smoke_results / p.dir / "env.json").read_text())
             assert env["eval_split"] == "validation" and env.get("test_images") is None
             metrics = pd.read_csv(smoke_results / p.dir / "metrics.csv")
             assert "test" not in set(metrics.split)
-        scores = [p["val_accuracy"] for p in doc["points"]]
-        assert doc["chosen_lr"] == doc["points"][choose([p["lr"] for p in doc["points"]], scores)]["lr"]
+        scores, tolerance = [p["val_accuracy"] for p in doc["points"]], doc["near_tie"] * doc["standard_error"]
+        assert doc["chosen_lr"] == doc["points"][choose([p["lr"] for p in doc["points"]], scores, tolerance)]["lr"]
     for run in wf.runs.values():
         resolved = yaml.safe_load((smoke_results / run.dir / "config.resolved.yaml").read_text())
-        assert resolved["train"]["lr"] == records[run.method]["chosen_lr"], run.dir
+        own = run.variant if run.partition == "pooled" else run.method  # a pooled reference: its own search
+        assert resolved["train"]["lr"] == records[own]["chosen_lr"], run.dir
         env = json.loads((smoke_results / run.dir / "env.json").read_text())
         assert env["lr_from"].endswith(run.lr_from) and env["lr_tuning"]["chosen_lr"] == resolved["train"]["lr"]
     table = pd.read_csv(smoke_results / "tables" / "tuning.csv")
-    assert len(table) == 12 and table.chosen.sum() == 6
+    assert len(table) == 16 and table.chosen.sum() == 8  # 5 methods + 3 pooled references, 2 grid points each
     assert "validation split" in (smoke_results / "tables" / "accuracy.md").read_text()
 
 
