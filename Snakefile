@@ -1,5 +1,5 @@
 """sfprompt-bench: SFPrompt against FedAvg, FedPrompt, SFL-V1 and SFL-V2. A table of contents; the rules live in
-workflow/rules/, their logic in benchmark/workflow.py, and every job is one `python -m benchmark <verb>` call.
+workflow/rules/, their logic in the benchmark/workflow/ package, and every job is one `python -m benchmark <verb>` call.
 
     snakemake --cores 2 --configfile config/smoke.yaml all     # offline, minutes (the tests run this)
     snakemake --cores 2 all                                    # config/default.yaml: the main CPU job

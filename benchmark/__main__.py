@@ -363,7 +363,7 @@ def _load_workflow(a: argparse.Namespace):
     import json
 
     from benchmark.errors import ConfigError
-    from benchmark.workflow import load_workflow, load_workflow_file
+    from benchmark.workflow.grid import load_workflow, load_workflow_file
 
     over = {"results": a.results} if a.results else {}
     if a.config_json:
@@ -394,7 +394,7 @@ def cmd_grid(a: argparse.Namespace) -> int:
             out={"help": "YAML file (default: print)"}))
 def cmd_runconfig(a: argparse.Namespace) -> int:
     from benchmark.io import write_text
-    from benchmark.workflow import find_run
+    from benchmark.workflow.grid import find_run
 
     wf = _load_workflow(a)
     text = wf.run_config_yaml(find_run(wf, a.run))

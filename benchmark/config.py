@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import shlex
 import types
 import typing
 from dataclasses import dataclass, field
@@ -401,6 +403,14 @@ def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
 
 
+def check_depth(head_blocks: int, tail_blocks: int, depth: int | None) -> None:
+    """The split leaves the server at least one block: ``head_blocks + tail_blocks < depth`` (``depth`` None: the
+    backbone's depth is not known yet, nothing to check)."""
+    if depth is not None and head_blocks + tail_blocks >= depth:
+        raise ConfigError(f"model.head_blocks + model.tail_blocks = {head_blocks + tail_blocks} must be below the "
+                          f"backbone depth {depth}")
+
+
 def check_patch_grid(img_size: int, patch_size: int) -> None:
     """Raise a one-line :class:`ConfigError` unless ``img_size`` (pixels) is a whole number of patches.
 
@@ -466,3 +476,51 @@ def _validate(cfg: RunConfig) -> None:
     pcts = [round(100 * f) for f in pre.checkpoints]
     _check(len(set(pcts)) == len(pcts) and min(pcts, default=1) >= 1, "pretrain.checkpoints",
            "fractions with distinct integer percents (>= 1%)", pre.checkpoints)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# dotted overrides: the inverse of parse_overrides (the workflow writes every job's settings as --set arguments)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"train.lr": 0.1}`` -> ``{"train": {"lr": 0.1}}``."""
+    out: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def yaml_scalar(value: Any) -> str:
+    """A string that ``yaml.safe_load`` (the CLI's ``--set`` parser) reads back as exactly ``value``."""
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+        if "e" in text:  # YAML 1.1 floats need a dot in the mantissa and a signed exponent: 1e-05 -> 1.0e-05
+            mant, exp = text.split("e")
+            text = f"{mant if '.' in mant else mant + '.0'}e{exp if exp[0] in '+-' else '+' + exp}"
+    elif value is None or isinstance(value, (bool, int)):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    if yaml.safe_load(text) != value or text.strip() != text or text == "":
+        text = json.dumps(value)  # a JSON string is a YAML double-quoted scalar
+    return text
+
+
+def set_args(overrides: Mapping[str, Any]) -> str:
+    """Shell-quoted ``--set key=value`` arguments, in key order."""
+    return " ".join(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in sorted(overrides.items()))

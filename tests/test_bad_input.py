@@ -137,7 +137,7 @@ WORKFLOW_CASES = [c for c in CASES if isinstance(c[1], dict) and not any(
 @pytest.mark.parametrize("case_id,change,pattern", WORKFLOW_CASES, ids=[c[0] for c in WORKFLOW_CASES])
 def test_workflow_rejects_the_same_bad_run_settings(case_id, change, pattern):
     from benchmark.errors import ConfigError
-    from benchmark.workflow import load_workflow
+    from benchmark.workflow.grid import load_workflow
 
     raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     for key, value in change.items():
@@ -157,7 +157,7 @@ def test_workflow_rejects_a_backbone_cropped_by_its_patch_grid():
     """The workflow's backbones section sets the model's size; a size that is no whole number of patches stops
     the workflow config with the same one line."""
     from benchmark.errors import ConfigError
-    from benchmark.workflow import load_workflow
+    from benchmark.workflow.grid import load_workflow
 
     raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     raw["backbones"]["tiny"]["model"]["img_size"] = 15

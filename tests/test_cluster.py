@@ -28,7 +28,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark.workflow import RULES, load_workflow_file
+from benchmark.workflow.grid import load_workflow_file
+from benchmark.workflow.names import RULES
 from tests.test_workflow import CONFIGS, ROOT, smoke_workflow
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh

@@ -27,7 +27,7 @@ from benchmark.federation.trace import trace_rounds
 from benchmark.methods import METHODS, create_method, method_class, ordered
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
-from benchmark.workflow import load_workflow
+from benchmark.workflow.grid import load_workflow
 from tests.test_methods import make_cfg, make_data
 from tests.test_run import write_cfg
 from tests.test_workflow import CONFIGS, snakemake

@@ -182,7 +182,7 @@ def test_privacy_job_writes_scores_and_renders_table_and_figures(tmp_path):
 
 
 def test_smoke_profile_attacks_every_split_method_with_its_run():
-    from benchmark.workflow import load_workflow_file
+    from benchmark.workflow.grid import load_workflow_file
 
     wf = load_workflow_file("config/smoke.yaml", {"results": "/tmp/r"})
     cases = {split: {c["method"]: c["run"] for c in cs} for split, cs in wf.privacy_cases.items()}
@@ -204,7 +204,8 @@ def test_privacy_verb_rejects_bad_json_in_one_line(capsys):
 
 
 def test_smoke_profile_trains_each_privacy_method_with_the_noise_on_every_seed():
-    from benchmark.workflow import NOISE_KEY, load_workflow_file
+    from benchmark.workflow.grid import load_workflow_file
+    from benchmark.workflow.names import NOISE_KEY
 
     wf = load_workflow_file("config/smoke.yaml", {"results": "/tmp/r"})
     noise = {r.key: r for r in wf.runs.values() if any(role.kind == "noise" for role in r.roles)}
@@ -274,7 +275,7 @@ def test_final_round_attacks_at_a_trained_sigma_use_the_noise_trained_runs_head(
     from benchmark.methods import method_class
     from benchmark.privacy.evaluate import evaluate
     from benchmark.run import write_head_state
-    from benchmark.workflow import unflatten
+    from benchmark.config import unflatten
 
     settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
                 "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 4,
@@ -326,7 +327,7 @@ def test_splitfeds_main_server_alone_attacks_the_final_round_with_the_round_0_he
     from benchmark.privacy.evaluate import evaluate
     from benchmark.report.privacy import privacy_table
     from benchmark.run import write_head_state
-    from benchmark.workflow import unflatten
+    from benchmark.config import unflatten
 
     settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
                 "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 64, "model.depth": 3,

@@ -676,7 +676,7 @@ def test_perf_summary_formats_each_group_from_its_extra_info(tmp_path):
 def test_every_workflow_output_has_exactly_one_registered_renderer():
     import benchmark.report.build  # noqa: F401  (imports every renderer module, which registers its outputs)
     from benchmark.report.outputs import OUTPUTS
-    from benchmark.workflow import FIGURES, TABLES
+    from benchmark.workflow.names import FIGURES, TABLES
 
     assert OUTPUTS["table"].names() == sorted(TABLES)
     assert OUTPUTS["figure"].names() == sorted(FIGURES)

@@ -19,7 +19,7 @@ from benchmark.config import RunConfig
 from benchmark.data.datasets import validation_split
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.tuning import choose, gather, read_choice
-from benchmark.workflow import load_workflow
+from benchmark.workflow.grid import load_workflow
 from tests.test_data import offline, write_mirror  # noqa: F401 (autouse fixture: no hub, tmp HF cache)
 from tests.test_workflow import CONFIGS, smoke_results  # noqa: F401 (session fixture)
 

@@ -26,7 +26,9 @@ import yaml
 
 from benchmark.config import RunConfig, parse_overrides
 from benchmark.errors import ConfigError
-from benchmark.workflow import SCHEMA_PATH, load_workflow, load_workflow_file, set_args, yaml_scalar
+from benchmark.config import set_args, yaml_scalar
+from benchmark.workflow.grid import load_workflow, load_workflow_file
+from benchmark.workflow.schema import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("smoke", "default", "paper")}
@@ -230,7 +232,7 @@ def test_sweep_points_equal_to_another_variant_reuse_its_run():
 
 
 def test_strength_runs_fine_tune_each_checkpoint_and_reuse_the_main_runs():
-    from benchmark.workflow import Role
+    from benchmark.workflow.names import Role
 
     wf = load_workflow_file(CONFIGS["smoke"], {"results": "/tmp/r"})
     strength = {r.key: r for r in wf.runs.values() if any(x.kind == "strength" for x in r.roles)}

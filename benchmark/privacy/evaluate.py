@@ -77,13 +77,13 @@ class Case:
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    from benchmark.workflow import unflatten
+    from benchmark.config import unflatten
 
     return unflatten(flat)
 
 
 def load_spec(spec: dict[str, Any]) -> tuple[list[Case], dict[str, Any]]:
-    """The cases and the privacy settings of a spec written by :meth:`benchmark.workflow.Workflow.privacy_spec`."""
+    """The cases and the privacy settings of a spec written by :meth:`benchmark.workflow.privacy.PrivacySection.privacy_spec`."""
     cases = [Case(c["method"], from_dict(_unflatten(c["settings"])), c.get("run_dir"), dict(c.get("noise_runs", {})))
              for c in spec["cases"]]
     if not cases:

@@ -18,7 +18,7 @@ from benchmark.io import atomic_path, git_revision, write_json, write_text
 from benchmark.report import claims, figures, tables
 from benchmark.report.load import Results, load_results
 from benchmark.report.outputs import OUTPUTS, Sources, output
-from benchmark.workflow import ABLATED_METHOD, FIGURE_FORMATS, POOLED, TABLE_FORMATS
+from benchmark.workflow.names import FIGURE_FORMATS, POOLED, TABLE_FORMATS, UNDER_STUDY
 
 
 def _method_runs(res: Results) -> pd.DataFrame:
@@ -33,8 +33,8 @@ def _accounting_files(res: Results) -> list[dict[str, str]]:
 def _ablation_sources(res: Results) -> Sources:
     abl = res.with_role("ablation")
     full = _method_runs(res)
-    full = full[full.method == ABLATED_METHOD].merge(abl[tables.CELL].drop_duplicates(), on=tables.CELL)
-    return Sources(pd.concat([abl, full.assign(role=ABLATED_METHOD)], ignore_index=True))
+    full = full[full.method == UNDER_STUDY].merge(abl[tables.CELL].drop_duplicates(), on=tables.CELL)
+    return Sources(pd.concat([abl, full.assign(role=UNDER_STUDY)], ignore_index=True))
 
 
 def _partition_files(res: Results) -> list[dict[str, str]]:
@@ -107,13 +107,13 @@ def _paired(res: Results, src: Sources) -> tables.Table:
 def _ablation(res: Results, src: Sources) -> tables.Table:
     variants = res.grid["config"]["ablations"].get("variants", {})
     runs = src.runs
-    return tables.ablation_table(runs[runs.role != ABLATED_METHOD], runs[runs.role == ABLATED_METHOD], variants)
+    return tables.ablation_table(runs[runs.role != UNDER_STUDY], runs[runs.role == UNDER_STUDY], variants)
 
 
 @output("table", "sensitivity", lambda r: Sources(r.with_role("sensitivity")))
 def _sensitivity_table(res: Results, src: Sources) -> tables.Table:
     full = _method_runs(res)
-    return tables.sensitivity_table(src.runs, full[full.method == ABLATED_METHOD])
+    return tables.sensitivity_table(src.runs, full[full.method == UNDER_STUDY])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -234,6 +234,6 @@ def build_report(root: str | Path, only: str = "all") -> list[Path]:
     return written
 
 
-from benchmark.report import system as _system  # noqa: E402,F401  (registers the time-to-accuracy outputs)
 from benchmark.report import strength as _strength  # noqa: E402,F401  (registers the backbone-strength outputs)
+from benchmark.report import system as _system  # noqa: E402,F401  (registers the time-to-accuracy outputs)
 from benchmark.report import tuning  # noqa: E402  (registers the tuning table; its caption note is used above)

@@ -35,12 +35,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from benchmark.config import unflatten
 from benchmark.report.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
-from benchmark.workflow import ARCH_KEYS, unflatten
+from benchmark.workflow.names import ARCH_KEYS, BASELINE, UNDER_STUDY
 
-UNDER_STUDY = "sfprompt"
-"""The method whose claims this table checks (the paper's)."""
 PAPER_BACKBONES = {"vit_base_patch16_224": "ViT-B/16", "vit_large_patch16_224": "ViT-L/16"}
 DEGENERATE = ("head = tail = 0 with token (CLS) pooling: the local-loss update and EL2N scores are degenerate "
               "(the client path classifies the input-layer CLS token, identical for every image)")
@@ -143,7 +142,7 @@ def claims_table(
     accounting: pd.DataFrame,
     accounting_settings: Mapping[tuple[str, str], Mapping[str, Any]],
     runs: pd.DataFrame,
-    reference: str = "fedavg",
+    reference: str = BASELINE,
     tolerance: float = 0.1,
     accuracy_margin: float = 2.0,
     method_params: Mapping[str, Any] | None = None,

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.config import from_dict, unflatten
 from benchmark.errors import DIVERGED, BenchmarkError
-from benchmark.config import from_dict
-from benchmark.workflow import ARCH_KEYS, unflatten
+from benchmark.workflow.names import ARCH_KEYS
 
 RUN_KEYS = ["backbone", "dataset", "partition", "variant", "method", "seed"]
 

@@ -26,7 +26,7 @@ from benchmark.report.load import Results
 from benchmark.report.outputs import Sources, output
 from benchmark.report.stats import CONFIDENCE, fmt_ci, mean_ci
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, _drop_constant, _test_note, method_label, order_methods
-from benchmark.workflow import STRENGTH
+from benchmark.workflow.names import STRENGTH
 
 CARD_COLUMNS = ["label", "backbone", "fraction", "source_dataset", "source_accuracy", "epoch", "card"]
 

@@ -58,7 +58,9 @@ def _calibration_config(a: argparse.Namespace):
 
     if not a.workflow_config:
         return run_config("fedavg", a.model, a.clients).replace(threads=a.threads), a.clients, a.samples or 100
-    from benchmark.workflow import ARCH_KEYS, flatten, load_workflow_file, unflatten
+    from benchmark.workflow.names import ARCH_KEYS
+    from benchmark.config import flatten, unflatten
+    from benchmark.workflow.grid import load_workflow_file
 
     wf = load_workflow_file(a.workflow_config)
     label = next(iter(wf.backbones))

@@ -9,7 +9,8 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, workflow.basedir)
 
 from benchmark.errors import ConfigError
-from benchmark.workflow import RULES, load_workflow, prepare_jobs
+from benchmark.workflow.names import RULES
+from benchmark.workflow.grid import load_workflow, prepare_jobs
 
 prepare_jobs(workflow.basedir, sys.executable)
 try:
