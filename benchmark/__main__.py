@@ -250,7 +250,7 @@ def cmd_tune(a: argparse.Namespace) -> int:
                         "help": "a method's own hyper-parameter, e.g. sfprompt.keep_ratio=0.25 (repeatable)"},
             out={"help": "CSV file"}))
 def cmd_accounting(a: argparse.Namespace) -> int:
-    from benchmark.accounting.analytic import accounting_table, format_table
+    from benchmark.analytic import accounting_table, format_table
 
     cfg = _load_cfg(a)
     per_method = method_sets(a.method_set)

@@ -177,7 +177,7 @@ def test_mean_ci_is_the_student_t_interval():
 def test_analytic_usage_matches_a_real_run_ledger():
     """The paper-scale path (accounting FLOPs + expected transfers on the meta device) gives exactly what a
     real run's ledgers give per client, for every method."""
-    from benchmark.accounting.analytic import accounting_table
+    from benchmark.analytic import accounting_table
     from benchmark.methods import create_method
     from benchmark.perf import synthetic_data
     from benchmark.config import from_dict

@@ -27,7 +27,7 @@ pre-trained head as its estimate of the client map.
 
 Victims are ``images`` of the clients' training images (the run's training subsample); the auxiliary data
 are up to ``aux_samples`` test images, which no client holds. Costs: client FLOPs per round from the methods'
-own accounting hooks (:func:`benchmark.accounting.analytic.accounting_table`), fvcore convention.
+own accounting hooks (:func:`benchmark.analytic.accounting_table`), fvcore convention.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def _head_digest(model) -> str:
 
 def _client_share(case: Case, samples: int, num_classes: int) -> float:
     """The method's client FLOPs per round as % of FedAvg's at this split (analytic accounting)."""
-    from benchmark.accounting.analytic import accounting_table
+    from benchmark.analytic import accounting_table
 
     table = accounting_table(case.config, samples_per_client=samples, num_classes=num_classes,
                              methods=["fedavg", case.method] if case.method != "fedavg" else ["fedavg"])

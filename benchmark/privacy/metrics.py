@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.report.stats import mean_ci  # noqa: F401  (one home for confidence intervals)
+from benchmark.stats import mean_ci  # noqa: F401  (one home for confidence intervals)
 
 PSNR_CAP = 100.0
 """dB; the PSNR of an exact reconstruction is reported as this (MSE below 1e-10)."""

@@ -23,7 +23,7 @@ How we compare (pure functions, DataFrames in, a :class:`~benchmark.report.table
   all readings and each reading's value, and its verdict follows the range: ``reproduces`` when every reading
   does, ``reproduces under some readings`` (naming them) when some do, ``does not reproduce`` when none does.
 * Accuracy ("competitive with FL") is SFPrompt − FedAvg per cell, paired by seed, with its 95% CI, judged
-  against a margin (``report.accuracy_margin``, default 2 points): see :func:`benchmark.report.stats.margin_verdict`.
+  against a margin (``report.accuracy_margin``, default 2 points): see :func:`benchmark.stats.margin_verdict`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from benchmark.report.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
+from benchmark.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
 from benchmark.workflow import ARCH_KEYS, unflatten
 

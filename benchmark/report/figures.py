@@ -3,7 +3,7 @@
 No pyplot and no global state: each function builds its own ``Figure`` (render it with ``fig.savefig`` or
 display it in a notebook). Inputs are the frames of :class:`benchmark.report.load.Results` (``curves``,
 ``runs``, ``histograms``, role selections); curves are averaged over seeds with a band (error bars on points)
-of the 95% Student-t confidence interval of the mean (:mod:`benchmark.report.stats`). Each method has a fixed
+of the 95% Student-t confidence interval of the mean (:mod:`benchmark.stats`). Each method has a fixed
 colour, marker and line style, and a panel notes methods whose curves coincide exactly (SFL-V1 = FedAvg under
 full participation), so no curve hides another unannounced.
 
@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from benchmark.report.stats import CONFIDENCE, mean_ci, seed_band
+from benchmark.stats import CONFIDENCE, mean_ci, seed_band
 from benchmark.report.tables import CELL, _sort_key, method_label, order_methods
 
 _COLORS = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#AA3377", "#66CCEE", "#BBBBBB", "#000000"]

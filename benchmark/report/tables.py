@@ -7,7 +7,7 @@ caption (which names the units and the FLOP convention) and notes printed under 
 Units everywhere: accuracy in percent (top-1, final round, global model on the test split), FLOPs in GFLOPs
 (1e9) in fvcore's convention (1 FLOP = 1 multiply-add), traffic in MB (1e6 bytes), all per participating
 client per round unless a column says otherwise. Accuracy is the mean ± the half-width of a 95% confidence
-interval over seeds (Student t, :mod:`benchmark.report.stats`); n is the number of seeds. Method names and
+interval over seeds (Student t, :mod:`benchmark.stats`); n is the number of seeds. Method names and
 their order come from the method classes (``label``, ``order``), never from a list here.
 """
 
@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from benchmark.report.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
+from benchmark.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
                                     paired_difference)
 
 MINIMAL_READING = "paper_minimal_traffic"

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from benchmark.report.stats import mean_ci  # noqa: F401  (re-exported for the system report)
+
 from benchmark.system.model import USAGE_COLUMNS, client_usage, round_times
 from benchmark.system.profiles import SystemProfile
 
@@ -75,7 +75,7 @@ def analytic_usage(cfg, samples_per_client: int, accounting: pd.DataFrame, num_c
 
     import torch
 
-    from benchmark.accounting.analytic import comm_rows
+    from benchmark.analytic import comm_rows
     from benchmark.methods import method_class
     from benchmark.models.split import SplitViT
     from benchmark.models.vit import create_backbone
