@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from benchmark.errors import ConfigError
-from benchmark.system.analysis import mean_ci, run_timeline, to_target
+from benchmark.stats import mean_ci
+from benchmark.system.analysis import run_timeline, to_target
 from benchmark.system.model import (client_times, client_usage, replicate, round_times,
                                     uplink_crossover)
 from benchmark.system.profiles import PROFILE_DIR, Device, Link, SystemProfile, load_profiles

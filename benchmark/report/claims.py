@@ -38,6 +38,8 @@ import pandas as pd
 from benchmark.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
 from benchmark.workflow import ARCH_KEYS, unflatten
+from benchmark.config import from_dict
+from benchmark.methods import method_class
 
 UNDER_STUDY = "sfprompt"
 """The method whose claims this table checks (the paper's)."""
@@ -85,8 +87,6 @@ def setting_text(settings: Mapping[str, Any], samples: int | None = None,
                  method_params: Mapping[str, Any] | None = None) -> str:
     """The knobs a cost number depends on: the run settings (defaults filled in) and SFPrompt's own
     ``method_params`` (defaults filled in), so every open choice of the paper is stated."""
-    from benchmark.config import from_dict
-    from benchmark.methods import method_class
 
     cfg = from_dict({**unflatten(dict(settings)), "method_params": dict(method_params or {})})
     m, t = cfg.model, cfg.train

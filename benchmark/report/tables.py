@@ -22,6 +22,7 @@ import pandas as pd
 
 from benchmark.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
                                     paired_difference)
+from benchmark.methods import METHODS, ordered
 
 MINIMAL_READING = "paper_minimal_traffic"
 """The accounting reading that sends only the rows the receiver reads (SFPrompt's ``minimal_traffic``)."""
@@ -56,8 +57,6 @@ class Table:
 def method_label(name: str, runs: pd.DataFrame | None = None) -> str:
     """A reference run's own ``label`` (from ``runs``), else the method class's ``label`` (the paper's
     spelling); an unregistered name is shown as it is."""
-    from benchmark.methods import METHODS
-
     if runs is not None and "label" in runs:
         hit = runs.loc[(runs.method == name) & runs.label.notna(), "label"]
         if len(hit):
@@ -68,8 +67,6 @@ def method_label(name: str, runs: pd.DataFrame | None = None) -> str:
 def order_methods(names: Iterable[str], runs: pd.DataFrame | None = None) -> list[str]:
     """Names in table order (each class's ``order``), unregistered names last; with ``runs``, the reference
     runs (those with a ``label``) after every method."""
-    from benchmark.methods import ordered
-
     names = ordered(names)
     if runs is not None and "label" in runs:
         refs = set(runs.loc[runs.label.notna(), "method"])
