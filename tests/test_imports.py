@@ -36,14 +36,15 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 DEFERRED_INTERNAL: dict[tuple[str, str], str] = {
     # (importer, imported) -> why a function-level import of the suite's own module is kept. Keep it tiny: each
-    # entry is a module the workflow imports while parsing the Snakefile, deferring one that imports torch or
-    # pandas. Splitting tuning and backbone_cache into a light part (the workflow's) and a heavy one removes them.
+    # entry is a module a light process (the Snakefile through the workflow, the data verb) imports, deferring
+    # one that imports torch or pandas. Splitting tuning and backbone_cache into a light part (the workflow's) and a heavy one removes them.
     ("benchmark.tuning", "benchmark.run"): "the workflow imports tuning to parse its grid; run imports torch",
     ("benchmark.tuning", "benchmark.methods"): "the workflow imports tuning; methods imports torch",
     ("benchmark.backbone_cache", "benchmark.data.cache"): "the workflow imports backbone_cache; data.cache: torch",
     ("benchmark.backbone_cache", "benchmark.data.datasets"): "imported beside data.cache in the key computation",
     ("benchmark.backbone_cache", "benchmark.models.vit"): "the workflow imports backbone_cache; models.vit: timm",
     ("benchmark.backbone_cache", "benchmark.io"): "the workflow imports backbone_cache; io imports pandas",
+    ("benchmark.data.datasets", "benchmark.seeding"): "seeding imports torch; the data verb and the workflow don't",
 }
 
 

@@ -43,7 +43,6 @@ from benchmark.config import DECLARATION_KEYS, DataConfig
 from benchmark.data.sources import DATA_ROOT_ENV, SOURCES, resolve_data_root  # noqa: F401 (re-exported)
 from benchmark.errors import ConfigError, DatasetError, UnknownNameError
 from benchmark.registry import Registry
-from benchmark.seeding import seed_for
 
 if TYPE_CHECKING:  # imported where used: ~0.6 s that a training process, reading the cache, never needs
     import datasets
@@ -430,6 +429,8 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         fraction: Share held out, in (0, 1).
         seed: The run seed.
     """
+    from benchmark.seeding import seed_for  # deferred: seeding imports torch, which describing a dataset never needs
+
     labels = np.asarray(labels)
     if not 0 < fraction < 1:
         raise ConfigError(f"config key 'data.validation_fraction' must be in (0, 1), got {fraction!r}")
