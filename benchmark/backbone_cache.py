@@ -92,7 +92,7 @@ def checkpoint_pct(fraction: float) -> int:
 
 def code_fingerprint() -> dict[str, str]:
     """sha256 (16 hex digits) of each file of :data:`CODE_FILES` and of ``stratified_subsample``'s source."""
-    from benchmark.data.datasets import stratified_subsample
+    from benchmark.data.datasets import stratified_subsample  # deferred: with data.cache below
 
     out = {rel: hashlib.sha256((PACKAGE / rel).read_bytes()).hexdigest()[:16] for rel in CODE_FILES}
     out["data/datasets.py:stratified_subsample"] = hashlib.sha256(
@@ -109,9 +109,9 @@ def _version(pkg: str) -> str:
 
 def cache_settings(cfg: RunConfig) -> dict[str, Any]:
     """What the key hashes (see the module docstring); written to the entry's ``settings.json``."""
-    from benchmark.data.cache import CACHE_FORMAT
-    from benchmark.data.datasets import spec_from_config
-    from benchmark.models.vit import ARCH_KEYS, input_spec
+    from benchmark.data.cache import CACHE_FORMAT  # deferred: torch; the workflow imports this module
+    from benchmark.data.datasets import spec_from_config  # deferred: with data.cache
+    from benchmark.models.vit import ARCH_KEYS, input_spec  # deferred: timm and torch
 
     pre = {k: v for k, v in cfg.to_dict()["pretrain"].items() if k != "checkpoints"}
     model = {"backbone": cfg.model.backbone, **{k: getattr(cfg.model, k) for k in ARCH_KEYS}}
@@ -143,7 +143,7 @@ def sha256_file(path: Path) -> str:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    from benchmark.io import write_json as write  # imports pandas: not for the workflow, which imports this module
+    from benchmark.io import write_json as write  # deferred: io imports pandas; the workflow imports this module
 
     write(path, obj)
 
@@ -200,7 +200,7 @@ class Entry:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        from filelock import FileLock
+        from filelock import FileLock  # deferred: filelock, only writing the cache
 
         self.root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.root / f"{self.key}.lock")):
@@ -251,7 +251,7 @@ class Entry:
         write_json(self.dir / "settings.json", self.settings)
 
     def load_resume(self) -> Optional[dict[str, Any]]:
-        import torch
+        import torch  # deferred: torch, ~3 s
 
         if not self.resume_file.is_file():
             return None
@@ -266,9 +266,9 @@ class Entry:
             return None
 
     def save_resume(self, state: dict[str, Any]) -> None:
-        import torch
+        import torch  # deferred: torch, ~3 s
 
-        from benchmark.io import atomic_path
+        from benchmark.io import atomic_path  # deferred: pandas
 
         with atomic_path(self.resume_file) as tmp:
             torch.save({**state, "key": self.key}, tmp)

@@ -78,7 +78,7 @@ def package_versions() -> dict[str, str]:
 
 def environment(device: str, seed: int, config_hash: str, threads: int) -> dict[str, Any]:
     """What ``env.json`` records next to every run."""
-    import torch
+    import torch  # deferred: torch, ~3 s
 
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -120,7 +120,7 @@ def numerics_fingerprint() -> dict[str, Any]:
     ``AVX2``, ``AVX512``, ...), torch's intra- and inter-op thread counts, the BLAS / LAPACK / oneDNN build
     (from ``torch.__config__.show()``) and the environment variables that override any of these.
     """
-    import torch  # heavy: deferred so that importing benchmark.io stays cheap for the report and the CLI
+    import torch  # deferred: deferred so that importing benchmark.io stays cheap for the report and the CLI
 
     build = torch.__config__.show()
 

@@ -36,6 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmark.config import from_dict, parse_overrides
+from benchmark.data.federated import FederatedData
+from benchmark.methods import create_method, federated_methods
+from benchmark.run import configure_torch
+
 MAC_UNIT = "multiply-adds per second (fvcore convention, 1 FLOP = 1 multiply-add)"
 
 Timer = Callable[[], float]
@@ -167,7 +172,6 @@ class PhaseClock:
 def synthetic_data(num_clients: int, samples_per_client: int, img_size: int = 32, num_classes: int = 10,
                    test_samples: int = 1000, seed: int = 0):
     """Random uint8 images and balanced labels, ``samples_per_client`` per client (contiguous IID split)."""
-    from benchmark.data.federated import FederatedData
 
     g = torch.Generator().manual_seed(seed)
     n = num_clients * samples_per_client
@@ -190,8 +194,6 @@ SMALL_VITS: dict[str, dict[str, int]] = {
 
 def run_config(method: str, model: str = "d128x6", clients: int = 10, **train: Any):
     """A :class:`~benchmark.config.RunConfig` for measurements: the named small ViT, ``threads: 1``."""
-    from benchmark.config import from_dict
-
     return from_dict({
         "seed": 0, "device": "cpu", "threads": 1,
         "partition": {"num_clients": clients},
@@ -236,8 +238,6 @@ class RoundProfile:
 def profile_rounds(cfg: Any, data: Any, rounds: int = 3, warmup: int = 1,
                    timer: Timer | None = None) -> RoundProfile:
     """Run ``warmup + rounds`` rounds of ``cfg.train.method`` on ``data``; medians over the last ``rounds``."""
-    from benchmark.methods import create_method
-    from benchmark.run import configure_torch
 
     configure_torch(cfg, torch.device("cpu"))  # threads and allocator settings, as a run applies them
     # More rounds than are run, so no measured round is the final one (which also scores every client on
@@ -327,14 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra train.* overrides")
     p.add_argument("--json", help="also write the rows as JSON here")
     a = p.parse_args(argv)
-    from benchmark.config import parse_overrides
 
     torch.set_num_threads(a.threads)
     roof = matmul_rate(threads=a.threads, timer=cpu_timer(a.threads))
     data = synthetic_data(a.clients, a.samples, test_samples=a.test_samples)
     rows = []
     if a.methods is None:
-        from benchmark.methods import federated_methods
 
         a.methods = federated_methods()
     for spec in a.methods:

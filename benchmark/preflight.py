@@ -18,6 +18,8 @@ from timm.models.vision_transformer import VisionTransformer
 from benchmark.config import RunConfig, check_patch_grid
 from benchmark.errors import ConfigError
 from benchmark.models.vit import arch_kwargs
+from benchmark.data.datasets import spec_from_config
+from benchmark.methods import method_class
 
 
 def backbone_depth(cfg: RunConfig) -> int:
@@ -47,9 +49,6 @@ def backbone_depth(cfg: RunConfig) -> int:
 
 def check_run(cfg: RunConfig, needs_method: bool = True) -> None:
     """Raise a one-line :class:`ConfigError` for anything that would fail later in a run."""
-    from benchmark.data.datasets import spec_from_config
-    from benchmark.methods import method_class
-
     if needs_method:
         method_class(cfg.train.method).params(cfg)  # the name and its method_params
     spec = spec_from_config(cfg.data)

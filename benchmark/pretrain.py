@@ -18,6 +18,7 @@ Recipe (our choice, CPU-sized): AdamW, cosine learning-rate decay with one warm-
 
 from __future__ import annotations
 
+import json
 import dataclasses
 import logging
 import math
@@ -191,7 +192,6 @@ def _train(job: _Job, entry: Entry, progress: bool, stop_after_epoch: Optional[i
 
 
 def _missing_checkpoints(entry: Entry, fractions: list[float]) -> list[float]:
-    import json
 
     missing = []
     for f in fractions:

@@ -20,6 +20,8 @@ Outputs (in ``out_dir``), each written atomically (temporary file, then rename):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import time
 from pathlib import Path
@@ -50,7 +52,7 @@ HEAD_STATE = "head_state.safetensors"
 def write_head_state(path: Path, global_client: dict[str, torch.Tensor]) -> None:
     """Write the ``head.*`` entries of the global client state (prompts, and the head where the client trains
     it) as safetensors, atomically; empty for methods whose client trains nothing in the head."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # deferred: safetensors.torch imports torch
 
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in global_client.items() if k.startswith("head.")},
@@ -75,8 +77,6 @@ def keep_freed_memory() -> bool:
     exceed 32 MB pay it on every call (at batch 500 a third of the CPU time goes to the kernel). Raising
     both thresholds lets freed blocks be reused. A process-wide, allocation-only setting.
     """
-    import ctypes
-    import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
 
+from benchmark.config import load_config
 from benchmark.errors import DIVERGED, BenchmarkError, ConfigError
 
 if TYPE_CHECKING:  # pandas is imported where used: the workflow imports this module to parse its grid
@@ -124,7 +125,7 @@ def final_validation_accuracy(run_dir: str | Path) -> float | None:
     Raises:
         BenchmarkError: the run evaluated on the test split, or has no validation rows (not a tuning run).
     """
-    import pandas as pd
+    import pandas as pd  # deferred: pandas, ~0.3 s: the workflow imports this module
 
     metrics = pd.read_csv(Path(run_dir) / "metrics.csv")
     glob = metrics[metrics.client == -1]
@@ -230,7 +231,7 @@ def train_point(cfg: Any, out_dir: str | Path, *, partition_path: str | Path | N
     """Train one grid point (:func:`search`): ``(metrics, None)``, or, when the loss became non-finite,
     ``(None, message)``; the run's files then record it as diverged (``benchmark.run.train``'s
     ``record_divergence``), so :func:`gather` scores the point as diverged instead of the search failing."""
-    from benchmark.run import train
+    from benchmark.run import train  # deferred: run imports torch; the workflow imports tuning
 
     metrics = train(cfg, Path(out_dir), partition_path=partition_path, progress=progress, resume=resume,
                     extra_env=dict(extra_env or {}), record_divergence=True)
@@ -241,7 +242,7 @@ def train_point(cfg: Any, out_dir: str | Path, *, partition_path: str | Path | N
 
 def finished_hash(run_dir: str | Path) -> str | None:
     """The config hash of the finished run in ``run_dir`` (its ``metrics.csv``, written last), or None."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas, ~0.3 s: the workflow imports this module
 
     path = Path(run_dir) / "metrics.csv"
     if not path.is_file():
@@ -253,9 +254,9 @@ def finished_hash(run_dir: str | Path) -> str | None:
 def _drop_foreign_checkpoint(run_dir: Path, config_hash: str) -> None:
     """Delete an interrupted point's checkpoint if it belongs to another config (the grid point changed since),
     so the search retrains the point instead of failing on it; one of this config is kept and resumed."""
-    import torch
+    import torch  # deferred: torch, ~3 s
 
-    from benchmark.run import CHECKPOINT
+    from benchmark.run import CHECKPOINT  # deferred: run imports torch; the workflow imports tuning
 
     ckpt = run_dir / CHECKPOINT
     if ckpt.is_file() and torch.load(ckpt, map_location="cpu", weights_only=False).get("config_hash") != config_hash:
@@ -272,8 +273,7 @@ def search(spec: Mapping[str, Any], *, threads: int | None = None, progress: boo
     would be, so the import cost is paid once per search. A folder of another config (a stale point) is
     retrained from scratch; an interrupted point resumes from its checkpoint.
     """
-    from benchmark.config import load_config
-    from benchmark.methods import resolve_config
+    from benchmark.methods import resolve_config  # deferred: methods imports torch; the workflow imports tuning
 
     for p in spec["points"]:
         if "settings" not in p:
@@ -296,7 +296,7 @@ def search(spec: Mapping[str, Any], *, threads: int | None = None, progress: boo
 
 def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Long form of tuning records: one row per (backbone, dataset, method, grid point), ``chosen`` marked."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas, ~0.3 s: the workflow imports this module
 
     rows = []
     for doc in records:

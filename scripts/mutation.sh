@@ -9,7 +9,7 @@
 #
 # mutmut (the `mutation` extra, pinned in pyproject.toml; configured in its [tool.mutmut] section) copies the
 # packages to mutants/ (git-ignored), mutates only benchmark/sfprompt.py, baselines/, benchmark/federation/,
-# benchmark/accounting/ and benchmark/report/stats.py, runs the test selection once to learn which test reaches
+# benchmark/accounting/, benchmark/analytic.py and benchmark/stats.py, runs the test selection once to learn which test reaches
 # which function, then forks one worker per mutant (torch is imported once) that runs only the tests reaching the
 # mutated function, fastest first, stopping at the first failure. Results are kept in mutants/: an interrupted run
 # resumes where it stopped. MUTATION_CHILDREN workers run at once (default 2).

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from benchmark.accounting.analytic import method_round
+from benchmark.analytic import method_round
 from benchmark.config import RunConfig
 from benchmark.errors import ConfigError
 from benchmark.federation.method import TRACED, TRACED_FIRST

@@ -1,46 +1,124 @@
-"""The package has no import cycle: the module-level imports between the suite's own modules form a DAG, so any
-module imports cleanly first, in any order (the method base class never imports its subclasses)."""
+"""The package's imports follow the layering of docs/architecture.md, at any depth.
+
+Every ``import`` in every file counts: at module level, inside functions, under ``if TYPE_CHECKING:``. The
+graph they form between the suite's own modules has no cycle, and every edge goes down the stated layers (or
+stays within one). Imports sit at the top of the file; a function-level import only defers a heavy
+third-party module, and says so with a ``# deferred: <why>`` comment.
+"""
 
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("benchmark", "baselines")
 
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    # floor to top: a module may import its own layer (no cycle) and the layers below. A module belongs to the
+    # layer of its longest listed prefix; keep this list and docs/architecture.md in step.
+    ("foundation", ("benchmark", "benchmark.errors", "benchmark.registry", "benchmark.seeding", "benchmark.io",
+                    "benchmark.stats", "benchmark.study", "benchmark.workflow.names")),
+    ("config", ("benchmark.config", "benchmark.system.profiles")),
+    ("data, models, accounting", ("benchmark.data", "benchmark.models", "benchmark.accounting")),
+    ("federation", ("benchmark.federation",)),
+    ("methods", ("benchmark.sfprompt", "baselines", "benchmark.methods", "benchmark.method_refs")),
+    ("runs", ("benchmark.run", "benchmark.preflight", "benchmark.pretrain", "benchmark.backbone_cache",
+              "benchmark.tuning", "benchmark.perf", "benchmark.analytic")),
+    ("privacy, system", ("benchmark.privacy", "benchmark.system")),
+    ("workflow", ("benchmark.workflow",)),
+    ("report", ("benchmark.report",)),
+    ("cli", ("benchmark.cli", "benchmark.__main__")),
+]
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+DEFERRED_INTERNAL: dict[tuple[str, str], str] = {
+    # (importer, imported) -> why a function-level import of the suite's own module is kept. Keep it tiny: each
+    # entry is a module a light process (the Snakefile through the workflow, the data verb) imports, deferring
+    # one that imports torch or pandas. Splitting tuning and backbone_cache into a light part (the workflow's) and a heavy one removes them.
+    ("benchmark.tuning", "benchmark.run"): "the workflow imports tuning to parse its grid; run imports torch",
+    ("benchmark.tuning", "benchmark.methods"): "the workflow imports tuning; methods imports torch",
+    ("benchmark.backbone_cache", "benchmark.data.cache"): "the workflow imports backbone_cache; data.cache: torch",
+    ("benchmark.backbone_cache", "benchmark.data.datasets"): "imported beside data.cache in the key computation",
+    ("benchmark.backbone_cache", "benchmark.models.vit"): "the workflow imports backbone_cache; models.vit: timm",
+    ("benchmark.backbone_cache", "benchmark.io"): "the workflow imports backbone_cache; io imports pandas",
+    ("benchmark.data.datasets", "benchmark.seeding"): "seeding imports torch; the data verb and the workflow don't",
+}
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    line: int
+    nested: bool  # inside a function or class body (an `if TYPE_CHECKING:` block at module level is not)
+    where: str  # the file, relative to the root
+
+    def __str__(self) -> str:
+        return f"{self.source} -> {self.target} ({self.where}:{self.line})"
+
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _top_level_imports(path: Path, modules: set[str]) -> set[str]:
-    """The suite's modules imported at module level (imports inside functions run later and cannot cycle)."""
-    name = _module_name(path)
+def _files() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def _resolve(name: str, modules: set[str]) -> str | None:
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imports(tree: ast.Module):
+    """(node, nested) for every import statement; nested: inside a function or class body. Imports under a
+    module-level ``if TYPE_CHECKING:`` (or any module-level ``if``/``try``) count as top-of-file imports."""
+
+    def visit(node: ast.AST, nested: bool):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                yield child, nested
+            yield from visit(child, nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                 ast.ClassDef, ast.Lambda)))
+
+    yield from visit(tree, False)
+
+
+def edges(path: Path, modules: set[str], root: Path = ROOT) -> list[Edge]:
+    """The suite's modules imported by one file, at any depth (``from pkg import mod`` counts as ``pkg.mod``)."""
+    name = _module_name(path, root)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
-        targets: list[str] = []
+    found: list[Edge] = []
+    for node, nested in _imports(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
+        else:
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            targets = [base] + [f"{base}.{a.name}" for a in node.names]
-        for t in targets:
-            while t and t not in modules:
-                t = t.rpartition(".")[0]
-            if t and t != name:
-                found.add(t)
+                kept = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(kept + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        for t in {_resolve(t, modules) for t in targets} - {None, name}:
+            found.append(Edge(name, t, node.lineno, nested, str(path.relative_to(root))))
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+def all_edges() -> list[Edge]:
+    files = _files()
     modules = {_module_name(p) for p in files}
-    return {_module_name(p): _top_level_imports(p, modules) for p in files}
+    return [e for p in files for e in edges(p, modules)]
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {_module_name(p): set() for p in _files()}
+    for e in all_edges():
+        graph[e.source].add(e.target)
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str]:
@@ -70,10 +148,26 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
     return []
 
 
+def layer_of(module: str) -> int | None:
+    """Index in LAYERS of the longest listed prefix of ``module`` (None: in no layer)."""
+    best, where = -1, None
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > best:
+                best, where = len(p), i
+    return where
+
+
+def upward_edges(edge_list: list[Edge]) -> list[str]:
+    return [f"{e}: layer '{LAYERS[layer_of(e.source)][0]}' imports layer '{LAYERS[layer_of(e.target)][0]}'"
+            for e in edge_list if layer_of(e.target) > layer_of(e.source)]
+
+
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
     assert "benchmark.federation.method" in graph and "benchmark.methods" in graph
-    assert find_cycle(graph) == [], " -> ".join(find_cycle(graph))
+    cycle = find_cycle(graph)
+    assert cycle == [], "import cycle (imports at any depth count): " + " -> ".join(cycle)
 
 
 def test_the_cycle_finder_finds_a_cycle():
@@ -84,3 +178,62 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_the_method_base_class_does_not_import_its_subclasses():
     graph = import_graph()
     assert not graph["benchmark.federation.method"] & {"benchmark.methods", "benchmark.sfprompt", "baselines"}
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(m for m in import_graph() if layer_of(m) is None)
+    assert not unplaced, f"place these modules in a layer (tests/test_imports.py LAYERS, docs/architecture.md): {unplaced}"
+
+
+def test_imports_go_down_the_layers():
+    upward = upward_edges(all_edges())
+    assert not upward, "imports that go up the layers of docs/architecture.md:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_sees_nested_and_type_checking_imports(tmp_path):
+    pkg = tmp_path / "benchmark"
+    (pkg / "report").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "report" / "__init__.py").write_text("")
+    (pkg / "config.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from benchmark.report import tables\n")
+    (pkg / "report" / "tables.py").write_text("def f():\n    from benchmark import config\n")
+    modules = {"benchmark", "benchmark.config", "benchmark.report", "benchmark.report.tables"}
+    found = [e for p in sorted(pkg.rglob("*.py")) for e in edges(p, modules, tmp_path)]
+    graph: dict[str, set[str]] = {}
+    for e in found:
+        graph.setdefault(e.source, set()).add(e.target)
+    assert find_cycle(graph) == ["benchmark.config", "benchmark.report.tables", "benchmark.config"]
+    up = upward_edges([e for e in found if e.source == "benchmark.config"])
+    assert len(up) == 1 and "benchmark.config -> benchmark.report.tables" in up[0] and "'report'" in up[0]
+
+
+def _line(path: Path, lineno: int) -> str:
+    return path.read_text().splitlines()[lineno - 1]
+
+
+def test_no_function_level_import_of_the_suites_own_modules():
+    nested = [e for e in all_edges() if e.nested and (e.source, e.target) not in DEFERRED_INTERNAL]
+    assert not nested, ("import the suite's own modules at the top of the file (a module too heavy to import "
+                        "there belongs in another module):\n" + "\n".join(map(str, nested)))
+
+
+def _third_party_nested(path: Path, modules: set[str]):
+    for node, nested in _imports(ast.parse(path.read_text())):
+        if not nested:
+            continue
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        if node.__class__ is ast.ImportFrom and node.level:
+            continue
+        if any(_resolve(n, modules) for n in names):
+            continue
+        yield node
+
+
+@pytest.mark.parametrize("path", _files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_function_level_import_says_why_it_is_deferred(path):
+    modules = {_module_name(p) for p in _files()}
+    bare = [f"{path.relative_to(ROOT)}:{n.lineno}: {_line(path, n.lineno).strip()}"
+            for n in _third_party_nested(path, modules)
+            if "# deferred" not in " ".join(_line(path, i) for i in range(n.lineno, n.end_lineno + 1))]
+    assert not bare, ("a function-level import defers a heavy third-party module and says why on its line "
+                      "(`# deferred: <why>`); otherwise it goes at the top:\n" + "\n".join(bare))

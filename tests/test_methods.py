@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
-from benchmark.accounting.analytic import FLOP_CONVENTION, accounting_table, comm_rows, format_table, method_round
+from benchmark.analytic import FLOP_CONVENTION, accounting_table, comm_rows, format_table, method_round
 from benchmark.accounting.flops import unfused_attention
 from benchmark.config import from_dict
 from benchmark.data.federated import FederatedData

@@ -241,7 +241,7 @@ def test_smoke_profile_trains_each_privacy_method_with_the_noise_on_every_seed()
 
 def test_privacy_table_reports_the_noise_accuracy_cost_paired_by_seed():
     from benchmark.report.privacy import privacy_table
-    from benchmark.report.stats import paired_difference
+    from benchmark.stats import paired_difference
 
     rows = []
     for sigma, run, level in ((0.0, "runs/a/seed0", 30.0), (0.5, "runs/a-noise0.5/seed0", 20.0)):

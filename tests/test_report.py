@@ -67,7 +67,7 @@ def test_accuracy_table_mean_and_ci_over_seeds():
 def test_confidence_intervals_equal_a_hand_computation_with_scipy():
     from scipy import stats as st
 
-    from benchmark.report import stats
+    from benchmark import stats
 
     values = [61.0, 64.5, 59.0, 62.5]
     mean, half, n = stats.mean_ci(values)
@@ -90,7 +90,7 @@ def test_confidence_intervals_equal_a_hand_computation_with_scipy():
     (0.5, 1.0, 3, "reproduced"), (-1.5, 0.4, 3, "reproduced"), (-5.0, 1.0, 3, "not reproduced"),
     (-2.0, 1.0, 3, "inconclusive"), (3.0, math.nan, 1, "inconclusive")])
 def test_margin_verdict_never_claims_more_than_its_interval(mean, half, n, expected):
-    from benchmark.report.stats import margin_verdict
+    from benchmark.stats import margin_verdict
 
     assert margin_verdict(mean, half, n, margin=2.0) == expected
 
@@ -125,7 +125,7 @@ def test_statistics_at_their_edges_by_hand():
     and the CI uses the confidence it is given."""
     from scipy import stats as st
 
-    from benchmark.report import stats
+    from benchmark import stats
 
     # the CI's edge exactly at -margin is not "above" nor "below" it; one seed or a NaN is never a verdict
     assert stats.margin_verdict(-1.5, 0.5, 3, margin=2.0) == "inconclusive"
@@ -154,7 +154,7 @@ def test_statistics_at_their_edges_by_hand():
 
 
 def test_fmt_helpers():
-    from benchmark.report.stats import fmt_ci
+    from benchmark.stats import fmt_ci
 
     assert fmt_ci(1.234, math.nan, 1) == "1.2"
     assert fmt_ci(math.nan, math.nan, 0) == "–"
@@ -395,7 +395,7 @@ def _strength_results(root: Path) -> dict[tuple[str, str], list[float]]:
 def test_strength_table_averages_each_checkpoints_runs_beside_its_card(tmp_path):
     from benchmark.report.build import render_figure, render_table
     from benchmark.report.load import load_results
-    from benchmark.report.stats import mean_ci
+    from benchmark.stats import mean_ci
 
     accs = _strength_results(tmp_path)
     res = load_results(tmp_path)

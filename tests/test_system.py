@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from benchmark.errors import ConfigError
-from benchmark.system.analysis import mean_ci, run_timeline, to_target
+from benchmark.stats import mean_ci
+from benchmark.system.analysis import run_timeline, to_target
 from benchmark.system.model import (client_times, client_usage, replicate, round_times,
                                     uplink_crossover)
 from benchmark.system.profiles import PROFILE_DIR, Device, Link, SystemProfile, load_profiles
@@ -177,7 +178,7 @@ def test_mean_ci_is_the_student_t_interval():
 def test_analytic_usage_matches_a_real_run_ledger():
     """The paper-scale path (accounting FLOPs + expected transfers on the meta device) gives exactly what a
     real run's ledgers give per client, for every method."""
-    from benchmark.accounting.analytic import accounting_table
+    from benchmark.analytic import accounting_table
     from benchmark.methods import create_method
     from benchmark.perf import synthetic_data
     from benchmark.config import from_dict

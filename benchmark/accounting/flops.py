@@ -310,7 +310,7 @@ def cross_check_flop_counter(
         attention), not norms or elementwise operators, so ``ours`` exceeds ``theirs`` by the norm layers'
         forward and backward FLOPs (about 1-2% for a ViT).
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # deferred: torch, ~3 s
 
     inputs = _as_tuple(inputs)
     in_tensors = [t for t in tree_flatten(inputs)[0] if isinstance(t, torch.Tensor)]

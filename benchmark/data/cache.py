@@ -53,6 +53,9 @@ from tqdm.auto import tqdm
 
 from benchmark.config import DataConfig, cache_file_name
 from benchmark.errors import ConfigError, DatasetError
+from benchmark.data import datasets as _ds
+from benchmark.data.datasets import (get_spec, load_dataset_spec, spec_from_config, stratified_subsample,
+                                     validation_split)
 
 if TYPE_CHECKING:
     import datasets
@@ -67,7 +70,6 @@ _LAZY = ("DatasetSpec", "class_names", "get_spec", "load_hf_with_origin", "spec_
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from benchmark.data import datasets as _ds
 
         return getattr(_ds, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -172,8 +174,6 @@ def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet
     Returns:
         ``(train, test)`` or ``(train minus validation, validation)``; rows keep the cache's (source) order.
     """
-    from benchmark.data.datasets import spec_from_config, stratified_subsample, validation_split
-
     path, _ = _ensure_cache(spec_from_config(cfg), img_size, cfg.data_root, cfg.cache_dir)
     train, test = read_cache(path)
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train):
@@ -224,8 +224,6 @@ def _ensure_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | No
 
     Consulting the declaration is cheap (Hugging Face ``datasets`` is imported only to decode).
     """
-    from benchmark.data.datasets import get_spec, load_dataset_spec
-
     spec = get_spec(dataset)
     if int(img_size) < 1:
         raise ConfigError(f"image size must be >= 1 pixel, got {img_size!r}")
@@ -335,7 +333,7 @@ def decode_split(ds: datasets.Dataset, img_size: int, desc: str = "decode",
         DatasetError: an image cannot be decoded; the message names its row (``where(row)``, if given) and,
         for images stored as files, the file.
     """
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     n = ds.num_rows
     raw = ds.cast_column("image", datasets.Image(decode=False)).with_format("arrow")

@@ -247,7 +247,7 @@ def detect_columns(spec: DatasetSpec, features: datasets.Features, origin: str =
     """``(image column, label column)``: the declared ones, else the one ``Image`` and the one ``ClassLabel``
     column (else the one integer column, else the one string column, which :func:`_class_names` rejects with
     a message saying how to encode it)."""
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
     image = _column(spec, origin, features, "image", spec.image_column, images)
@@ -263,7 +263,7 @@ def detect_columns(spec: DatasetSpec, features: datasets.Features, origin: str =
 
 def _class_names(spec: DatasetSpec, origin: str, feature, label: str, values: list[np.ndarray]) -> list[str]:
     """Class names of the label column, checked against the declared ``num_classes`` and the labels."""
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     if isinstance(feature, datasets.ClassLabel):
         names = list(feature.names)
@@ -303,7 +303,7 @@ def _locator(split: str, shards: list[str], rows: Optional[np.ndarray]) -> Calla
         src = int(rows[row]) if rows is not None else row
         text = f"split {split!r} row {src}"
         if shards:
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # deferred: pyarrow, only reading parquet
 
             start = 0
             for shard in shards:
@@ -328,7 +328,7 @@ def load_dataset_spec(spec: DatasetSpec | str, data_root: str | None = None) -> 
         DatasetError: missing or unreadable data, a missing split or column, ambiguous columns, string labels, a
             ``num_classes`` that disagrees with the data, test classes absent from train (one line each).
     """
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     spec = get_spec(spec)
     raw = SOURCES.get(spec.scheme)(spec, data_root)
@@ -429,7 +429,7 @@ def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         fraction: Share held out, in (0, 1).
         seed: The run seed.
     """
-    from benchmark.seeding import seed_for
+    from benchmark.seeding import seed_for  # deferred: seeding imports torch, which describing a dataset never needs
 
     labels = np.asarray(labels)
     if not 0 < fraction < 1:

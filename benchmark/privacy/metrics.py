@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.report.stats import mean_ci  # noqa: F401  (one home for confidence intervals)
+from benchmark.stats import mean_ci  # noqa: F401  (one home for confidence intervals)
 
 PSNR_CAP = 100.0
 """dB; the PSNR of an exact reconstruction is reported as this (MSE below 1e-10)."""
@@ -37,19 +37,19 @@ def _hwc(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def psnr(original: torch.Tensor | np.ndarray, reconstruction: torch.Tensor | np.ndarray) -> float:
     """PSNR in dB of one [C, H, W] image pair in [0, 1] units (capped at :data:`PSNR_CAP`)."""
-    from skimage.metrics import mean_squared_error
+    from skimage.metrics import mean_squared_error  # deferred: scikit-image, only scoring images
 
     mse = mean_squared_error(_hwc(original), _hwc(reconstruction))
     if mse <= 10 ** (-PSNR_CAP / 10):
         return PSNR_CAP
-    from skimage.metrics import peak_signal_noise_ratio
+    from skimage.metrics import peak_signal_noise_ratio  # deferred: scikit-image, only scoring images
 
     return float(peak_signal_noise_ratio(_hwc(original), _hwc(reconstruction), data_range=1.0))
 
 
 def ssim(original: torch.Tensor | np.ndarray, reconstruction: torch.Tensor | np.ndarray) -> float:
     """SSIM of one [C, H, W] image pair in [0, 1] units (channels averaged)."""
-    from skimage.metrics import structural_similarity
+    from skimage.metrics import structural_similarity  # deferred: scikit-image, only scoring images
 
     a, b = _hwc(original), _hwc(reconstruction)
     side = min(a.shape[0], a.shape[1])

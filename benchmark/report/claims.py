@@ -23,7 +23,7 @@ How we compare (pure functions, DataFrames in, a :class:`~benchmark.report.table
   all readings and each reading's value, and its verdict follows the range: ``reproduces`` when every reading
   does, ``reproduces under some readings`` (naming them) when some do, ``does not reproduce`` when none does.
 * Accuracy ("competitive with FL") is SFPrompt − FedAvg per cell, paired by seed, with its 95% CI, judged
-  against a margin (``report.accuracy_margin``, default 2 points): see :func:`benchmark.report.stats.margin_verdict`.
+  against a margin (``report.accuracy_margin``, default 2 points): see :func:`benchmark.stats.margin_verdict`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from benchmark.config import unflatten
-from benchmark.report.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
+from benchmark.config import from_dict, unflatten
+from benchmark.methods import method_class
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
+from benchmark.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
 from benchmark.workflow.names import ARCH_KEYS, BASELINE, UNDER_STUDY
 
 PAPER_BACKBONES = {"vit_base_patch16_224": "ViT-B/16", "vit_large_patch16_224": "ViT-L/16"}
@@ -84,8 +85,6 @@ def setting_text(settings: Mapping[str, Any], samples: int | None = None,
                  method_params: Mapping[str, Any] | None = None) -> str:
     """The knobs a cost number depends on: the run settings (defaults filled in) and SFPrompt's own
     ``method_params`` (defaults filled in), so every open choice of the paper is stated."""
-    from benchmark.config import from_dict
-    from benchmark.methods import method_class
 
     cfg = from_dict({**unflatten(dict(settings)), "method_params": dict(method_params or {})})
     m, t = cfg.model, cfg.train

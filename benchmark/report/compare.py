@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.report.stats import CONFIDENCE, fmt_accuracy, fmt_ci
+from benchmark.stats import CONFIDENCE, fmt_accuracy, fmt_ci
 from benchmark.report.tables import CELL, Table
 
 CHOICE_KEY = ["backbone", "dataset", "method"]

@@ -3,7 +3,7 @@
 No pyplot and no global state: each function builds its own ``Figure`` (render it with ``fig.savefig`` or
 display it in a notebook). Inputs are the frames of :class:`benchmark.report.load.Results` (``curves``,
 ``runs``, ``histograms``, role selections); curves are averaged over seeds with a band (error bars on points)
-of the 95% Student-t confidence interval of the mean (:mod:`benchmark.report.stats`). Each method has a fixed
+of the 95% Student-t confidence interval of the mean (:mod:`benchmark.stats`). Each method has a fixed
 colour, marker and line style, and a panel notes methods whose curves coincide exactly (SFL-V1 = FedAvg under
 full participation), so no curve hides another unannounced.
 
@@ -20,8 +20,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from benchmark.report.stats import CONFIDENCE, mean_ci, seed_band
+from benchmark.stats import CONFIDENCE, mean_ci, seed_band
 from benchmark.report.tables import CELL, _sort_key, method_label, order_methods
+from benchmark.methods import ordered
 
 _COLORS = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#AA3377", "#66CCEE", "#BBBBBB", "#000000"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -31,8 +32,6 @@ _DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0
 def method_style(method: str) -> dict:
     """A fixed colour, marker and line style per method (the same in every figure): its index in the table
     order of every registered method, unregistered names after them in first-seen order."""
-    from benchmark.methods import ordered
-
     names = ordered()
     i = names.index(method) if method in names else len(names) + sum(map(ord, method)) % 3
     return {"color": _COLORS[i % len(_COLORS)], "marker": _MARKERS[i % len(_MARKERS)],

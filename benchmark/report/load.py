@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmark.config import from_dict, unflatten
 from benchmark.errors import DIVERGED, BenchmarkError
+from benchmark.methods import method_class
 from benchmark.workflow.names import ARCH_KEYS
 
 RUN_KEYS = ["backbone", "dataset", "partition", "variant", "method", "seed"]
@@ -153,7 +154,6 @@ def load_results(root: str | Path) -> Results:
     if grid.get("method_sources"):
         # methods from outside the package: registered under their names for labels, order and critical paths
         # (deferred import: it loads torch, which a results folder of built-in methods never needs here)
-        from benchmark.methods import method_class
 
         for reference in grid["method_sources"].values():
             method_class(reference)

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from benchmark.report.stats import fmt_ci, mean_ci, paired_difference
+from benchmark.stats import fmt_ci, mean_ci, paired_difference
 from benchmark.report.outputs import Sources, output
 from benchmark.report.claims import UNDER_STUDY
 from benchmark.report.figures import _empty, method_style
@@ -57,7 +57,7 @@ def accuracy_runs(res: Results) -> pd.DataFrame:
 
 def noise_accuracy(acc_runs: pd.DataFrame, runs: pd.DataFrame | None) -> pd.DataFrame:
     """Per (split, method, σ): the final test accuracy over seeds (mean, 95% CI half-width, n; %) and its paired
-    difference to σ = 0 by seed (pp; negative: the noise costs accuracy), via :mod:`benchmark.report.stats`."""
+    difference to σ = 0 by seed (pp; negative: the noise costs accuracy), via :mod:`benchmark.stats`."""
     cols = ["head_blocks", "tail_blocks", "method", "sigma", "acc_mean", "acc_ci95", "acc_n",
             "noise_accuracy_cost_pp", "noise_accuracy_cost_ci95", "noise_accuracy_cost_n"]
     if runs is None or not len(runs) or acc_runs is None or not len(acc_runs):

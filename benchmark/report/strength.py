@@ -10,7 +10,7 @@ accuracy on the source dataset's test split. Both outputs pair every run with it
 (label -> card).
 
 Units: accuracy in percent; federated accuracy is the final-round top-1 of the global model, mean ± half-width
-of the Student-t 95% confidence interval over seeds (:func:`benchmark.report.stats.mean_ci`), with n.
+of the Student-t 95% confidence interval over seeds (:func:`benchmark.stats.mean_ci`), with n.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from benchmark.report.figures import _empty, _grid, accuracy_yerr, legend_below, method_style
 from benchmark.report.load import Results
 from benchmark.report.outputs import Sources, output
-from benchmark.report.stats import CONFIDENCE, fmt_ci, mean_ci
+from benchmark.stats import CONFIDENCE, fmt_ci, mean_ci
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, _drop_constant, _test_note, method_label, order_methods
 from benchmark.workflow.names import STRENGTH
 

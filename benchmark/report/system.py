@@ -28,9 +28,10 @@ from benchmark.report import figures as figs
 from benchmark.report.outputs import Sources, output
 from benchmark.report.load import Results
 from benchmark.report.tables import CELL, Table, _drop_constant, fmt_num, method_label, order_methods
-from benchmark.system.analysis import (mean_ci, paper_scale_rounds, read_ledgers, run_timeline, to_target,
+from benchmark.system.analysis import (paper_scale_rounds, read_ledgers, run_timeline, to_target,
                                        uplink_crossovers)
 from benchmark.system.model import client_usage
+from benchmark.stats import mean_ci
 from benchmark.system.profiles import profiles_from_docs
 
 TIME_NOTE = ("Simulated wall-clock (benchmark/system): compute = FLOPs (fvcore, 1 FLOP = 1 multiply-add) ÷ "

@@ -7,7 +7,7 @@ caption (which names the units and the FLOP convention) and notes printed under 
 Units everywhere: accuracy in percent (top-1, final round, global model on the test split), FLOPs in GFLOPs
 (1e9) in fvcore's convention (1 FLOP = 1 multiply-add), traffic in MB (1e6 bytes), all per participating
 client per round unless a column says otherwise. Accuracy is the mean ± the half-width of a 95% confidence
-interval over seeds (Student t, :mod:`benchmark.report.stats`); n is the number of seeds. Method names and
+interval over seeds (Student t, :mod:`benchmark.stats`); n is the number of seeds. Method names and
 their order come from the method classes (``label``, ``order``), never from a list here.
 """
 
@@ -20,8 +20,9 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from benchmark.report.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
+from benchmark.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
                                     paired_difference)
+from benchmark.methods import METHODS, ordered
 
 MINIMAL_READING = "paper_minimal_traffic"
 """The accounting reading that sends only the rows the receiver reads (SFPrompt's ``minimal_traffic``)."""
@@ -56,8 +57,6 @@ class Table:
 def method_label(name: str, runs: pd.DataFrame | None = None) -> str:
     """A reference run's own ``label`` (from ``runs``), else the method class's ``label`` (the paper's
     spelling); an unregistered name is shown as it is."""
-    from benchmark.methods import METHODS
-
     if runs is not None and "label" in runs:
         hit = runs.loc[(runs.method == name) & runs.label.notna(), "label"]
         if len(hit):
@@ -68,8 +67,6 @@ def method_label(name: str, runs: pd.DataFrame | None = None) -> str:
 def order_methods(names: Iterable[str], runs: pd.DataFrame | None = None) -> list[str]:
     """Names in table order (each class's ``order``), unregistered names last; with ``runs``, the reference
     runs (those with a ``label``) after every method."""
-    from benchmark.methods import ordered
-
     names = ordered(names)
     if runs is not None and "label" in runs:
         refs = set(runs.loc[runs.label.notna(), "method"])

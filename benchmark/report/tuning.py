@@ -15,6 +15,7 @@ import pandas as pd
 from benchmark.report.load import Results
 from benchmark.report.outputs import Sources, output
 from benchmark.report.tables import Table, _drop_constant, fmt_num, method_label, order_methods
+from benchmark.tuning import CRITERION, tuning_table_rows
 
 
 def tuning_records(res: Results) -> list[dict[str, Any]]:
@@ -55,7 +56,6 @@ def tuning_table(records: list[dict[str, Any]], share: dict[str, str] | None = N
         labels: How a pooled reference's search is spelled (its ``label``); methods use their class's label.
     """
     share, labels = share or {}, labels or {}
-    from benchmark.tuning import CRITERION, tuning_table_rows
 
     def name(doc: dict[str, Any]) -> str:
         search = doc.get("search", doc["method"])

@@ -11,15 +11,20 @@ the target is decided on that subsample; the target itself comes from final-roun
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from benchmark.report.stats import mean_ci  # noqa: F401  (re-exported for the system report)
-from benchmark.system.model import USAGE_COLUMNS, client_usage, round_times
+
 from benchmark.system.profiles import SystemProfile
+from benchmark.analytic import comm_rows
+from benchmark.methods import method_class
+from benchmark.models.split import SplitViT
+from benchmark.models.vit import create_backbone
+from benchmark.system.model import client_usage, replicate, round_times, uplink_crossover, USAGE_COLUMNS
 
 USAGE_FILE_COLUMNS = ["method", "samples_per_client"] + USAGE_COLUMNS[2:]
 
@@ -71,14 +76,9 @@ def analytic_usage(cfg, samples_per_client: int, accounting: pd.DataFrame, num_c
     Returns:
         :data:`USAGE_FILE_COLUMNS`, one row per method.
     """
-    import dataclasses
 
-    import torch
+    import torch  # deferred: torch, ~3 s
 
-    from benchmark.accounting.analytic import comm_rows
-    from benchmark.methods import method_class
-    from benchmark.models.split import SplitViT
-    from benchmark.models.vit import create_backbone
 
     m = cfg.model
     with torch.device("meta"):
@@ -111,8 +111,6 @@ def paper_scale_rounds(usage: pd.DataFrame, profile: SystemProfile, clients_per_
     """Per method: one round's time and client energy with ``clients_per_round`` identical clients, each as
     in ``usage`` (:func:`analytic_usage`): ``round_s, client_compute_s, server_compute_s, transfer_s,
     energy_per_client_j``."""
-    from benchmark.system.model import replicate
-
     rows = []
     for r in usage.itertuples(index=False):
         rt = round_times(replicate(r._asdict(), clients_per_round), r.method, profile).iloc[0]
@@ -136,7 +134,6 @@ def uplink_crossovers(usage: pd.DataFrame, profiles, pairs: Iterable[str], serve
     Columns: ``pair, crossover_mbps`` (NaN: they never cross), ``faster_below`` (the method faster at low
     uplinks, or everywhere when they never cross), ``{method}_round_s``, ``{reference}_round_s``.
     """
-    from benchmark.system.model import replicate, uplink_crossover
 
     by = usage.set_index("method")
     ua, ub = replicate(by.loc[method], 1), replicate(by.loc[reference], 1)

@@ -28,6 +28,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from benchmark.accounting.flops import training_flops
+from benchmark.config import parse_overrides
+from benchmark.federation.method import build_split_model, image_input
+from benchmark.perf import profile_rounds
+from benchmark.run import configure_torch
+
 TOLERANCE = 0.25
 """The calibration's pass mark: |predicted / measured - 1| <= 25% (the issue's tolerance)."""
 
@@ -54,9 +60,6 @@ class ReferenceStep:
     sample come from :func:`benchmark.accounting.flops.training_flops` (counted once)."""
 
     def __init__(self, cfg: Any, num_classes: int = 10) -> None:
-        from benchmark.accounting.flops import training_flops
-        from benchmark.federation.method import build_split_model, image_input
-
         self.model = build_split_model(cfg, num_classes, 0)
         self.flops_per_step = training_flops(self.model, image_input(self.model)).total * cfg.train.batch_size
         g = torch.Generator().manual_seed(0)
@@ -92,9 +95,6 @@ def calibrate(cfg: Any, data: Any, methods: Iterable[str], rounds: int = 1,
         rounds: Timed rounds per method (after one warm-up round); the median round is compared.
         reference_steps: Timed steps of each reference measurement.
     """
-    from benchmark.config import parse_overrides
-    from benchmark.perf import profile_rounds
-    from benchmark.run import configure_torch
 
     configure_torch(cfg, torch.device("cpu"))
     reference = ReferenceStep(cfg, data.num_classes)

@@ -43,6 +43,7 @@ import pandas as pd
 
 from benchmark.registry import Registry
 from benchmark.system.profiles import SystemProfile
+from benchmark.methods import method_class
 
 MESSAGE_GROUPS = {"params": "state", "prompts": "state", "smashed": "activations", "labels": "activations",
                   "body_out": "body_out", "grad": "grad"}
@@ -73,8 +74,6 @@ def serial_server(times: pd.DataFrame) -> float:
 def critical_path(method: str) -> Callable[[pd.DataFrame], float]:
     """The round-time function of ``method``: its class's ``critical_path`` attribute (a key of
     :data:`CRITICAL_PATHS`), so the method's identity has one home (an unknown method lists the known ones)."""
-    from benchmark.methods import method_class
-
     return CRITICAL_PATHS.get(method_class(method).critical_path)
 
 
