@@ -136,11 +136,11 @@ def cmd_cache(a: argparse.Namespace) -> int:
     cfg = _load_data_cfg(a)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    size = a.img_size or cfg.data.cache_img_size
+    size = a.img_size
     if not size:
         from benchmark.models.vit import input_spec
 
-        size = input_spec(cfg.model)[0]
+        size = cfg.data.cache_size(lambda: input_spec(cfg.model)[0])
     path = build_cache(spec_from_config(cfg.data), size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
     print(path)
     return 0

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import yaml
 
@@ -93,6 +93,19 @@ class DataConfig:
     run seed (its own ``"validation"`` stream); the run partitions the rest among clients and evaluates on the
     validation set instead of the test split, which it never reads (metrics rows say ``validation``). None:
     no validation set, evaluate on the test split. Used by hyper-parameter tuning (:mod:`benchmark.tuning`)."""
+
+    def cache_size(self, input_size: int | Callable[[], int]) -> int:
+        """Side (pixels) of the decoded cache a model with ``input_size``-px inputs reads: ``cache_img_size``,
+        else the input size. The one place this is decided (runs, pre-training, attacks, the cache verb, the
+        backbone cache's key, the workflow's cache files).
+
+        Args:
+            input_size: The model's input size, or a function returning it, called only when ``cache_img_size``
+                is unset (timm's default resolution costs an import of timm that a set size spares).
+        """
+        if self.cache_img_size:
+            return int(self.cache_img_size)
+        return int(input_size() if callable(input_size) else input_size)
 
     def preset(self, name: str) -> "DataConfig":
         """A copy reading the preset ``name`` (declaration keys cleared), e.g. a pre-training dataset."""

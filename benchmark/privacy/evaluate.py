@@ -107,7 +107,7 @@ def _images(cfg: RunConfig, n: int, aux: int) -> tuple[torch.Tensor, torch.Tenso
     from benchmark.models.vit import input_spec
 
     size, _, _ = input_spec(cfg.model)
-    train, test = load_image_data(cfg.data, cfg.data.cache_img_size or size, cfg.seed)
+    train, test = load_image_data(cfg.data, size, cfg.seed)
     pick = seeding.rng(cfg.seed, "privacy", "victims").permutation(len(train))[:n]
     victims = to_unit(train.images[torch.as_tensor(np.sort(pick))], size)
     aux_idx = seeding.rng(cfg.seed, "privacy", "aux").permutation(len(test))[:aux]
