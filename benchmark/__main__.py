@@ -60,20 +60,6 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def method_sets(items: list[str]) -> dict[str, dict]:
-    """``["sfprompt.keep_ratio=0.25", ...]`` (``--method-set``) -> ``{"sfprompt": {"keep_ratio": 0.25}}``."""
-    from benchmark.config import parse_overrides
-    from benchmark.errors import ConfigError
-
-    per_method: dict[str, dict] = {}
-    for key, value in parse_overrides(items).items():
-        if "." not in key:
-            raise ConfigError(f"--method-set {key!r} must look like METHOD.KEY=VALUE")
-        name, param = key.split(".", 1)
-        per_method.setdefault(name, {})[param] = value
-    return per_method
-
-
 def _load_cfg(a: argparse.Namespace):
     from benchmark.config import load_config, parse_overrides
 
@@ -253,6 +239,8 @@ def cmd_accounting(a: argparse.Namespace) -> int:
     from benchmark.accounting.analytic import accounting_table, format_table
 
     cfg = _load_cfg(a)
+    from benchmark.overrides import method_sets
+
     per_method = method_sets(a.method_set)
     table = accounting_table(cfg, backbone=a.backbone, samples_per_client=a.samples_per_client,
                              num_classes=a.num_classes, methods=a.methods, method_params=per_method)

@@ -323,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", nargs="*", default=None,
-                   help="method names (default: the paper's federated methods), each optionally with overrides: sfprompt:method_params.keep_ratio=1.0,...")
+                   help="method names (default: the paper's federated methods), each optionally with overrides: "
+                        "sfprompt:method_params.keep_ratio=1.0,... or sfprompt.keep_ratio=1.0")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra train.* overrides")
     p.add_argument("--json", help="also write the rows as JSON here")
     a = p.parse_args(argv)
     from benchmark.config import parse_overrides
+    from benchmark.overrides import parse_method_override
 
     torch.set_num_threads(a.threads)
     roof = matmul_rate(threads=a.threads, timer=cpu_timer(a.threads))
@@ -339,9 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         a.methods = federated_methods()
     for spec in a.methods:
         # "sfprompt:method_params.keep_ratio=1.0,model.prompt_len=0": a method with its own overrides (ablations)
-        name, _, extra = spec.partition(":")
-        over = {"train.batch_size": a.batch_size, **parse_overrides(a.set),
-                **parse_overrides([kv for kv in extra.split(",") if kv])}
+        name, extra = parse_method_override(spec)
+        over = {"train.batch_size": a.batch_size, **parse_overrides(a.set), **extra}
         cfg = run_config(name, a.model, a.clients).replace(**{"threads": a.threads, **over})
         prof = profile_rounds(cfg, data, rounds=a.rounds)
         rows.append({

@@ -25,7 +25,8 @@ def select(train: ImageSet, test: ImageSet, cfg: DataConfig, seed: int) -> tuple
     """A run's ``(train, evaluation)`` rows of the decoded splits, as the data section ``cfg`` chooses them.
 
     Args:
-        train, test: The dataset's whole splits, in source order.
+        train: The dataset's whole train split, in source order.
+        test: Its whole test split.
         cfg: The run's data section (``max_train_samples``, ``validation_fraction``, ``max_test_samples``).
         seed: The run seed (the draws of :func:`stratified_subsample` and :func:`validation_split`).
 

@@ -58,7 +58,8 @@ def _calibration_config(a: argparse.Namespace):
 
     if not a.workflow_config:
         return run_config("fedavg", a.model, a.clients).replace(threads=a.threads), a.clients, a.samples or 100
-    from benchmark.workflow import ARCH_KEYS, flatten, load_workflow_file, unflatten
+    from benchmark.overrides import flatten, unflatten
+    from benchmark.workflow import ARCH_KEYS, load_workflow_file
 
     wf = load_workflow_file(a.workflow_config)
     label = next(iter(wf.backbones))
@@ -81,7 +82,8 @@ def main(a: argparse.Namespace) -> int:
             print(f"{kind:7} {name:18} {field:20} {source}")
         return 0
     if a.action == "usage":
-        from benchmark.__main__ import _load_cfg, method_sets
+        from benchmark.__main__ import _load_cfg
+        from benchmark.overrides import method_sets
         from benchmark.system.analysis import analytic_usage
 
         a.data_root = a.device = a.seed = None
