@@ -123,7 +123,7 @@ def cache_settings(cfg: RunConfig) -> dict[str, Any]:
         "model": {**model, "input_size": img_size, "mean": list(mean), "std": list(std)},
         "seed": cfg.seed,
         "source_dataset": json.loads(spec.fingerprint()),
-        "decode": {"img_size": int(cfg.data.cache_img_size or img_size), "image_cache_format": CACHE_FORMAT},
+        "decode": {"img_size": cfg.data.cache_size(img_size), "image_cache_format": CACHE_FORMAT},
         "code": code_fingerprint(),
         "packages": {p: _version(p) for p in ("torch", "timm")},
     }

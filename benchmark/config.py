@@ -4,6 +4,8 @@ Precedence is defaults < YAML file < CLI overrides. An unknown key is a one-line
 :class:`~benchmark.errors.ConfigError` naming the key and listing the valid ones; values are type-checked
 and range-checked here, before any data is read or any model built.
 
+The ``key=value`` syntax of overrides (and its inverse, for the workflow) is :mod:`benchmark.overrides`.
+
 Every knob that the SFPrompt paper (Cao et al., arXiv 2407.17533) leaves open is a field below, and its
 default is marked "our choice" (see ``shared/PAPER.md`` for the reasoning).
 """
@@ -13,17 +15,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import shlex
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import yaml
 
 from benchmark.errors import ConfigError
+from benchmark.overrides import apply_overrides, parse_overrides
 
 
 def cache_file_name(dataset: str, img_size: int) -> str:
@@ -32,14 +33,35 @@ def cache_file_name(dataset: str, img_size: int) -> str:
     return f"{dataset}-{int(img_size)}px.safetensors"
 
 
-RUNTIME_KEYS = ("threads", "keep_freed_memory", "device")
-"""Top-level keys that change how fast a run goes, never its numbers on one device type (CPU runs are
-bit-identical across thread counts and allocators, tested; GPU runs repeat only up to float rounding anyway)."""
+ALWAYS = object()
+"""In :data:`HASH_EXEMPT`: the key is left out of the run hash whatever its value."""
 
 
-HASH_NEUTRAL_PARAMS = {"smashed_noise_sigma": 0.0}
-"""``method_params`` keys added after results existed, left out of :meth:`RunConfig.hash` while at this value (which
-reproduces the results from before the key, bit for bit), so existing hashes and resumable checkpoints stay valid."""
+@dataclass(frozen=True)
+class HashExempt:
+    """A key left out of :meth:`RunConfig.hash`: always, or while at ``neutral``, the value that reproduces the
+    runs from before the key existed (so their hashes and resumable checkpoints stay valid)."""
+
+    key: str
+    """Dotted config key (``method_params.K`` is looked up among the method's parameters)."""
+    neutral: Any
+    """:data:`ALWAYS`, or the value at which the key is left out."""
+    reason: str
+
+
+HASH_EXEMPT = (
+    HashExempt("threads", ALWAYS, "runtime: CPU runs are bit-identical across thread counts (tested)"),
+    HashExempt("keep_freed_memory", ALWAYS, "runtime: allocation only, results bit-identical either way"),
+    HashExempt("device", ALWAYS, "runtime: GPU runs repeat only up to float rounding anyway; env.json records it"),
+    HashExempt("pretrain.checkpoints", ALWAYS, "chooses which points of the one pre-training trajectory are "
+                                               "saved, never a number (and hashes stay those before the key)"),
+    HashExempt("train.interim_eval_samples", None, "added later; None is the run from before it"),
+    HashExempt("train.client_eval", True, "added later; True is the run from before it"),
+    HashExempt("method_params.smashed_noise_sigma", 0.0, "added later; sigma = 0 (no noise) reproduces the runs "
+                                                         "from before the noise defence bit for bit"),
+)
+"""Every rule that keeps a setting out of the run hash, with its reason (applied by :meth:`RunConfig.hash`).
+The runtime keys change how fast a run goes, never its numbers on one device type; ``env.json`` records them."""
 
 
 DECLARATION_KEYS = ("source", "hub_config", "train_split", "test_split", "image_column", "label_column",
@@ -95,6 +117,19 @@ class DataConfig:
     run seed (its own ``"validation"`` stream); the run partitions the rest among clients and evaluates on the
     validation set instead of the test split, which it never reads (metrics rows say ``validation``). None:
     no validation set, evaluate on the test split. Used by hyper-parameter tuning (:mod:`benchmark.tuning`)."""
+
+    def cache_size(self, input_size: int | Callable[[], int]) -> int:
+        """Side (pixels) of the decoded cache a model with ``input_size``-px inputs reads: ``cache_img_size``,
+        else the input size. The one place this is decided (runs, pre-training, attacks, the cache verb, the
+        backbone cache's key, the workflow's cache files).
+
+        Args:
+            input_size: The model's input size, or a function returning it, called only when ``cache_img_size``
+                is unset (timm's default resolution costs an import of timm that a set size spares).
+        """
+        if self.cache_img_size:
+            return int(self.cache_img_size)
+        return int(input_size() if callable(input_size) else input_size)
 
     def preset(self, name: str) -> "DataConfig":
         """A copy reading the preset ``name`` (declaration keys cleared), e.g. a pre-training dataset."""
@@ -247,26 +282,24 @@ class RunConfig:
 
     def hash(self) -> str:
         """Short content hash of the settings that determine the results (stamped on every result row and
-        checked when a run resumes from its checkpoint). Runtime settings that cannot change a result
-        (:data:`RUNTIME_KEYS`: thread count, allocator, device) are left out, so a run resumed with another
-        thread count is not refused; ``env.json`` records them. ``pretrain.checkpoints`` is left out too: it
-        chooses which points of the one pre-training trajectory are saved, never a number (and hashes stay
-        what they were before the key existed). So is a method parameter added later while it is at its
-        neutral default (:data:`HASH_NEUTRAL_PARAMS`, e.g. the noise defence's σ = 0): the run is the same run."""
-        doc = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_KEYS}
-        doc["pretrain"].pop("checkpoints")
-        if doc["train"].get("interim_eval_samples") is None:  # added later: None is the run from before it
-            doc["train"].pop("interim_eval_samples", None)
-        if doc["train"].get("client_eval", True):  # added later: True is the run from before it
-            doc["train"].pop("client_eval", None)
-        doc["method_params"] = {k: v for k, v in doc["method_params"].items()
-                                if not (k in HASH_NEUTRAL_PARAMS and v == HASH_NEUTRAL_PARAMS[k])}
+        checked when a run resumes from its checkpoint). The keys of :data:`HASH_EXEMPT` are left out (always,
+        or while at their neutral value): runtime settings that cannot change a result, so a run resumed with
+        another thread count is not refused, and keys added later at the value that reproduces the runs from
+        before them, so existing hashes stay valid."""
+        doc = self.to_dict()
+        for rule in HASH_EXEMPT:
+            *sections, leaf = rule.key.split(".")
+            node = doc
+            for name in sections:
+                node = node[name]
+            if leaf in node and (rule.neutral is ALWAYS or node[leaf] == rule.neutral):
+                del node[leaf]
         blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def replace(self, **overrides: Any) -> "RunConfig":
         """A copy with dotted-key overrides applied, e.g. ``cfg.replace(**{"train.rounds": 2})``."""
-        return from_dict(_apply_overrides(self.to_dict(), overrides))
+        return from_dict(apply_overrides(self.to_dict(), overrides))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -297,33 +330,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | l
     if overrides:
         if isinstance(overrides, list):
             overrides = parse_overrides(overrides)
-        raw = _apply_overrides(raw, overrides)
+        raw = apply_overrides(raw, overrides)
     return from_dict(raw)
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Parse ``section.key=value`` strings; values are read as YAML scalars (``3``, ``0.5``, ``null``)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
-def _apply_overrides(raw: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(raw))  # deep copy of plain data
-    for dotted, value in overrides.items():
-        node = out
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            nxt = node.setdefault(part, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"config key {dotted!r}: {part!r} is not a section")
-            node = nxt
-        node[parts[-1]] = value
-    return out
 
 
 def build_section(cls: type, raw: Any, prefix: str) -> Any:
@@ -403,14 +411,6 @@ def _check(cond: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"config key {key!r} must be {allowed}, got {value!r}")
 
 
-def check_depth(head_blocks: int, tail_blocks: int, depth: int | None) -> None:
-    """The split leaves the server at least one block: ``head_blocks + tail_blocks < depth`` (``depth`` None: the
-    backbone's depth is not known yet, nothing to check)."""
-    if depth is not None and head_blocks + tail_blocks >= depth:
-        raise ConfigError(f"model.head_blocks + model.tail_blocks = {head_blocks + tail_blocks} must be below the "
-                          f"backbone depth {depth}")
-
-
 def check_patch_grid(img_size: int, patch_size: int) -> None:
     """Raise a one-line :class:`ConfigError` unless ``img_size`` (pixels) is a whole number of patches.
 
@@ -421,6 +421,16 @@ def check_patch_grid(img_size: int, patch_size: int) -> None:
         raise ConfigError(
             f"model.img_size must be a multiple of model.patch_size (the patch grid would crop the image), "
             f"got img_size {img_size} and patch_size {patch_size}"
+        )
+
+
+def check_split_depth(head_blocks: int, tail_blocks: int, depth: int, where: str = "") -> None:
+    """Raise a one-line :class:`ConfigError` unless the client's head and tail leave the server at least one of the
+    backbone's ``depth`` blocks (and neither is negative). ``where`` prefixes the message (e.g. a workflow entry)."""
+    if head_blocks < 0 or tail_blocks < 0 or head_blocks + tail_blocks >= depth:
+        raise ConfigError(
+            f"{where}model.head_blocks + model.tail_blocks must be below the backbone depth {depth} "
+            f"(the server body needs a block), got {head_blocks} + {tail_blocks}"
         )
 
 
@@ -476,51 +486,3 @@ def _validate(cfg: RunConfig) -> None:
     pcts = [round(100 * f) for f in pre.checkpoints]
     _check(len(set(pcts)) == len(pcts) and min(pcts, default=1) >= 1, "pretrain.checkpoints",
            "fractions with distinct integer percents (>= 1%)", pre.checkpoints)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# dotted overrides: the inverse of parse_overrides (the workflow writes every job's settings as --set arguments)
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"train.lr": 0.1}`` -> ``{"train": {"lr": 0.1}}``."""
-    out: dict[str, Any] = {}
-    for dotted, value in flat.items():
-        node = out
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def yaml_scalar(value: Any) -> str:
-    """A string that ``yaml.safe_load`` (the CLI's ``--set`` parser) reads back as exactly ``value``."""
-    if isinstance(value, float) and math.isfinite(value):
-        text = repr(value)
-        if "e" in text:  # YAML 1.1 floats need a dot in the mantissa and a signed exponent: 1e-05 -> 1.0e-05
-            mant, exp = text.split("e")
-            text = f"{mant if '.' in mant else mant + '.0'}e{exp if exp[0] in '+-' else '+' + exp}"
-    elif value is None or isinstance(value, (bool, int)):
-        text = json.dumps(value)
-    else:
-        text = str(value)
-    if yaml.safe_load(text) != value or text.strip() != text or text == "":
-        text = json.dumps(value)  # a JSON string is a YAML double-quoted scalar
-    return text
-
-
-def set_args(overrides: Mapping[str, Any]) -> str:
-    """Shell-quoted ``--set key=value`` arguments, in key order."""
-    return " ".join(f"--set {shlex.quote(f'{k}={yaml_scalar(v)}')}" for k, v in sorted(overrides.items()))

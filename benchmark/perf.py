@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from benchmark.config import from_dict, parse_overrides
 from benchmark.data.federated import FederatedData
 from benchmark.methods import create_method, federated_methods
+from benchmark.overrides import parse_method_override
 from benchmark.run import configure_torch
 
 MAC_UNIT = "multiply-adds per second (fvcore convention, 1 FLOP = 1 multiply-add)"
@@ -323,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", nargs="*", default=None,
-                   help="method names (default: the paper's federated methods), each optionally with overrides: sfprompt:method_params.keep_ratio=1.0,...")
+                   help="method names (default: the paper's federated methods), each optionally with overrides: "
+                        "sfprompt:method_params.keep_ratio=1.0,... or sfprompt.keep_ratio=1.0")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra train.* overrides")
     p.add_argument("--json", help="also write the rows as JSON here")
     a = p.parse_args(argv)
@@ -333,13 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     data = synthetic_data(a.clients, a.samples, test_samples=a.test_samples)
     rows = []
     if a.methods is None:
-
         a.methods = federated_methods()
     for spec in a.methods:
         # "sfprompt:method_params.keep_ratio=1.0,model.prompt_len=0": a method with its own overrides (ablations)
-        name, _, extra = spec.partition(":")
-        over = {"train.batch_size": a.batch_size, **parse_overrides(a.set),
-                **parse_overrides([kv for kv in extra.split(",") if kv])}
+        name, extra = parse_method_override(spec)
+        over = {"train.batch_size": a.batch_size, **parse_overrides(a.set), **extra}
         cfg = run_config(name, a.model, a.clients).replace(**{"threads": a.threads, **over})
         prof = profile_rounds(cfg, data, rounds=a.rounds)
         rows.append({

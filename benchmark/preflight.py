@@ -15,7 +15,7 @@ import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from benchmark.config import RunConfig, check_patch_grid
+from benchmark.config import RunConfig, check_patch_grid, check_split_depth
 from benchmark.errors import ConfigError
 from benchmark.models.vit import arch_kwargs
 from benchmark.data.datasets import spec_from_config
@@ -54,11 +54,7 @@ def check_run(cfg: RunConfig, needs_method: bool = True) -> None:
     spec = spec_from_config(cfg.data)
     depth = backbone_depth(cfg)
     m = cfg.model
-    if m.head_blocks + m.tail_blocks >= depth:
-        raise ConfigError(
-            f"model.head_blocks + model.tail_blocks must be below the backbone depth {depth} (the server body "
-            f"needs a block), got {m.head_blocks} + {m.tail_blocks}"
-        )
+    check_split_depth(m.head_blocks, m.tail_blocks, depth)
     if m.weights.startswith("file:"):
         path = Path(m.weights[len("file:"):])
         if not path.is_file():

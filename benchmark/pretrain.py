@@ -78,7 +78,7 @@ def _prepare(cfg: RunConfig) -> _Job:
     img_size, mean, std = input_spec(cfg.model)
     data_cfg = dataclasses.replace(cfg.data.preset(pre.dataset), max_train_samples=pre.max_train_samples,
                                    max_test_samples=pre.max_test_samples)
-    train, test = load_image_data(data_cfg, cfg.data.cache_img_size or img_size, cfg.seed)
+    train, test = load_image_data(data_cfg, img_size, cfg.seed)
     data = FederatedData(train.images, train.labels, test.images, test.labels, [], list(train.classes),
                          mean, std, img_size)
     return _Job(cfg, device, data)

@@ -111,7 +111,7 @@ def load_federated_data(cfg: RunConfig, partition_path: str | Path | None = None
     computed from the config otherwise). With ``data.validation_fraction`` the partition covers the training
     data minus the validation hold-out, which becomes the evaluation set (``eval_split = "validation"``)."""
     img_size, mean, std = input_spec(cfg.model)
-    train, test = load_image_data(cfg.data, cfg.data.cache_img_size or img_size, cfg.seed)
+    train, test = load_image_data(cfg.data, img_size, cfg.seed)
     labels = train.labels.numpy()
     if partition_path is not None:
         part = Partition.load(partition_path)

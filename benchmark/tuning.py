@@ -4,7 +4,7 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
 
 1. **Validation split.** ``tuning.validation_fraction`` of the (subsampled) training set is held out,
    stratified by class and drawn with the tuning seed's own stream (``data.validation_fraction``,
-   :func:`benchmark.data.datasets.validation_split`). The tuning runs partition the rest among the clients of
+   :func:`benchmark.data.sampling.validation_split`). The tuning runs partition the rest among the clients of
    ``tuning.partition`` and evaluate on the held-out part; they never read the test split.
 2. **Grid.** ``tuning.grid`` lists *multipliers* of the method's base learning rate: ``run.train.lr``, or
    ``method_settings.<method>.train.lr`` where a profile still sets one. The profiles set no per-method

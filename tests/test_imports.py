@@ -44,7 +44,7 @@ DEFERRED_INTERNAL: dict[tuple[str, str], str] = {
     ("benchmark.backbone_cache", "benchmark.data.datasets"): "imported beside data.cache in the key computation",
     ("benchmark.backbone_cache", "benchmark.models.vit"): "the workflow imports backbone_cache; models.vit: timm",
     ("benchmark.backbone_cache", "benchmark.io"): "the workflow imports backbone_cache; io imports pandas",
-    ("benchmark.data.datasets", "benchmark.seeding"): "seeding imports torch; the data verb and the workflow don't",
+    ("benchmark.data.sampling", "benchmark.seeding"): "seeding imports torch; the data verb and the workflow don't",
 }
 
 

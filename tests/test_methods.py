@@ -819,7 +819,7 @@ def test_interim_evaluations_score_a_fixed_subsample_and_never_change_training()
     """``train.interim_eval_samples``: rounds before the last score a stratified subsample of that size (the
     same images in every run), the final round the whole split; training is untouched (same final metrics as
     a run evaluated on the whole split every round), and the hash is unchanged while the knob is None."""
-    from benchmark.data.cache import stratified_subsample
+    from benchmark.data.sampling import stratified_subsample
 
     data = make_data(n=48)
     over = {"train.rounds": 3, "train.eval_every": 1}

@@ -275,7 +275,7 @@ def test_final_round_attacks_at_a_trained_sigma_use_the_noise_trained_runs_head(
     from benchmark.methods import method_class
     from benchmark.privacy.evaluate import evaluate
     from benchmark.run import write_head_state
-    from benchmark.config import unflatten
+    from benchmark.overrides import unflatten
 
     settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
                 "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 4,
@@ -327,7 +327,7 @@ def test_splitfeds_main_server_alone_attacks_the_final_round_with_the_round_0_he
     from benchmark.privacy.evaluate import evaluate
     from benchmark.report.privacy import privacy_table
     from benchmark.run import write_head_state
-    from benchmark.config import unflatten
+    from benchmark.overrides import unflatten
 
     settings = {"data.dataset": "digits", "data.cache_dir": str(tmp_path / "cache"), "model.backbone": "vit_tiny_patch16_224",
                 "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 64, "model.depth": 3,

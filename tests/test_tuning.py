@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from benchmark.config import RunConfig
-from benchmark.data.datasets import validation_split
+from benchmark.data.sampling import validation_split
 from benchmark.errors import BenchmarkError, ConfigError
 from benchmark.tuning import choose, gather, read_choice
 from benchmark.workflow.grid import load_workflow

@@ -26,7 +26,7 @@ import yaml
 
 from benchmark.config import RunConfig, parse_overrides
 from benchmark.errors import ConfigError
-from benchmark.config import set_args, yaml_scalar
+from benchmark.overrides import set_args, yaml_scalar
 from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.schema import SCHEMA_PATH
 

@@ -1,4 +1,5 @@
-"""Arguments shared by verbs: the run config from ``--config`` and ``--set``, ``--dataset``, ``--method-set``."""
+"""Arguments shared by verbs: the run config from ``--config`` and ``--set``, and ``--dataset``
+(``--method-set`` is parsed by :func:`benchmark.overrides.method_sets`, the one parser of method overrides)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,8 @@ import argparse
 
 from benchmark.config import RunConfig, load_config, parse_overrides
 from benchmark.data.datasets import name_from_source
-from benchmark.errors import ConfigError
 
 _FLAGS = (("data.data_root", "data_root"), ("device", "device"), ("threads", "threads"), ("seed", "seed"))
-
-
-def method_sets(items: list[str]) -> dict[str, dict]:
-    """``["sfprompt.keep_ratio=0.25", ...]`` (``--method-set``) -> ``{"sfprompt": {"keep_ratio": 0.25}}``."""
-    per_method: dict[str, dict] = {}
-    for key, value in parse_overrides(items).items():
-        if "." not in key:
-            raise ConfigError(f"--method-set {key!r} must look like METHOD.KEY=VALUE")
-        name, param = key.split(".", 1)
-        per_method.setdefault(name, {})[param] = value
-    return per_method
 
 
 def load_cfg(a: argparse.Namespace, extra: dict | None = None) -> RunConfig:

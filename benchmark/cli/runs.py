@@ -9,16 +9,18 @@ from pathlib import Path
 import torch
 
 from benchmark.analytic import accounting_table, format_table
-from benchmark.cli.args import load_cfg, load_data_cfg, method_sets
+from benchmark.cli.args import load_cfg, load_data_cfg
 from benchmark.data.cache import build_cache
 from benchmark.data.datasets import spec_from_config
 from benchmark.errors import DIVERGED, ConfigError
 from benchmark.io import write_csv, write_json
 from benchmark.methods import method_name
 from benchmark.models.vit import input_spec
+from benchmark.overrides import method_sets
 from benchmark.preflight import check_run
 from benchmark.pretrain import pretrain as pretrain_backbone
-from benchmark.run import load_federated_data, train as train_run
+from benchmark.run import load_federated_data
+from benchmark.run import train as train_run
 from benchmark.tuning import lr_env, read_choice, search
 
 
@@ -26,7 +28,7 @@ def cache(a: argparse.Namespace) -> int:
     cfg = load_data_cfg(a)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    size = a.img_size or cfg.data.cache_img_size or input_spec(cfg.model)[0]
+    size = a.img_size or cfg.data.cache_size(lambda: input_spec(cfg.model)[0])
     path = build_cache(spec_from_config(cfg.data), size, cfg.data.data_root, a.cache_dir or cfg.data.cache_dir)
     print(path)
     return 0

@@ -17,13 +17,18 @@ import argparse
 
 import pandas as pd
 
-from benchmark.cli.args import load_cfg, method_sets
-from benchmark.config import flatten, from_dict, unflatten
+from benchmark.cli.args import load_cfg
+from benchmark.config import from_dict
 from benchmark.errors import ConfigError
 from benchmark.io import write_csv
 from benchmark.methods import federated_methods
+from benchmark.overrides import flatten, method_sets, unflatten
 from benchmark.perf import run_config, synthetic_data
-from benchmark.system.analysis import analytic_usage, paper_scale_rounds, uplink_crossovers
+from benchmark.system.analysis import (
+    analytic_usage,
+    paper_scale_rounds,
+    uplink_crossovers,
+)
 from benchmark.system.calibrate import calibrate, calibration_frame
 from benchmark.system.profiles import load_profiles
 from benchmark.workflow.grid import load_workflow_file

@@ -7,7 +7,12 @@ import json
 
 from benchmark.errors import ConfigError
 from benchmark.io import write_json, write_text
-from benchmark.workflow.grid import Workflow, find_run, load_workflow, load_workflow_file
+from benchmark.workflow.grid import (
+    Workflow,
+    find_run,
+    load_workflow,
+    load_workflow_file,
+)
 
 
 def _load_workflow(a: argparse.Namespace) -> Workflow:

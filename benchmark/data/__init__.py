@@ -1,5 +1,5 @@
 """Data: dataset declarations and presets (HF hub, local parquet mirrors, parquet and image folders,
-package-shipped sets), the uint8 image cache,
+package-shipped sets), the uint8 image cache, the rows a run reads (subsamples, the validation hold-out),
 per-batch transforms, and federated partitions built with flwr-datasets.
 
 Typical use::
@@ -21,8 +21,9 @@ _EXPORTS = {
     "ImageSet": "cache", "build_cache": "cache", "cache_path": "cache", "load_image_data": "cache",
     "read_cache": "cache",
     "DATASETS": "datasets", "SOURCES": "datasets", "DatasetSpec": "datasets", "class_names": "datasets",
-    "describe": "datasets", "get_spec": "datasets", "load_hf": "datasets", "stratified_subsample": "datasets",
+    "describe": "datasets", "get_spec": "datasets", "load_hf": "datasets",
     "LoadedDataset": "datasets", "load_dataset_spec": "datasets", "spec_from_config": "datasets",
+    "select": "sampling", "stratified_subsample": "sampling", "validation_split": "sampling",
     "PARTITIONERS": "partition", "Partition": "partition", "label_entropy": "partition",
     "make_partition": "partition",
     "normalize": "transforms", "resize": "transforms",
@@ -43,5 +44,5 @@ __all__ = [
     "DATASETS", "SOURCES", "PARTITIONERS", "DatasetSpec", "ImageSet", "LoadedDataset", "Partition",
     "build_cache", "cache_path", "class_names", "describe", "get_spec", "label_entropy", "load_hf",
     "load_dataset_spec", "load_image_data", "make_partition", "normalize", "read_cache", "resize",
-    "spec_from_config", "stratified_subsample",
+    "select", "spec_from_config", "stratified_subsample", "validation_split",
 ]

@@ -40,7 +40,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -52,27 +52,17 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from benchmark.config import DataConfig, cache_file_name
+from benchmark.data.datasets import (
+    DatasetSpec,
+    get_spec,
+    load_dataset_spec,
+    spec_from_config,
+)
+from benchmark.data.sampling import select
 from benchmark.errors import ConfigError, DatasetError
-from benchmark.data import datasets as _ds
-from benchmark.data.datasets import (get_spec, load_dataset_spec, spec_from_config, stratified_subsample,
-                                     validation_split)
 
 if TYPE_CHECKING:
     import datasets
-
-    from benchmark.data.datasets import DatasetSpec
-
-# Hugging Face ``datasets`` (imported by benchmark.data.datasets) costs about 0.6 s per process and is needed
-# only to decode, so this module imports it, and the registry module, only where they are used. These names
-# of benchmark.data.datasets stay importable from here (stratified_subsample is part of this module's API).
-_LAZY = ("DatasetSpec", "class_names", "get_spec", "load_hf_with_origin", "spec_from_config", "stratified_subsample")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-
-        return getattr(_ds, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 log = logging.getLogger(__name__)
 
@@ -158,32 +148,27 @@ def read_cache(path: str | os.PathLike) -> tuple[ImageSet, ImageSet]:
 
 
 def load_image_data(cfg: DataConfig, img_size: int, seed: int) -> tuple[ImageSet, ImageSet]:
-    """The run's ``(train, evaluation)`` images: from the cache (built first if missing), then subsampled.
+    """A run's ``(train, evaluation)`` images: the dataset ``cfg`` declares, from the cache (built first if
+    missing) at :meth:`~benchmark.config.DataConfig.cache_size`, then the rows :func:`~benchmark.data.sampling.select`
+    chooses.
 
     The evaluation set is the (subsampled) test split, or, with ``cfg.validation_fraction``, a stratified
-    validation set held out of the subsampled train split (:func:`~benchmark.data.datasets.validation_split`,
+    validation set held out of the subsampled train split (:func:`~benchmark.data.sampling.validation_split`,
     seeded by the run seed); ``train`` is then the rest, and the test split is not returned at all.
 
     Args:
         cfg: Data section of the run config (the dataset or its declaration, data_root, cache_dir,
-            max_train/test_samples).
-        img_size: Side of the square images, in pixels (the backbone's input size).
+            cache_img_size, max_train/test_samples, validation_fraction).
+        img_size: The backbone's input size, in pixels; the cache is read at ``cfg.cache_img_size`` if set.
         seed: The run seed. ``max_train_samples`` / ``max_test_samples`` keep a stratified subsample drawn
-            with this seed (see :func:`stratified_subsample`); the same seed gives the same subsample.
+            with this seed (see :func:`~benchmark.data.sampling.stratified_subsample`); the same seed gives the
+            same subsample.
 
     Returns:
         ``(train, test)`` or ``(train minus validation, validation)``; rows keep the cache's (source) order.
     """
-    path, _ = _ensure_cache(spec_from_config(cfg), img_size, cfg.data_root, cfg.cache_dir)
-    train, test = read_cache(path)
-    if cfg.max_train_samples is not None and cfg.max_train_samples < len(train):
-        train = train.subset(stratified_subsample(train.labels.numpy(), cfg.max_train_samples, seed))
-    if cfg.validation_fraction is not None:  # carved from the training data; the test split is never read
-        keep, val = validation_split(train.labels.numpy(), cfg.validation_fraction, seed)
-        return train.subset(keep), train.subset(val)
-    if cfg.max_test_samples is not None and cfg.max_test_samples < len(test):
-        test = test.subset(stratified_subsample(test.labels.numpy(), cfg.max_test_samples, seed))
-    return train, test
+    path, _ = _ensure_cache(spec_from_config(cfg), cfg.cache_size(img_size), cfg.data_root, cfg.cache_dir)
+    return select(*read_cache(path), cfg, seed)
 
 
 # ----------------------------------------------------------------------------------------------------------

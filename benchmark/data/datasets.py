@@ -13,9 +13,9 @@ columns, ``image`` (``datasets.Image``) and ``label`` (``datasets.ClassLabel``),
 
 * splits: ``train_split`` (default ``train``) and ``test_split``; when no test split is declared, ``test`` if
   the source has one, else a held-out draw: ``ceil(test_fraction * N)`` train rows (default 20%), allocated to
-  classes in proportion (:func:`stratified_subsample`) and drawn with the constant :data:`HELD_OUT_SEED` (0),
-  independent of the run seed, so every run and seed evaluates on the same images. digits: 1,437 / 360;
-  mnist5k: 4,000 / 1,000.
+  classes in proportion (:func:`~benchmark.data.sampling.stratified_subsample`) and drawn with the constant
+  :data:`HELD_OUT_SEED` (0), independent of the run seed, so every run and seed evaluates on the same images.
+  digits: 1,437 / 360; mnist5k: 4,000 / 1,000.
 * columns: the declared ones, else the one ``Image`` column and the one ``ClassLabel`` column (else the one
   integer column); none or several candidates is a one-line error listing them.
 * classes: the ``ClassLabel``'s names; for a plain integer column, ``0 .. max label`` with a warning (declare
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from benchmark.config import DECLARATION_KEYS, DataConfig
+from benchmark.data.sampling import stratified_subsample
 from benchmark.data.sources import DATA_ROOT_ENV, SOURCES, resolve_data_root  # noqa: F401 (re-exported)
 from benchmark.errors import ConfigError, DatasetError, UnknownNameError
 from benchmark.registry import Registry
@@ -414,63 +415,3 @@ def describe(spec: str | DatasetSpec, data_root: str | None = None) -> str:
     if loaded.spec.notes:
         lines.append(f"  notes: {loaded.spec.notes}")
     return "\n".join(lines)
-
-
-def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, validation)`` row indices: a seeded, stratified hold-out of ``ceil(fraction * N)`` rows.
-
-    The validation rows are a :func:`stratified_subsample` drawn with the run seed's own ``"validation"``
-    stream (:func:`benchmark.seeding.seed_for`), so they differ from the ``max_train_samples`` draw of the
-    same seed and never shift another consumer's numbers; ``train`` is every other row. Both sorted, disjoint,
-    together all of ``range(N)``. Drawn from the train split only: the test split is never involved.
-
-    Args:
-        labels: int labels ``[N]`` of the (subsampled) train split.
-        fraction: Share held out, in (0, 1).
-        seed: The run seed.
-    """
-    from benchmark.seeding import seed_for  # deferred: seeding imports torch, which describing a dataset never needs
-
-    labels = np.asarray(labels)
-    if not 0 < fraction < 1:
-        raise ConfigError(f"config key 'data.validation_fraction' must be in (0, 1), got {fraction!r}")
-    n_val = math.ceil(round(fraction * len(labels), 9))
-    if not 0 < n_val < len(labels):
-        raise ConfigError(f"config key 'data.validation_fraction' = {fraction:g} of {len(labels)} training samples "
-                          f"leaves no validation or no training sample")
-    val = stratified_subsample(labels, n_val, seed_for(seed, "validation"))
-    return np.setdiff1d(np.arange(len(labels), dtype=np.int64), val), val
-
-
-def stratified_subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded, stratified subsample of ``n`` rows.
-
-    Each class keeps ``n * count / N`` rows, rounded by the largest-remainder method (ties go to the lower
-    class id), so class proportions match the full split to within one sample; rows inside a class are drawn
-    without replacement by ``numpy.random.default_rng(seed)``. Public as
-    ``benchmark.data.cache.stratified_subsample``; defined here so the fixed split of the package-shipped
-    datasets can use it without an import cycle.
-
-    Args:
-        labels: int labels ``[N]``.
-        n: Rows to keep; ``n >= N`` keeps all.
-        seed: Seed of the draw.
-
-    Returns:
-        int64 indices, sorted ascending.
-    """
-    labels = np.asarray(labels)
-    total = len(labels)
-    if n < 0:
-        raise ValueError(f"subsample size must be >= 0, got {n}")
-    if n >= total:
-        return np.arange(total, dtype=np.int64)
-    classes, counts = np.unique(labels, return_counts=True)
-    keep, remainder = np.divmod(counts.astype(np.int64) * n, total)  # exact integer quotas
-    order = np.argsort(-remainder, kind="stable")
-    keep[order[: n - int(keep.sum())]] += 1
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, keep)]
-    return np.sort(np.concatenate(picked)).astype(np.int64)
-
-

@@ -23,7 +23,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from benchmark.errors import ConfigError
+from benchmark.config import check_split_depth
 from benchmark.models.prompts import PromptTokens
 
 
@@ -139,11 +139,7 @@ class SplitViT(nn.Module):
     ) -> None:
         super().__init__()
         depth = len(vit.blocks)
-        if head_blocks < 0 or tail_blocks < 0 or head_blocks + tail_blocks >= depth:
-            raise ConfigError(
-                f"model.head_blocks + model.tail_blocks must be below the backbone depth {depth} "
-                f"(the server body needs a block), got {head_blocks} + {tail_blocks}"
-            )
+        check_split_depth(head_blocks, tail_blocks, depth)
         self.depth, self.head_blocks, self.tail_blocks = depth, head_blocks, tail_blocks
         self.prompt_len, self.prompt_depth = prompt_len, prompt_depth
         dim, ps, npt = vit.embed_dim, _patch_size(vit), vit.num_prefix_tokens

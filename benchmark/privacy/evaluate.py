@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
-from benchmark.config import RunConfig, from_dict, unflatten
+from benchmark.config import RunConfig, from_dict
+from benchmark.overrides import unflatten
 from benchmark.errors import ConfigError
 from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSettings, ServerKnowledge, add_noise,
                                        patch_tokens)
@@ -105,7 +106,7 @@ def to_unit(images: torch.Tensor, size: int) -> torch.Tensor:
 def _images(cfg: RunConfig, n: int, aux: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(victims: n client training images, auxiliary: up to ``aux`` test images, number of classes)."""
     size, _, _ = input_spec(cfg.model)
-    train, test = load_image_data(cfg.data, cfg.data.cache_img_size or size, cfg.seed)
+    train, test = load_image_data(cfg.data, size, cfg.seed)
     pick = seeding.rng(cfg.seed, "privacy", "victims").permutation(len(train))[:n]
     victims = to_unit(train.images[torch.as_tensor(np.sort(pick))], size)
     aux_idx = seeding.rng(cfg.seed, "privacy", "aux").permutation(len(test))[:aux]

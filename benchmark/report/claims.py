@@ -35,7 +35,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from benchmark.config import from_dict, unflatten
+from benchmark.config import from_dict
+from benchmark.overrides import unflatten
 from benchmark.methods import method_class
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
 from benchmark.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference

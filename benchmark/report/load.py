@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.config import from_dict, unflatten
+from benchmark.config import from_dict
+from benchmark.overrides import unflatten
 from benchmark.errors import DIVERGED, BenchmarkError
 from benchmark.methods import method_class
 from benchmark.workflow.names import ARCH_KEYS

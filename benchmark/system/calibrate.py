@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.accounting.flops import training_flops
-from benchmark.config import parse_overrides
 from benchmark.federation.method import build_split_model, image_input
+from benchmark.overrides import parse_method_override
 from benchmark.perf import profile_rounds
 from benchmark.run import configure_torch
 
@@ -91,7 +91,7 @@ def calibrate(cfg: Any, data: Any, methods: Iterable[str], rounds: int = 1,
         cfg: A :class:`~benchmark.config.RunConfig` (its model, batch size and method settings; ``threads``
             should be 1 for the process clock to be meaningful).
         data: A :class:`~benchmark.data.federated.FederatedData` (e.g. :func:`benchmark.perf.synthetic_data`).
-        methods: Method names (or ``name:key=value,...`` overrides, as in ``python -m benchmark.perf``).
+        methods: Method names, each optionally with overrides (:func:`benchmark.overrides.parse_method_override`).
         rounds: Timed rounds per method (after one warm-up round); the median round is compared.
         reference_steps: Timed steps of each reference measurement.
     """
@@ -100,9 +100,8 @@ def calibrate(cfg: Any, data: Any, methods: Iterable[str], rounds: int = 1,
     reference = ReferenceStep(cfg, data.num_classes)
     rates, out = [], []
     for spec in methods:
-        name, _, extra = spec.partition(":")
-        over = {"train.method": name, "train.eval_every": 10_000,
-                **parse_overrides([kv for kv in extra.split(",") if kv])}
+        name, extra = parse_method_override(spec)
+        over = {"train.method": name, "train.eval_every": 10_000, **extra}
         mcfg = cfg.replace(**over)
         rates.append(reference.rate(reference_steps))
         prof = profile_rounds(mcfg, data, rounds=rounds, warmup=1, timer=time.process_time)

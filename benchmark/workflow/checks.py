@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from benchmark.config import flatten, from_dict
+from benchmark.config import from_dict
 from benchmark.data.datasets import spec_from_config
 from benchmark.errors import ConfigError
 from benchmark.methods import method_name
+from benchmark.overrides import flatten
 from benchmark.workflow.names import (
     ARCH_KEYS,
     ARCH_SETTINGS,

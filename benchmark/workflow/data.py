@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.backbone_cache import checkpoint_pct
-from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict, set_args, unflatten
+from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
 from benchmark.models.vit import input_spec
+from benchmark.overrides import set_args, unflatten
 from benchmark.workflow.names import ARCH_SETTINGS
 from benchmark.workflow.runs import Run
 
@@ -76,9 +77,7 @@ class DataSection:
     def cache_file(cfg: RunConfig, dataset: str | None = None) -> str:
         """The decoded-data cache a job reads (the ``cache`` rule's output): ``dataset`` (default
         ``cfg.data.dataset``) at ``data.cache_img_size``, else the model's input size."""
-        size = cfg.data.cache_img_size or cfg.model.img_size
-        if size is None:  # timm's default resolution of the backbone (paper-scale profiles)
-            size = input_spec(cfg.model)[0]
+        size = cfg.data.cache_size(lambda: cfg.model.img_size or input_spec(cfg.model)[0])
         return str(Path(cfg.data.cache_dir) / cache_file_name(dataset or cfg.data.dataset, size))
 
     def cache_dirs(self) -> list[str]:

@@ -8,8 +8,9 @@ import json
 import re
 from typing import Any, Iterator, Mapping
 
-from benchmark.config import from_dict, unflatten
+from benchmark.config import from_dict
 from benchmark.errors import ConfigError
+from benchmark.overrides import unflatten
 from benchmark.workflow.names import NOISE, NOISE_KEY, Role, fmt_value, split_label
 from benchmark.workflow.runs import Candidate, Run
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from benchmark.config import RunConfig, check_depth, flatten, from_dict, set_args, unflatten
+from benchmark.config import RunConfig, check_split_depth, from_dict
 from benchmark.errors import ConfigError
 from benchmark.methods import method_class
+from benchmark.overrides import flatten, set_args, unflatten
 from benchmark.workflow.names import (
     POOLED,
     POOLED_PARTITION,
@@ -129,11 +130,10 @@ class RunsCore:
     def resolve_run(self, where: str, backbone: str, *layers: Mapping[str, Any]) -> dict[str, Any]:
         """A run's settings (:meth:`_resolve`) whose split fits the backbone's depth."""
         settings = self._resolve(where, *layers)
-        try:
-            check_depth(settings.get("model.head_blocks", 1), settings.get("model.tail_blocks", 1),
-                        self.backbones[backbone]["model"].get("depth"))
-        except ConfigError as exc:
-            raise where_error(where, exc) from None
+        depth = self.backbones[backbone]["model"].get("depth")
+        if depth is not None:  # else timm's default depth, checked when the model is built
+            check_split_depth(settings.get("model.head_blocks", 1), settings.get("model.tail_blocks", 1), depth,
+                              where=f"workflow config {where}: ")
         return settings
 
     def _cell_settings(self, backbone: str, dataset: str, partition: str, seed: int) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from benchmark.config import from_dict, unflatten
+from benchmark.config import from_dict
 from benchmark.errors import ConfigError
+from benchmark.overrides import unflatten
 from benchmark.workflow.names import STRENGTH, Role, checkpoint_label
 from benchmark.workflow.runs import Candidate, Run
 

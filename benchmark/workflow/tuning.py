@@ -10,8 +10,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from benchmark.config import from_dict, unflatten
+from benchmark.config import from_dict
 from benchmark.errors import ConfigError
+from benchmark.overrides import unflatten
 from benchmark.tuning import grid_lr
 from benchmark.workflow.names import POOLED, fmt_value, tuning_file
 
