@@ -5,7 +5,8 @@ loop (:mod:`benchmark.federation.rounds`: client sampling, the broadcast of the 
 sampled client's local work, FedAvg aggregation, evaluation every ``eval_every`` rounds) calls the hooks of this
 class, and a method implements the one it must (:meth:`Method.local_update`, abstract) and overrides the others
 where it differs. Every tensor that crosses client <-> server is recorded in the communication ledger where it is
-sent, and every sample a party processes in the compute ledger.
+sent, and every sample a party processes in the compute ledger; :meth:`Method.train_epochs` is the one local
+training loop (epochs of seeded batches, one step each, the loss summed) that every method's local work runs.
 
 Which parameters each party trains is declared once, by state-dict key prefixes of the
 :class:`~benchmark.models.split.SplitViT` (``client_prefixes``, ``server_prefixes``; :meth:`Method.set_trainability`
@@ -141,6 +142,11 @@ def gaussian_noise(tensor: torch.Tensor, sigma: float, generator: torch.Generato
         return tensor
     noise = torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype)
     return tensor + sigma * noise.to(tensor.device)
+
+
+BatchStep = Callable[..., torch.Tensor]
+"""One batch of :meth:`Method.train_epochs`: ``step(epoch, x, y)`` (``step(epoch, x, y, index)`` with
+``with_index``) runs the forward, backward and optimiser step and returns the batch's mean loss."""
 
 
 class Method(abc.ABC):
@@ -370,6 +376,24 @@ class Method(abc.ABC):
         (what the equivalence tests rely on) and a resumed run replays it exactly."""
         gen = self.generator("batches", stream, rnd, client, epoch)
         return self.data.batches(indices, self.t.batch_size, self.device, gen, with_index=with_index)
+
+    def train_epochs(self, rnd: int, client: int, samples: np.ndarray, epochs: int, phase: str,
+                     batch_step: BatchStep, stream: str = "train", with_index: bool = False) -> float:
+        """The one local training loop: ``epochs`` passes over the seeded batches of ``samples``
+        (:meth:`batches` of ``stream``), ``batch_step(epoch, x, y)`` on each (it steps and returns the batch's
+        mean loss). Charges ``phase`` one sample per sample seen and returns the mean training loss over them
+        (a :class:`NumericError` when it is not finite).
+
+        The loss is summed as ``loss × batch size`` on the device (no host sync per batch) and divided once at
+        the end: the mean over samples, not over batches, so a partial last batch weighs what it holds."""
+        loss_sum, n = torch.zeros((), device=self.device), 0
+        for epoch in range(epochs):
+            for batch in self.batches(samples, rnd, client, epoch, stream=stream, with_index=with_index):
+                loss = batch_step(epoch, *batch)
+                loss_sum += loss.detach() * len(batch[1])
+                n += len(batch[1])
+        self.record_compute(rnd, client, phase, n)
+        return self.check_loss(loss_sum, rnd, client) / max(n, 1)
 
     def send_smashed(self, rnd: int, client: int, phase: str, smashed: torch.Tensor) -> torch.Tensor:
         """The one send site of smashed data (client -> server): add the noise defence
