@@ -27,7 +27,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from benchmark.report import figures as figs
 from benchmark.report.outputs import Sources, output
 from benchmark.report.load import Results
-from benchmark.report.tables import CELL, Table, _drop_constant, fmt_num, method_label, order_methods
+from benchmark.report.tables import CELL, Table, cell_table, fmt_num, method_label, order_methods
 from benchmark.system.analysis import (mean_ci, paper_scale_rounds, read_ledgers, run_timeline, to_target,
                                        uplink_crossovers)
 from benchmark.system.model import client_usage
@@ -140,6 +140,11 @@ def time_to_target_data(res: Results, runs: pd.DataFrame) -> pd.DataFrame:
 def time_to_target_table(res: Results, src: Sources) -> Table:
     data = time_to_target_data(res, src.runs)
     frac = float(_section(res)["target_fraction"])
+    caption = (f"Time to target accuracy: simulated wall-clock time until the global model's test accuracy first "
+               f"reaches {frac:g} × the best method's final accuracy in the cell (evaluated rounds only), then "
+               f"client energy per client to that point (J; client power × busy time, averaged over all clients); "
+               f"mean ± 95% Student-t CI over seeds where there are several; 'not reached' when no seed reaches "
+               f"it. {TIME_NOTE}")
     display_rows = []
     if len(data):
         methods = order_methods(data.method)
@@ -162,13 +167,7 @@ def time_to_target_table(res: Results, src: Sources) -> Table:
                     text += f" ({n}/{int(h.seeds)} seeds)"
                 row[method_label(m)] = text
             display_rows.append(row)
-    display, notes = _drop_constant(pd.DataFrame(display_rows), ["Backbone"])
-    caption = (f"Time to target accuracy: simulated wall-clock time until the global model's test accuracy first "
-               f"reaches {frac:g} × the best method's final accuracy in the cell (evaluated rounds only), then "
-               f"client energy per client to that point (J; client power × busy time, averaged over all clients); "
-               f"mean ± 95% Student-t CI over seeds where there are several; 'not reached' when no seed reaches "
-               f"it. {TIME_NOTE}")
-    return Table("time_to_target", data, display, caption, notes)
+    return cell_table("time_to_target", data, pd.DataFrame(display_rows), caption)
 
 
 @output("figure", "accuracy_vs_time", _runs_source)

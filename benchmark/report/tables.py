@@ -112,6 +112,14 @@ def _drop_constant(display: pd.DataFrame, columns: Iterable[str]) -> tuple[pd.Da
     return display, notes
 
 
+def cell_table(name: str, data: pd.DataFrame, display: pd.DataFrame, caption: str,
+               constant: Iterable[str] = ("Backbone",)) -> Table:
+    """A :class:`Table` whose display leaves out the ``constant`` cell columns that hold one value throughout
+    (named in its notes instead)."""
+    display, notes = _drop_constant(display, constant)
+    return Table(name, data, display, caption, notes)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the tables
 
@@ -156,12 +164,10 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
             row[method_label(m, runs)] = (fmt_accuracy(mean, half, int(n), int(div))
                                           + (f" (n={int(n)})" if len(seeds) > 1 and not div else ""))
         display_rows.append(row)
-    display = pd.DataFrame(display_rows)
-    display, notes = _drop_constant(display, ["Backbone"])
     caption = (f"Final-round top-1 test accuracy (%) of the global model: mean ± half-width of the "
                f"{CONFIDENCE:.0%} confidence interval over n = {'/'.join(map(str, seeds))} seed(s) (Student t); "
                f"one seed shows the mean alone. {_reference_note(runs)}{_test_note(runs)}{FLOP_NOTE}.")
-    return Table("accuracy", data, display, caption, notes)
+    return cell_table("accuracy", data, pd.DataFrame(display_rows), caption)
 
 
 def diverged_seeds(runs: pd.DataFrame) -> int:
@@ -210,13 +216,12 @@ def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
                                                   zip(data.diff_mean, data.diff_ci95, data.seeds)],
         "n": data.seeds.astype(int).astype(str),
     })
-    display, notes = _drop_constant(display, ["Backbone"])
     caption = (f"Final-round test accuracy of each method minus {method_label(reference)}'s in the same cell, in "
                f"percentage points, paired by seed (for the federated methods: same partition, initialisation and "
                f"client sampling): mean ± half-width of the {CONFIDENCE:.0%} Student-t confidence interval of the "
                f"per-seed differences; an interval that contains 0 shows no detectable difference. "
                f"{_paired_reference_note(runs, data.method)}{FLOP_NOTE}.")
-    return Table("paired", data, display, caption, notes)
+    return cell_table("paired", data, display, caption)
 
 
 def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str = "fedavg") -> Table:
@@ -305,8 +310,7 @@ def _variant_table(rows: list[dict], name: str, caption: str, lead: list[tuple[s
         "Client GFLOPs/round": data.client_gflops_round.map(fmt_num),
         "MB/round": data.comm_mb_round.map(fmt_num),
     })
-    display, notes = _drop_constant(display, ["Backbone", "Dataset", "Partition"])
-    return Table(name, data, display, caption, notes)
+    return cell_table(name, data, display, caption, ["Backbone", "Dataset", "Partition"])
 
 
 def _summarise(grp: pd.DataFrame, full: pd.DataFrame) -> dict:
