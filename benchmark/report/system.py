@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmark.report import figures as figs
 from benchmark.report.outputs import Sources, output
@@ -190,13 +189,8 @@ def accuracy_vs_time(res: Results, src: Sources):
         sub = tl[tl.pair == pair]
         for method in order_methods(sub.method):
             mean = sub[sub.method == method].groupby("round")[["time_s", "accuracy"]].mean()
-            style = figs.method_style(method)
-            ax.plot(mean.time_s.clip(lower=1e-6), mean.accuracy, label=method_label(method), color=style["color"],
-                    marker=style["marker"], linestyle=style["linestyle"], markersize=4, linewidth=1.4)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_seconds(v)))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+            figs.mean_band(ax, mean.time_s.clip(lower=1e-6), mean.accuracy, None, method, markersize=4)
+        figs.log_x(ax, fmt_seconds)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_title(f"client/link: {pair}", fontsize=9)
         ax.set_xlabel("simulated wall-clock (log scale)")
