@@ -22,8 +22,14 @@ from benchmark.data.federated import FederatedData
 from benchmark.federation.method import METHODS, Method
 from benchmark.method_refs import ENTRY_POINT_GROUP, resolve
 
-__all__ = ["METHODS", "ENTRY_POINT_GROUP", "create_method", "method_class", "method_name", "resolve_config", "ordered",
-           "federated_methods"]
+__all__ = ["METHODS", "ENTRY_POINT_GROUP", "BASELINE", "UNDER_STUDY", "create_method", "method_class", "method_name",
+           "resolve_config", "ordered", "federated_methods"]
+
+BASELINE: str = baselines.fedavg.FedAvg.name
+"""The method relative numbers are taken against (FedAvg full fine-tuning, the paper's baseline): the paired and
+resource tables' differences and ratios, the crossover uplink."""
+UNDER_STUDY: str = benchmark.sfprompt.SFPrompt.name
+"""The method the suite studies (SFPrompt): what the claims, the ablations and the sensitivity runs are about."""
 
 
 def method_class(name: str) -> type[Method]:

@@ -23,6 +23,7 @@ import math
 
 import pandas as pd
 
+from benchmark.methods import BASELINE, UNDER_STUDY
 from benchmark.report import figures as figs
 from benchmark.report.outputs import Sources, output
 from benchmark.report.load import Results
@@ -263,7 +264,7 @@ def crossover_data(res: Results) -> pd.DataFrame:
     sec, prof = _section(res), _profiles(res)
     frames = []
     for label, split, usage in _paper_usages(res):
-        if not {"sfprompt", "fedavg"} <= set(usage.method):
+        if not {UNDER_STUDY, BASELINE} <= set(usage.method):
             continue
         frames.append(uplink_crossovers(usage, prof, _profile_grid(res), sec["server"]).assign(
             backbone=label, split=split))

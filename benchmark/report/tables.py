@@ -20,6 +20,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from benchmark.methods import BASELINE
 from benchmark.report.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
                                     paired_difference)
 
@@ -196,7 +197,7 @@ def _paired_reference_note(runs: pd.DataFrame, methods: Iterable[str]) -> str:
             f"initialisation and batch-order streams) alone. ")
 
 
-def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
+def paired_table(runs: pd.DataFrame, reference: str = BASELINE) -> Table:
     """Per cell and method: accuracy − ``reference``'s, paired by seed, with its 95% CI and n."""
     rows = []
     for key, grp in runs.groupby(CELL, sort=False):
@@ -224,7 +225,7 @@ def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
     return cell_table("paired", data, display, caption)
 
 
-def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str = "fedavg") -> Table:
+def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str = BASELINE) -> Table:
     """Per method: client-stored and trainable parameters, client GFLOPs and MB per round, and each relative
     to ``reference``; analytic (``accounting`` verb) for every accounted backbone and split, plus the
     measured per-round cost of the trained backbones' runs at the same split.
