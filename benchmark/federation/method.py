@@ -440,10 +440,6 @@ class Method(abc.ABC):
         """Client ``c``'s part of round ``rnd``: broadcast, local work, upload (what a cost trace runs)."""
         return rounds.client_round(self, rnd, c)
 
-    def evaluate(self, rnd: int, per_client: bool = False, final: bool = True) -> None:
-        """The global model on the evaluation set, recorded as round ``rnd``'s metrics (:func:`rounds.evaluate`)."""
-        rounds.evaluate(self, rnd, per_client, final)
-
     def accuracy(self, indices: np.ndarray | None, split: str) -> tuple[float, float]:
         """(top-1 accuracy, mean cross-entropy) of the current model on ``indices`` of ``split``."""
         return rounds.accuracy(self, indices, split)

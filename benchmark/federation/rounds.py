@@ -16,7 +16,7 @@ One round (FedAvg's, McMahan et al. 2017, Alg. 1, which every method of the suit
 
 The functions take the method and keep every piece of state on it (global states, ledgers, metrics,
 ``next_round``), so a checkpoint is the method's ``state_dict`` and a resumed run replays what an uninterrupted
-one does. :class:`Method` offers them as ``run``, ``run_round``, ``client_round``, ``evaluate`` and ``accuracy``.
+one does. :class:`Method` offers them as ``run``, ``run_round``, ``client_round`` and ``accuracy``.
 This module never imports the method base (it only calls its hooks), so the base can import it.
 """
 
