@@ -52,13 +52,12 @@ class FedAvg(Method):
     def local_update(self, rnd: int, client: int) -> ClientUpdate:
         idx = self.data.client_indices[client]
         opt = self.optimizer(self.trainable(self.global_client))
-        loss_sum, n = torch.zeros((), device=self.device), 0
-        for epoch in range(self.t.local_epochs):
-            for x, y in self.batches(idx, rnd, client, epoch):
-                loss = self.loss(x, y)
-                loss.backward()
-                self.step(opt)
-                loss_sum += loss.detach() * len(y)
-                n += len(y)
-        self.record_compute(rnd, client, self.phase, n)
-        return ClientUpdate(samples=len(idx), loss=self.check_loss(loss_sum, rnd, client) / max(n, 1))
+
+        def batch_step(epoch: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            loss = self.loss(x, y)
+            loss.backward()
+            self.step(opt)
+            return loss
+
+        loss = self.train_epochs(rnd, client, idx, self.t.local_epochs, self.phase, batch_step)
+        return ClientUpdate(samples=len(idx), loss=loss)

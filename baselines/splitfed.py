@@ -115,24 +115,24 @@ class SplitFed(Method):
         client_opt = self.optimizer(self.trainable(self.global_client))
         server_params = self.trainable(self.server_keys())
         server_opt = self.optimizer(server_params)
-        loss_sum, n = torch.zeros((), device=self.device), 0
-        for epoch in range(self.t.local_epochs):
-            for x, y in self.batches(idx, rnd, client, epoch):
-                if self.p.server_optimizer == "per_batch":
-                    server_opt = self.optimizer(server_params)
-                h = self.model.head(x)  # client forward
-                # smashed data up (with the noise defence, if set): the server trains on what it receives
-                smashed = self.send_smashed(rnd, client, self.phase, h).requires_grad_(True)
-                self.comm.record(rnd, client, self.phase, "up", "labels", y)
-                loss = F.cross_entropy(self.model.server_path(smashed), y)  # server forward + loss
-                loss.backward()  # server backward: its weights and the gradient at the cut
-                self.comm.record(rnd, client, self.phase, "down", "grad", smashed.grad)
-                h.backward(smashed.grad)  # client backward
-                self.joint_step(client_opt, server_opt)
-                loss_sum += loss.detach() * len(y)
-                n += len(y)
-        self.record_compute(rnd, client, self.phase, n)
-        return ClientUpdate(samples=len(idx), loss=self.check_loss(loss_sum, rnd, client) / max(n, 1))
+
+        def batch_step(epoch: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            nonlocal server_opt
+            if self.p.server_optimizer == "per_batch":
+                server_opt = self.optimizer(server_params)
+            h = self.model.head(x)  # client forward
+            # smashed data up (with the noise defence, if set): the server trains on what it receives
+            smashed = self.send_smashed(rnd, client, self.phase, h).requires_grad_(True)
+            self.comm.record(rnd, client, self.phase, "up", "labels", y)
+            loss = F.cross_entropy(self.model.server_path(smashed), y)  # server forward + loss
+            loss.backward()  # server backward: its weights and the gradient at the cut
+            self.comm.record(rnd, client, self.phase, "down", "grad", smashed.grad)
+            h.backward(smashed.grad)  # client backward
+            self.joint_step(client_opt, server_opt)
+            return loss
+
+        loss = self.train_epochs(rnd, client, idx, self.t.local_epochs, self.phase, batch_step)
+        return ClientUpdate(samples=len(idx), loss=loss)
 
 
 @register_method("sfl_v1")

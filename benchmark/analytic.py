@@ -21,14 +21,15 @@ from tabulate import tabulate
 
 from benchmark import seeding
 from benchmark.accounting.flops import FLOP_CONVENTION
-from benchmark.config import RunConfig
+from benchmark.config import ARCH_KEYS, RunConfig
 from benchmark.federation.method import Method, Transfer
 from benchmark.methods import federated_methods, method_class
 from benchmark.models.split import SplitViT
-from benchmark.models.vit import ARCH_KEYS, create_backbone
+from benchmark.models.vit import create_backbone
+from benchmark.study import BASELINE
 
-REFERENCE = "fedavg"
-"""The paper's FL baseline every ratio is relative to (federated full fine-tuning)."""
+REFERENCE = BASELINE
+"""The paper's FL baseline every ratio is relative to (federated full fine-tuning; :mod:`benchmark.study`)."""
 
 
 def comm_rows(transfers: list[Transfer]) -> pd.DataFrame:

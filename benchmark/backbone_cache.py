@@ -57,7 +57,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from benchmark.config import RunConfig
+from benchmark.config import ARCH_KEYS, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def cache_settings(cfg: RunConfig) -> dict[str, Any]:
     """What the key hashes (see the module docstring); written to the entry's ``settings.json``."""
     from benchmark.data.cache import CACHE_FORMAT  # deferred: torch; the workflow imports this module
     from benchmark.data.datasets import spec_from_config  # deferred: with data.cache
-    from benchmark.models.vit import ARCH_KEYS, input_spec  # deferred: timm and torch
+    from benchmark.models.vit import input_spec  # deferred: timm and torch
 
     pre = {k: v for k, v in cfg.to_dict()["pretrain"].items() if k != "checkpoints"}
     model = {"backbone": cfg.model.backbone, **{k: getattr(cfg.model, k) for k in ARCH_KEYS}}

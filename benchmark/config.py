@@ -26,6 +26,9 @@ import yaml
 from benchmark.errors import ConfigError
 from benchmark.overrides import apply_overrides, parse_overrides
 
+ARCH_KEYS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads")
+"""The ``model`` keys that override the timm architecture's constructor (None: the architecture's default)."""
+
 
 def cache_file_name(dataset: str, img_size: int) -> str:
     """File name of the decoded cache of ``(dataset, img_size)`` inside ``data.cache_dir`` (here, torch-free,
@@ -455,7 +458,7 @@ def _validate(cfg: RunConfig) -> None:
     _check(p.min_partition_size >= 0, "partition.min_partition_size", ">= 0", p.min_partition_size)
     _check(m.weights == "scratch" or m.weights.startswith(("timm:", "file:")), "model.weights",
            "scratch, timm:<tag> or file:<path>", m.weights)
-    for key in ("img_size", "patch_size", "embed_dim", "depth", "num_heads"):
+    for key in ARCH_KEYS:
         v = getattr(m, key)
         _check(v is None or v >= 1, f"model.{key}", ">= 1 or null", v)
     if m.img_size is not None and m.patch_size is not None:

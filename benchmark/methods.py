@@ -22,8 +22,9 @@ from benchmark.data.federated import FederatedData
 from benchmark.federation.method import METHODS, Method
 from benchmark.method_refs import ENTRY_POINT_GROUP, resolve
 
-__all__ = ["METHODS", "ENTRY_POINT_GROUP", "create_method", "method_class", "method_name", "resolve_config", "ordered",
-           "federated_methods"]
+__all__ = ["METHODS", "ENTRY_POINT_GROUP", "create_method", "method_class", "method_name",
+           "resolve_config", "ordered", "federated_methods"]
+
 
 
 def method_class(name: str) -> type[Method]:

@@ -18,8 +18,8 @@ Recipe (our choice, CPU-sized): AdamW, cosine learning-rate decay with one warm-
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from benchmark import seeding
 from benchmark.backbone_cache import Entry, cache_settings, checkpoint_epoch, checkpoint_pct, default_cache_dir
-from benchmark.config import RunConfig
+from benchmark.config import ARCH_KEYS, RunConfig
 from benchmark.data.cache import load_image_data
 from benchmark.data.federated import FederatedData
 from benchmark.errors import BenchmarkError, NumericError
@@ -106,7 +106,7 @@ def _card(job: _Job) -> dict[str, Any]:
     cfg, pre, data = job.cfg, job.cfg.pretrain, job.data
     return {
         "backbone": cfg.model.backbone,
-        "architecture": {k: getattr(cfg.model, k) for k in ("img_size", "patch_size", "embed_dim", "depth", "num_heads")},
+        "architecture": {k: getattr(cfg.model, k) for k in ARCH_KEYS},
         "source_dataset": pre.dataset, "num_classes": data.num_classes,
         "train_samples": int(len(data.train_labels)), "test_samples": int(len(data.test_labels)),
         "epochs": pre.epochs, "batch_size": pre.batch_size, "lr": pre.lr, "weight_decay": pre.weight_decay,

@@ -285,22 +285,21 @@ class SFPrompt(Method):
         ``score_last_epoch``, also return the EL2N score of every sample from its last-epoch logits (taken
         before that batch's step), aligned with ``samples``."""
         opt = self.optimizer(self.trainable(self.global_client))
-        loss_sum, n = torch.zeros((), device=self.device), 0
         scores = np.zeros(len(samples)) if score_last_epoch else None
         where = {int(s): i for i, s in enumerate(samples)} if score_last_epoch else {}
-        for epoch in range(epochs):
-            last = score_last_epoch and epoch == epochs - 1
-            for x, y, b in self.batches(samples, rnd, client, epoch, stream=stream, with_index=True):
-                logits = self.model.client_path(x)
-                loss = F.cross_entropy(logits, y)
-                if last:
-                    scores[[where[int(i)] for i in b]] = el2n_scores(logits, y).cpu().numpy()
-                loss.backward()
-                self.step(opt)
-                loss_sum += loss.detach() * len(y)
-                n += len(y)
-        self.record_compute(rnd, client, "local_loss", n)
-        return self.check_loss(loss_sum, rnd, client) / max(n, 1), scores
+
+        def batch_step(epoch: int, x: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            logits = self.model.client_path(x)
+            loss = F.cross_entropy(logits, y)
+            if score_last_epoch and epoch == epochs - 1:
+                scores[[where[int(i)] for i in b]] = el2n_scores(logits, y).cpu().numpy()
+            loss.backward()
+            self.step(opt)
+            return loss
+
+        loss = self.train_epochs(rnd, client, samples, epochs, "local_loss", batch_step, stream=stream,
+                                 with_index=True)
+        return loss, scores
 
     def self_update(self, rnd: int, client: int) -> tuple[np.ndarray, dict[str, float]]:
         """Phase 1 in the configured order; returns the kept samples and per-client metrics."""
@@ -337,32 +336,30 @@ class SFPrompt(Method):
         pg = self._prompt_grad(self.cfg)
         rows = self._rows(self.model, self.cfg, self.p)
         opt = self.optimizer(self.trainable(self.global_client))
-        loss_sum, n = torch.zeros((), device=self.device), 0
-        for epoch in range(self.p.split_epochs):
-            for x, y in self.batches(kept, rnd, client, epoch):
-                # client: head (+ prompts) -> smashed data up
-                with torch.set_grad_enabled(pg):
-                    h = self.model.head(x)
-                # (always whole rows; with the noise defence, if set: the server's body sees what it receives)
-                smashed = self.send_smashed(rnd, client, "split", h).requires_grad_(pg)
-                # server: frozen body -> body output down
-                with torch.set_grad_enabled(pg):
-                    b = self.model.body(smashed)
-                body_out = self._send(rnd, client, "down", "body_out", "body_out", b.detach(), rows)
-                body_out.requires_grad_(pg)
-                # client: tail, loss, backward
-                loss = F.cross_entropy(self.model.tail(body_out), y)
-                loss.backward()
-                if pg:
-                    grad_up = self._send(rnd, client, "up", "grad_up", "grad", body_out.grad, rows)
-                    b.backward(grad_up)  # server: activation gradients through the frozen body
-                    grad_down = self._send(rnd, client, "down", "grad_down", "grad", smashed.grad, rows)
-                    h.backward(grad_down)  # client: into the prompts
-                self.step(opt)
-                loss_sum += loss.detach() * len(y)
-                n += len(y)
-        self.record_compute(rnd, client, "split", n)
-        return self.check_loss(loss_sum, rnd, client) / max(n, 1)
+
+        def batch_step(epoch: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            # client: head (+ prompts) -> smashed data up
+            with torch.set_grad_enabled(pg):
+                h = self.model.head(x)
+            # (always whole rows; with the noise defence, if set: the server's body sees what it receives)
+            smashed = self.send_smashed(rnd, client, "split", h).requires_grad_(pg)
+            # server: frozen body -> body output down
+            with torch.set_grad_enabled(pg):
+                b = self.model.body(smashed)
+            body_out = self._send(rnd, client, "down", "body_out", "body_out", b.detach(), rows)
+            body_out.requires_grad_(pg)
+            # client: tail, loss, backward
+            loss = F.cross_entropy(self.model.tail(body_out), y)
+            loss.backward()
+            if pg:
+                grad_up = self._send(rnd, client, "up", "grad_up", "grad", body_out.grad, rows)
+                b.backward(grad_up)  # server: activation gradients through the frozen body
+                grad_down = self._send(rnd, client, "down", "grad_down", "grad", smashed.grad, rows)
+                h.backward(grad_down)  # client: into the prompts
+            self.step(opt)
+            return loss
+
+        return self.train_epochs(rnd, client, kept, self.p.split_epochs, "split", batch_step)
 
     def local_update(self, rnd: int, client: int) -> ClientUpdate:
         kept, extra = self.self_update(rnd, client)

@@ -21,8 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # floor to top: a module may import its own layer (no cycle) and the layers below. A module belongs to the
     # layer of its longest listed prefix; keep this list and docs/architecture.md in step.
     ("foundation", ("benchmark", "benchmark.errors", "benchmark.registry", "benchmark.seeding", "benchmark.io",
-                    "benchmark.stats", "benchmark.study", "benchmark.workflow.names")),
-    ("config", ("benchmark.config", "benchmark.system.profiles")),
+                    "benchmark.stats", "benchmark.study")),
+    ("config", ("benchmark.config", "benchmark.overrides", "benchmark.system.profiles", "benchmark.workflow.names")),
     ("data, models, accounting", ("benchmark.data", "benchmark.models", "benchmark.accounting")),
     ("federation", ("benchmark.federation",)),
     ("methods", ("benchmark.sfprompt", "baselines", "benchmark.methods", "benchmark.method_refs")),

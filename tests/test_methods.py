@@ -126,6 +126,53 @@ def test_one_client_fedavg_step_equals_plain_sgd():
     assert changed > 10  # the step really moved the weights
 
 
+
+def test_fedavg_local_work_over_batches_and_epochs_is_the_hand_written_loop_bit_for_bit():
+    """FedAvg's local work (2 epochs of 8, 8, 4 samples; momentum, weight decay, gradient clipping) equals the plain
+    loop written out by hand, to the bit: the same weights and the same reported loss (summed as loss × batch
+    size on the device, divided by the samples once at the end, so a partial batch weighs what it holds)."""
+    data = make_data(n=20, clients=1)
+    m = create_method(make_cfg("fedavg", **{"partition.num_clients": 1, "train.local_epochs": 2, "train.momentum": 0.9,
+                                            "train.weight_decay": 0.05, "train.grad_clip": 1.0}), data)
+    ref = copy.deepcopy(m.model)
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9, weight_decay=0.05)
+    loss_sum = torch.zeros(())
+    for epoch in range(2):
+        for x, y in m.batches(data.client_indices[0], 0, 0, epoch):
+            loss = F.cross_entropy(ref(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in ref.parameters() if p.grad is not None], 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_sum += loss.detach() * len(y)
+    upd = m.local_update(0, 0)
+    assert upd.samples == 20 and upd.loss == float(loss_sum) / 40
+    for (k, p), q in zip(m.model.named_parameters(), ref.parameters()):
+        assert torch.equal(p, q), k
+    assert m.compute.frame().samples.tolist() == [40]
+
+
+def test_train_epochs_steps_each_seeded_batch_of_each_epoch_and_weighs_the_loss_by_samples():
+    """The one local training loop every method's local work runs: ``epochs`` passes over the seeded batches of the
+    given stream, the step called once per batch with its epoch (and indices), the sample-weighted mean of the
+    returned losses, charged as that many samples."""
+    m = create_method(make_cfg("fedavg", **{"partition.num_clients": 1}), make_data(n=20, clients=1))
+    idx = m.data.client_indices[0]
+    seen = []
+
+    def step(epoch, x, y, index):
+        seen.append((epoch, index.tolist()))
+        return torch.tensor(float(len(seen)))  # the k-th batch's loss is k
+
+    loss = m.train_epochs(0, 0, idx, 2, m.phase, step, stream="probe", with_index=True)
+    assert seen == [(e, b.tolist()) for e in range(2) for *_, b in m.batches(idx, 0, 0, e, "probe", with_index=True)]
+    assert [len(b) for _, b in seen] == [8, 8, 4, 8, 8, 4] and seen[0][1] != seen[3][1]
+    assert loss == (1 * 8 + 2 * 8 + 3 * 4 + 4 * 8 + 5 * 8 + 6 * 4) / 40
+    assert m.compute.frame().samples.tolist() == [40]
+    with pytest.raises(NumericError, match="non-finite training loss"):
+        m.train_epochs(0, 0, idx, 1, m.phase, lambda epoch, x, y: torch.tensor(float("nan")))
+
+
 UNEQUAL = [10, 22, 6]
 
 

@@ -48,3 +48,11 @@ def test_the_import_reader_sees_nested_imports(tmp_path):
     f.write_text("def f():\n    from benchmark.workflow.grid import load_workflow\n"
                  "if True:\n    import benchmark.workflow.runs\nfrom benchmark import workflow\n")
     assert workflow_imports(f) == {"benchmark.workflow.grid", "benchmark.workflow.runs", "benchmark.workflow"}
+
+
+def test_the_method_under_study_and_the_baseline_are_registered_methods():
+    """benchmark/study.py declares them once, by registry name; a rename of either method must follow there."""
+    from benchmark.methods import METHODS
+    from benchmark.study import BASELINE, UNDER_STUDY
+
+    assert UNDER_STUDY in METHODS and BASELINE in METHODS and UNDER_STUDY != BASELINE

@@ -85,15 +85,8 @@ class CommLedger:
             acc[1] += nbytes
             acc[2] += messages
 
-    def record(
-        self,
-        round: int,
-        client: int,
-        phase: str,
-        direction: str,
-        kind: str,
-        tensor: torch.Tensor | Iterable[torch.Tensor] | Mapping[str, torch.Tensor],
-    ) -> int:
+    def record(self, round: int, client: int, phase: str, direction: str, kind: str,
+               tensor: torch.Tensor | Iterable[torch.Tensor] | Mapping[str, torch.Tensor]) -> int:
         """Record one message: a tensor, an iterable of tensors, or a mapping (e.g. a state dict).
 
         Args:
@@ -134,17 +127,8 @@ class CommLedger:
             self._key(round, client, phase, direction, kind, torch.float32)
         return total
 
-    def record_numel(
-        self,
-        round: int,
-        client: int,
-        phase: str,
-        direction: str,
-        kind: str,
-        dtype: torch.dtype,
-        numel: int,
-        messages: int = 1,
-    ) -> int:
+    def record_numel(self, round: int, client: int, phase: str, direction: str, kind: str, dtype: torch.dtype,
+                     numel: int, messages: int = 1) -> int:
         """Record ``numel`` elements of ``dtype`` without tensors (analytic accounting).
 
         ``round``, ``client``, ``phase``, ``direction`` and ``kind`` are as in :meth:`record`.

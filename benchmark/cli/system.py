@@ -24,11 +24,8 @@ from benchmark.io import write_csv
 from benchmark.methods import federated_methods
 from benchmark.overrides import flatten, method_sets, unflatten
 from benchmark.perf import run_config, synthetic_data
-from benchmark.system.analysis import (
-    analytic_usage,
-    paper_scale_rounds,
-    uplink_crossovers,
-)
+from benchmark.study import BASELINE
+from benchmark.system.analysis import analytic_usage, paper_scale_rounds, uplink_crossovers
 from benchmark.system.calibrate import calibrate, calibration_frame
 from benchmark.system.profiles import load_profiles
 from benchmark.workflow.grid import load_workflow_file
@@ -44,7 +41,7 @@ def _calibration_config(a: argparse.Namespace):
     """(RunConfig, clients, samples per client) of the calibration: a workflow profile's first backbone and
     base run settings, or a small ViT of :mod:`benchmark.perf`."""
     if not a.workflow_config:
-        return run_config("fedavg", a.model, a.clients).replace(threads=a.threads), a.clients, a.samples or 100
+        return run_config(BASELINE, a.model, a.clients).replace(threads=a.threads), a.clients, a.samples or 100
     wf = load_workflow_file(a.workflow_config)
     label = next(iter(wf.backbones))
     flat = {k: v for k, v in flatten(wf.base).items() if not k.startswith(("data.", "device"))}

@@ -1,9 +1,12 @@
-"""The ``Method`` base class: it owns the federated round loop; each method implements only its hooks.
+"""The ``Method`` base class: what a federated method decides, as hooks; the round loop is apart.
 
-Shape taken from Flower's ``Strategy``: the base runs client sampling, the broadcast of the trainable
-global state, each sampled client's local work (the ``local_update`` hook), FedAvg aggregation, and
-evaluation every ``eval_every`` rounds; every tensor that crosses client <-> server is recorded in the
-communication ledger where it is sent, and every sample a party processes in the compute ledger.
+Shape taken from Flower, which keeps the loop in its ``Server`` and the decisions in the ``Strategy``: the round
+loop (:mod:`benchmark.federation.rounds`: client sampling, the broadcast of the trainable global state, each
+sampled client's local work, FedAvg aggregation, evaluation every ``eval_every`` rounds) calls the hooks of this
+class, and a method implements the one it must (:meth:`Method.local_update`, abstract) and overrides the others
+where it differs. Every tensor that crosses client <-> server is recorded in the communication ledger where it is
+sent, and every sample a party processes in the compute ledger; :meth:`Method.train_epochs` is the one local
+training loop (epochs of seeded batches, one step each, the loss summed) that every method's local work runs.
 
 Which parameters each party trains is declared once, by state-dict key prefixes of the
 :class:`~benchmark.models.split.SplitViT` (``client_prefixes``, ``server_prefixes``; :meth:`Method.set_trainability`
@@ -19,15 +22,15 @@ frozen weights are assumed installed on the devices once and are not counted as 
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from benchmark import seeding
@@ -35,11 +38,11 @@ from benchmark.accounting.comm import CommLedger
 from benchmark.accounting.compute import ComputeLedger
 from benchmark.accounting.flops import FlopCount
 from benchmark.config import RunConfig, build_section
-from benchmark.data.datasets import stratified_subsample
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError
-from benchmark.federation.aggregation import WeightedAverage
-from benchmark.federation.trace import trace_rounds
+from benchmark.federation import rounds
+from benchmark.federation.rounds import ClientUpdate
+from benchmark.federation.trace import TRACED, TRACED_FIRST, trace_rounds
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
 from benchmark.registry import Registry
@@ -61,9 +64,6 @@ def register_method(name: str) -> Callable[[type["Method"]], type["Method"]]:
 
 
 METRIC_COLUMNS = ["round", "client", "split", "metric", "value"]
-TRACED, TRACED_FIRST = "traced", "traced_first"
-"""Compute-ledger phases of a method whose costs are traced (:mod:`benchmark.federation.trace`): one row per
-client round (its first or a steady one) and party, FLOPs = the traced round's, ``samples`` = 1 (one round)."""
 ANALYTIC_HOOKS = ("per_sample_costs", "expected_samples", "expected_transfers")
 
 
@@ -77,18 +77,6 @@ class Transfer:
     dtype: torch.dtype
     numel: int
     messages: int
-
-
-@dataclass
-class ClientUpdate:
-    """What a client's local work returns to the loop."""
-
-    samples: int
-    """Samples the client trained on (the FedAvg weight under ``weighting: samples``)."""
-    loss: float
-    """Mean training loss over the client's last phase."""
-    extra: dict[str, float] = field(default_factory=dict)
-    """Method-specific per-client metrics (e.g. SFPrompt's kept samples)."""
 
 
 def build_split_model(cfg: RunConfig, num_classes: int, prompt_len: int) -> SplitViT:
@@ -145,13 +133,14 @@ def gaussian_noise(tensor: torch.Tensor, sigma: float, generator: torch.Generato
     return tensor + sigma * noise.to(tensor.device)
 
 
-def state_kind(key: str) -> str:
-    """Ledger kind of a state-dict entry: ``prompts`` for prompt tokens, ``params`` otherwise."""
-    return "prompts" if ".prompts." in f".{key}" else "params"
+BatchStep = Callable[..., torch.Tensor]
+"""One batch of :meth:`Method.train_epochs`: ``step(epoch, x, y)`` (``step(epoch, x, y, index)`` with
+``with_index``) runs the forward, backward and optimiser step and returns the batch's mean loss."""
 
 
-class Method:
-    """Base of every federated method. Subclasses set the class attributes and implement the hooks.
+class Method(abc.ABC):
+    """Base of every federated method. Subclasses set the class attributes and implement the hooks
+    (:meth:`local_update` at least); the round loop (:mod:`benchmark.federation.rounds`) calls them.
 
     Attributes:
         name: Registry name (set by ``@register_method``).
@@ -272,7 +261,38 @@ class Method:
     def trainable(self, keys: Iterable[str]) -> list[nn.Parameter]:
         return [self._params[k] for k in keys]
 
-    # ------------------------------------------------------------------ hooks
+    # ------------------------------------------------------------------ hooks: the round
+    @abc.abstractmethod
+    def local_update(self, rnd: int, client: int) -> ClientUpdate:
+        """The client's local work for round ``rnd`` (global state already loaded into ``self.model``, which is
+        in training mode): train, record what crosses the network and what each party computes, and say how
+        many samples the update stands for (its FedAvg weight) and its training loss."""
+
+    def sample_clients(self, rnd: int) -> list[int]:
+        """``max(1, round(participation × K))`` clients without replacement, seeded by (seed, round)."""
+        k = self.data.num_clients
+        m = max(1, int(round(self.t.participation * k)))
+        if m >= k:
+            return list(range(k))
+        return sorted(seeding.rng(self.cfg.seed, "sampling", rnd).choice(k, size=m, replace=False).tolist())
+
+    def client_order(self, rnd: int, clients: list[int]) -> list[int]:
+        """The order in which the sampled clients are served (sorted; a method whose result depends on the
+        order, such as SFL-V2, overrides it)."""
+        return clients
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method-specific state that persists across rounds (override with :meth:`load_extra_state`)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def check_settings(self) -> Iterable[str]:
+        """Warnings about degenerate settings (shown in the run and recorded in ``env.json``)."""
+        return ()
+
+    # ------------------------------------------------------------------ hooks: costs (analytic, or traced)
     @classmethod
     def traced_costs(cls) -> bool:
         """Whether the method's costs come from tracing its rounds (it implements none of the three analytic
@@ -291,10 +311,6 @@ class Method:
         ``model`` has the method's trainability already set (``requires_grad``). Default (a traced method):
         none; :meth:`client_round` charges each traced client round whole."""
         return {}
-
-    def local_update(self, rnd: int, client: int) -> ClientUpdate:
-        """The client's local work for round ``rnd`` (global state already loaded into ``self.model``)."""
-        raise NotImplementedError
 
     @classmethod
     def expected_transfers(cls, model: SplitViT, cfg: RunConfig, samples: int) -> list[Transfer]:
@@ -324,10 +340,6 @@ class Method:
         return {key: (party, cost.scaled(counts.get(key.split("/")[0], 0)))
                 for key, (party, cost) in cls.per_sample_costs(model, cfg).items()}
 
-    def check_settings(self) -> Iterable[str]:
-        """Warnings about degenerate settings (shown in the run and recorded in ``env.json``)."""
-        return ()
-
     # ------------------------------------------------------------------ helpers for hooks
 
     def optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -354,44 +366,23 @@ class Method:
         gen = self.generator("batches", stream, rnd, client, epoch)
         return self.data.batches(indices, self.t.batch_size, self.device, gen, with_index=with_index)
 
-    def record_compute(self, rnd: int, client: int, phase: str, samples: int) -> None:
-        """Charge ``samples`` samples of every cost registered under ``phase``."""
-        for key, (party, cost) in self.costs.items():
-            if key.split("/")[0] == phase:
-                self.compute.record(rnd, client, phase, party, cost, samples)
+    def train_epochs(self, rnd: int, client: int, samples: np.ndarray, epochs: int, phase: str,
+                     batch_step: BatchStep, stream: str = "train", with_index: bool = False) -> float:
+        """The one local training loop: ``epochs`` passes over the seeded batches of ``samples``
+        (:meth:`batches` of ``stream``), ``batch_step(epoch, x, y)`` on each (it steps and returns the batch's
+        mean loss). Charges ``phase`` one sample per sample seen and returns the mean training loss over them
+        (a :class:`NumericError` when it is not finite).
 
-    def _record_traced(self, rnd: int, client: int) -> None:
-        """Charge a traced method's client round: the trace of a client holding as many samples (cached)."""
-        first = all(client not in self.sample_clients(r) for r in range(rnd))
-        samples = len(self.data.client_indices[client])
-        if (samples, first) not in self._traced:
-            for f, trace in trace_rounds(type(self), self.cfg, self.model, samples).items():
-                self._traced[(samples, f)] = trace.flops
-        for party, cost in self._traced[(samples, first)].items():
-            self.compute.record(rnd, client, TRACED_FIRST if first else TRACED, party, cost, 1)
-
-    def check_loss(self, loss_sum: torch.Tensor, rnd: int, client: int) -> float:
-        value = float(loss_sum)
-        if not math.isfinite(value):
-            raise NumericError(
-                f"{self.name}: non-finite training loss ({value}) in round {rnd}, client {client}; "
-                "lower train.lr or set train.grad_clip"
-            )
-        return value
-
-    # ------------------------------------------------------------------ the round loop
-    def sample_clients(self, rnd: int) -> list[int]:
-        """``max(1, round(participation × K))`` clients without replacement, seeded by (seed, round)."""
-        k = self.data.num_clients
-        m = max(1, int(round(self.t.participation * k)))
-        if m >= k:
-            return list(range(k))
-        return sorted(seeding.rng(self.cfg.seed, "sampling", rnd).choice(k, size=m, replace=False).tolist())
-
-    def client_order(self, rnd: int, clients: list[int]) -> list[int]:
-        """The order in which the sampled clients are served (sorted; a method whose result depends on the
-        order, such as SFL-V2, overrides it)."""
-        return clients
+        The loss is summed as ``loss × batch size`` on the device (no host sync per batch) and divided once at
+        the end: the mean over samples, not over batches, so a partial last batch weighs what it holds."""
+        loss_sum, n = torch.zeros((), device=self.device), 0
+        for epoch in range(epochs):
+            for batch in self.batches(samples, rnd, client, epoch, stream=stream, with_index=with_index):
+                loss = batch_step(epoch, *batch)
+                loss_sum += loss.detach() * len(batch[1])
+                n += len(batch[1])
+        self.record_compute(rnd, client, phase, n)
+        return self.check_loss(loss_sum, rnd, client) / max(n, 1)
 
     def send_smashed(self, rnd: int, client: int, phase: str, smashed: torch.Tensor) -> torch.Tensor:
         """The one send site of smashed data (client -> server): add the noise defence
@@ -410,97 +401,37 @@ class Method:
         self.comm.record(rnd, client, phase, "up", "smashed", received)
         return received
 
-    def _send_state(self, rnd: int, client: int, phase: str, direction: str, state: dict[str, torch.Tensor]) -> None:
-        for kind in ("params", "prompts"):
-            tensors = [v for k, v in state.items() if state_kind(k) == kind]
-            if tensors:
-                self.comm.record(rnd, client, phase, direction, kind, tensors)
+    def record_compute(self, rnd: int, client: int, phase: str, samples: int) -> None:
+        """Charge ``samples`` samples of every cost registered under ``phase``."""
+        for key, (party, cost) in self.costs.items():
+            if key.split("/")[0] == phase:
+                self.compute.record(rnd, client, phase, party, cost, samples)
+
+    def check_loss(self, loss_sum: torch.Tensor, rnd: int, client: int) -> float:
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise NumericError(
+                f"{self.name}: non-finite training loss ({value}) in round {rnd}, client {client}; "
+                "lower train.lr or set train.grad_clip"
+            )
+        return value
+
+    # ------------------------------------------------------------------ the round loop (benchmark.federation.rounds)
+    def run(self, on_round: Callable[[int], None] | None = None) -> None:
+        """Run the remaining rounds (all of them unless restored from a checkpoint); ``on_round(rnd)`` after each."""
+        rounds.run(self, on_round)
+
+    def run_round(self, rnd: int) -> None:
+        """Round ``rnd``: sampling, each client's round, aggregation, evaluation when due."""
+        rounds.run_round(self, rnd)
 
     def client_round(self, rnd: int, c: int) -> tuple[ClientUpdate, dict[str, torch.Tensor]]:
         """Client ``c``'s part of round ``rnd``: broadcast, local work, upload (what a cost trace runs)."""
-        # Broadcast: the global trainable client state goes down to client c.
-        self._load(self.global_client)
-        self._send_state(rnd, c, "broadcast", "down", self.global_client)
-        if self.server_keys() and self.server_copies == "per_client":
-            self._load(self.global_server)
-        self.model.train()
-        upd = self.local_update(rnd, c)
-        if self.device.type != "meta" and self.traced_costs():
-            self._record_traced(rnd, c)
-        # Upload: the client's trained state goes up for aggregation.
-        state = {k: self._params[k].detach() for k in self.global_client}
-        self._send_state(rnd, c, "upload", "up", state)
-        return upd, state
+        return rounds.client_round(self, rnd, c)
 
-    def run_round(self, rnd: int) -> None:
-        clients = self.client_order(rnd, self.sample_clients(rnd))
-        client_avg, server_avg = WeightedAverage(), WeightedAverage()
-        self._load(self.global_server)
-        for c in clients:
-            upd, state = self.client_round(rnd, c)
-            weight = float(upd.samples) if self.t.weighting == "samples" else 1.0
-            if weight > 0:
-                client_avg.add(state, weight)
-                if self.server_keys() and self.server_copies == "per_client":
-                    server_avg.add({k: self._params[k] for k in self.global_server}, weight)
-            self.metrics.append((rnd, c, "train", "loss", upd.loss))
-            self.metrics.append((rnd, c, "train", "samples", float(upd.samples)))
-            for name, value in upd.extra.items():
-                self.metrics.append((rnd, c, "train", name, float(value)))
-        if client_avg.count:
-            self.global_client = client_avg.result()
-        if self.server_keys():
-            if self.server_copies == "per_client" and server_avg.count:
-                self.global_server = server_avg.result()
-            elif self.server_copies == "shared":
-                self.global_server = self._snapshot(self.server_keys())
-        last = rnd == self.t.rounds - 1
-        if last or (rnd + 1) % self.t.eval_every == 0:
-            self.evaluate(rnd, per_client=last and self.t.client_eval, final=last)
-        self.next_round = rnd + 1
-
-    def run(self, on_round: Callable[[int], None] | None = None) -> None:
-        """Run the remaining rounds (all of them unless restored from a checkpoint)."""
-        for rnd in range(self.next_round, self.t.rounds):
-            self.run_round(rnd)
-            if on_round is not None:
-                on_round(rnd)
-
-    # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def accuracy(self, indices: np.ndarray | None, split: str) -> tuple[float, float]:
         """(top-1 accuracy, mean cross-entropy) of the current model on ``indices`` of ``split``."""
-        self.model.eval()
-        if indices is None:
-            indices = np.arange(len(self.data.test_labels if split == "test" else self.data.train_labels))
-        correct, loss, n = 0, 0.0, 0
-        for x, y in self.data.batches(indices, self.t.eval_batch_size, self.device, None, split=split):
-            logits = self.model(x)
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(-1) == y).sum())
-            n += len(y)
-        return correct / max(n, 1), loss / max(n, 1)
-
-    def evaluate(self, rnd: int, per_client: bool = False, final: bool = True) -> None:
-        """The global model (aggregated client state + server state) on the evaluation set (the test split,
-        or the validation hold-out: rows labelled ``data.eval_split``); with ``per_client``, also each client's
-        accuracy on its own training data. A round that is not ``final`` uses ``train.interim_eval_samples``
-        images of it when set (a fixed stratified subsample); the ``samples`` row says how many were scored."""
-        self._load(self.global_client)
-        self._load(self.global_server)
-        indices = None
-        n_eval = self.t.interim_eval_samples
-        if not final and n_eval is not None and n_eval < len(self.data.test_labels):
-            indices = stratified_subsample(self.data.test_labels.cpu().numpy(), n_eval, seed=0)
-        acc, loss = self.accuracy(indices, "test")
-        n = len(self.data.test_labels) if indices is None else len(indices)
-        self.metrics.append((rnd, -1, self.data.eval_split, "accuracy", acc))
-        self.metrics.append((rnd, -1, self.data.eval_split, "loss", loss))
-        self.metrics.append((rnd, -1, self.data.eval_split, "samples", float(n)))
-        if per_client:
-            for c, idx in enumerate(self.data.client_indices):
-                acc_c, _ = self.accuracy(idx, "train")
-                self.metrics.append((rnd, c, "client_train", "accuracy", acc_c))
+        return rounds.accuracy(self, indices, split)
 
     # ------------------------------------------------------------------ outputs
     def metrics_frame(self) -> pd.DataFrame:
@@ -527,10 +458,3 @@ class Method:
         self.compute.load_state_dict(state["compute"])
         self.metrics = [tuple(m) for m in state["metrics"]]
         self.load_extra_state(state.get("extra", {}))
-
-    def extra_state(self) -> dict[str, Any]:
-        """Method-specific state that persists across rounds (override with :meth:`load_extra_state`)."""
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass

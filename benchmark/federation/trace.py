@@ -42,6 +42,9 @@ from benchmark.config import RunConfig
 from benchmark.data.federated import FederatedData
 
 META = torch.device("meta")
+TRACED, TRACED_FIRST = "traced", "traced_first"
+"""Compute-ledger phases of a method whose costs are traced: one row per client round (its first or a steady one)
+and party, FLOPs = the traced round's, ``samples`` = 1 (one round)."""
 PARTY = "party"
 """Key of an autograd node's ``metadata`` holding the party whose forward operator made it."""
 _HOST_READS = {torch.Tensor.cpu, torch.Tensor.numpy, torch.Tensor.tolist, torch.Tensor.item,
@@ -190,4 +193,4 @@ def _flop_counts(counts: dict[tuple[str, bool], int]) -> dict[str, FlopCount]:
             for p in parties}
 
 
-__all__ = ["RoundTrace", "trace_rounds", "trace_data"]
+__all__ = ["RoundTrace", "TRACED", "TRACED_FIRST", "trace_rounds", "trace_data"]

@@ -20,11 +20,9 @@ import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from benchmark.config import ModelConfig
+from benchmark.config import ARCH_KEYS, ModelConfig
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.io import atomic_path
-
-ARCH_KEYS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads")
 
 
 def arch_kwargs(cfg: ModelConfig) -> dict[str, int]:

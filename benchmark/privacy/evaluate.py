@@ -45,19 +45,20 @@ import torch
 import torch.nn.functional as F
 
 from benchmark import seeding
+from benchmark.analytic import accounting_table
 from benchmark.config import RunConfig, from_dict
-from benchmark.overrides import unflatten
+from benchmark.data.cache import load_image_data
 from benchmark.errors import ConfigError
+from benchmark.io import atomic_path, write_csv
+from benchmark.methods import method_class
+from benchmark.models.vit import input_spec
+from benchmark.overrides import unflatten
 from benchmark.privacy.attacks import (ATTACKS, AttackNotApplicable, AttackSettings, ServerKnowledge, add_noise,
                                        patch_tokens)
 from benchmark.privacy.defence import DefenceSearch, search_sigma
 from benchmark.privacy.metrics import per_image
-from benchmark.analytic import accounting_table
-from benchmark.data.cache import load_image_data
-from benchmark.io import atomic_path, write_csv
-from benchmark.methods import method_class
-from benchmark.models.vit import input_spec
 from benchmark.run import resolve_device
+from benchmark.study import BASELINE
 
 ROUNDS = ("first", "final")
 SERVERS = {"all": "knows every part it or a colluding fed server aggregates (SplitFed: main and fed server "
@@ -153,9 +154,9 @@ def _head_digest(model) -> str:
 
 
 def _client_share(case: Case, samples: int, num_classes: int) -> float:
-    """The method's client FLOPs per round as % of FedAvg's at this split (analytic accounting)."""
+    """The method's client FLOPs per round as % of the baseline's (FedAvg) at this split (analytic accounting)."""
     table = accounting_table(case.config, samples_per_client=samples, num_classes=num_classes,
-                             methods=["fedavg", case.method] if case.method != "fedavg" else ["fedavg"])
+                             methods=list(dict.fromkeys([BASELINE, case.method])))
     table = table[table.reading == "default"]  # the configured reading (the others are the claims' range)
     return float(table.set_index("method").loc[case.method, "client_flops_pct_of_fedavg"])
 

@@ -64,6 +64,26 @@ def legend_below(fig: Figure, axes: list) -> None:
                    fontsize=8, frameon=False)
 
 
+def mean_band(ax, xs, mean, half, method: str, markersize: float = 3) -> None:
+    """One method's curve: the mean over seeds in the method's style and label and, unless ``half`` is None, the
+    mean ± ``half`` band (accuracies, %) clipped to the [0, 100] an accuracy can take (a CI over few seeds,
+    t = 12.7 for two, would otherwise swamp the panel)."""
+    style = method_style(method)
+    ax.plot(xs, mean, label=method_label(method), color=style["color"], marker=style["marker"],
+            linestyle=style["linestyle"], markersize=markersize, linewidth=1.4)
+    if half is not None:
+        ax.fill_between(xs, (mean - half).clip(lower=0), (mean + half).clip(upper=100), color=style["color"],
+                        alpha=0.15, linewidth=0)
+
+
+def log_x(ax, fmt=lambda v: f"{v:g}") -> None:
+    """A log x axis labelled at 1, 2 and 5 × 10^k with plain numbers (``fmt``), no minor labels."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def accuracy_yerr(mean, half) -> np.ndarray:
     """Error bars ``[below, above]`` for accuracies ``mean`` ± ``half`` (%), clipped to the [0, 100] an accuracy can
     take (a CI over few seeds, t = 12.7 for two, would otherwise reach far below 0). NaN half-widths draw none."""
@@ -116,10 +136,7 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
             text = "; ".join(" = ".join(method_label(m) for m in g) for g in same)
             ax.text(0.02, 0.02, f"identical curves: {text}", transform=ax.transAxes, fontsize=6, va="bottom")
         if logx:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # plain numbers at 1, 2, 5 × 10^k
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_x(ax)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(_title(cell, show_backbone), fontsize=9)
@@ -133,13 +150,8 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
 
 def _curve_panels(curves: pd.DataFrame, x: str, xlabel: str, logx: bool, title: str) -> Figure:
     def draw(ax, runs: pd.DataFrame, method: str, style: dict) -> None:
-        xs = seed_band(runs, "round", x)["mean"].to_numpy()
         band = seed_band(runs, "round", "accuracy")
-        ax.plot(xs, band["mean"], label=method_label(method), color=style["color"], marker=style["marker"],
-                linestyle=style["linestyle"], markersize=3, linewidth=1.4)
-        # an accuracy lies in [0, 100]: a CI over few seeds (t = 12.7 for two) would otherwise swamp the panel
-        ax.fill_between(xs, (band["mean"] - band["half"]).clip(lower=0), (band["mean"] + band["half"]).clip(upper=100),
-                        color=style["color"], alpha=0.15, linewidth=0)
+        mean_band(ax, seed_band(runs, "round", x)["mean"].to_numpy(), band["mean"], band["half"], method)
 
     return _method_panels(curves, draw, xlabel, "test accuracy (%)", logx, title + interim_note(curves))
 

@@ -22,16 +22,15 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from benchmark.report import figures as figs
-from benchmark.report.outputs import Sources, output
 from benchmark.report.load import Results
-from benchmark.report.tables import CELL, Table, _drop_constant, fmt_num, method_label, order_methods
-from benchmark.system.analysis import (paper_scale_rounds, read_ledgers, run_timeline, to_target,
-                                       uplink_crossovers)
-from benchmark.system.model import client_usage
+from benchmark.report.outputs import Sources, output
+from benchmark.report.tables import CELL, Table, cell_table, fmt_num, method_label, order_methods
 from benchmark.stats import mean_ci
+from benchmark.study import BASELINE, UNDER_STUDY
+from benchmark.system.analysis import paper_scale_rounds, read_ledgers, run_timeline, to_target, uplink_crossovers
+from benchmark.system.model import client_usage
 from benchmark.system.profiles import profiles_from_docs
 
 TIME_NOTE = ("Simulated wall-clock (benchmark/system): compute = FLOPs (fvcore, 1 FLOP = 1 multiply-add) ÷ "
@@ -141,6 +140,11 @@ def time_to_target_data(res: Results, runs: pd.DataFrame) -> pd.DataFrame:
 def time_to_target_table(res: Results, src: Sources) -> Table:
     data = time_to_target_data(res, src.runs)
     frac = float(_section(res)["target_fraction"])
+    caption = (f"Time to target accuracy: simulated wall-clock time until the global model's test accuracy first "
+               f"reaches {frac:g} × the best method's final accuracy in the cell (evaluated rounds only), then "
+               f"client energy per client to that point (J; client power × busy time, averaged over all clients); "
+               f"mean ± 95% Student-t CI over seeds where there are several; 'not reached' when no seed reaches "
+               f"it. {TIME_NOTE}")
     display_rows = []
     if len(data):
         methods = order_methods(data.method)
@@ -163,13 +167,7 @@ def time_to_target_table(res: Results, src: Sources) -> Table:
                     text += f" ({n}/{int(h.seeds)} seeds)"
                 row[method_label(m)] = text
             display_rows.append(row)
-    display, notes = _drop_constant(pd.DataFrame(display_rows), ["Backbone"])
-    caption = (f"Time to target accuracy: simulated wall-clock time until the global model's test accuracy first "
-               f"reaches {frac:g} × the best method's final accuracy in the cell (evaluated rounds only), then "
-               f"client energy per client to that point (J; client power × busy time, averaged over all clients); "
-               f"mean ± 95% Student-t CI over seeds where there are several; 'not reached' when no seed reaches "
-               f"it. {TIME_NOTE}")
-    return Table("time_to_target", data, display, caption, notes)
+    return cell_table("time_to_target", data, pd.DataFrame(display_rows), caption)
 
 
 @output("figure", "accuracy_vs_time", _runs_source)
@@ -192,13 +190,8 @@ def accuracy_vs_time(res: Results, src: Sources):
         sub = tl[tl.pair == pair]
         for method in order_methods(sub.method):
             mean = sub[sub.method == method].groupby("round")[["time_s", "accuracy"]].mean()
-            style = figs.method_style(method)
-            ax.plot(mean.time_s.clip(lower=1e-6), mean.accuracy, label=method_label(method), color=style["color"],
-                    marker=style["marker"], linestyle=style["linestyle"], markersize=4, linewidth=1.4)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_seconds(v)))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+            figs.mean_band(ax, mean.time_s.clip(lower=1e-6), mean.accuracy, None, method, markersize=4)
+        figs.log_x(ax, fmt_seconds)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_title(f"client/link: {pair}", fontsize=9)
         ax.set_xlabel("simulated wall-clock (log scale)")
@@ -271,7 +264,7 @@ def crossover_data(res: Results) -> pd.DataFrame:
     sec, prof = _section(res), _profiles(res)
     frames = []
     for label, split, usage in _paper_usages(res):
-        if not {"sfprompt", "fedavg"} <= set(usage.method):
+        if not {UNDER_STUDY, BASELINE} <= set(usage.method):
             continue
         frames.append(uplink_crossovers(usage, prof, _profile_grid(res), sec["server"]).assign(
             backbone=label, split=split))

@@ -20,9 +20,9 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from benchmark.stats import (CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci,
-                                    paired_difference)
 from benchmark.methods import METHODS, ordered
+from benchmark.stats import CONFIDENCE, binomial_se, fmt_accuracy, fmt_signed_ci, mean_ci, paired_difference
+from benchmark.study import BASELINE
 
 MINIMAL_READING = "paper_minimal_traffic"
 """The accounting reading that sends only the rows the receiver reads (SFPrompt's ``minimal_traffic``)."""
@@ -109,6 +109,14 @@ def _drop_constant(display: pd.DataFrame, columns: Iterable[str]) -> tuple[pd.Da
     return display, notes
 
 
+def cell_table(name: str, data: pd.DataFrame, display: pd.DataFrame, caption: str,
+               constant: Iterable[str] = ("Backbone",)) -> Table:
+    """A :class:`Table` whose display leaves out the ``constant`` cell columns that hold one value throughout
+    (named in its notes instead)."""
+    display, notes = _drop_constant(display, constant)
+    return Table(name, data, display, caption, notes)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the tables
 
@@ -153,12 +161,10 @@ def accuracy_table(runs: pd.DataFrame) -> Table:
             row[method_label(m, runs)] = (fmt_accuracy(mean, half, int(n), int(div))
                                           + (f" (n={int(n)})" if len(seeds) > 1 and not div else ""))
         display_rows.append(row)
-    display = pd.DataFrame(display_rows)
-    display, notes = _drop_constant(display, ["Backbone"])
     caption = (f"Final-round top-1 test accuracy (%) of the global model: mean ± half-width of the "
                f"{CONFIDENCE:.0%} confidence interval over n = {'/'.join(map(str, seeds))} seed(s) (Student t); "
                f"one seed shows the mean alone. {_reference_note(runs)}{_test_note(runs)}{FLOP_NOTE}.")
-    return Table("accuracy", data, display, caption, notes)
+    return cell_table("accuracy", data, pd.DataFrame(display_rows), caption)
 
 
 def diverged_seeds(runs: pd.DataFrame) -> int:
@@ -187,7 +193,7 @@ def _paired_reference_note(runs: pd.DataFrame, methods: Iterable[str]) -> str:
             f"initialisation and batch-order streams) alone. ")
 
 
-def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
+def paired_table(runs: pd.DataFrame, reference: str = BASELINE) -> Table:
     """Per cell and method: accuracy − ``reference``'s, paired by seed, with its 95% CI and n."""
     rows = []
     for key, grp in runs.groupby(CELL, sort=False):
@@ -207,16 +213,15 @@ def paired_table(runs: pd.DataFrame, reference: str = "fedavg") -> Table:
                                                   zip(data.diff_mean, data.diff_ci95, data.seeds)],
         "n": data.seeds.astype(int).astype(str),
     })
-    display, notes = _drop_constant(display, ["Backbone"])
     caption = (f"Final-round test accuracy of each method minus {method_label(reference)}'s in the same cell, in "
                f"percentage points, paired by seed (for the federated methods: same partition, initialisation and "
                f"client sampling): mean ± half-width of the {CONFIDENCE:.0%} Student-t confidence interval of the "
                f"per-seed differences; an interval that contains 0 shows no detectable difference. "
                f"{_paired_reference_note(runs, data.method)}{FLOP_NOTE}.")
-    return Table("paired", data, display, caption, notes)
+    return cell_table("paired", data, display, caption)
 
 
-def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str = "fedavg") -> Table:
+def resource_table(accounting: pd.DataFrame, runs: pd.DataFrame, reference: str = BASELINE) -> Table:
     """Per method: client-stored and trainable parameters, client GFLOPs and MB per round, and each relative
     to ``reference``; analytic (``accounting`` verb) for every accounted backbone and split, plus the
     measured per-round cost of the trained backbones' runs at the same split.
@@ -302,8 +307,7 @@ def _variant_table(rows: list[dict], name: str, caption: str, lead: list[tuple[s
         "Client GFLOPs/round": data.client_gflops_round.map(fmt_num),
         "MB/round": data.comm_mb_round.map(fmt_num),
     })
-    display, notes = _drop_constant(display, ["Backbone", "Dataset", "Partition"])
-    return Table(name, data, display, caption, notes)
+    return cell_table(name, data, display, caption, ["Backbone", "Dataset", "Partition"])
 
 
 def _summarise(grp: pd.DataFrame, full: pd.DataFrame) -> dict:

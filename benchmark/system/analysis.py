@@ -18,13 +18,13 @@ from typing import Iterable
 
 import pandas as pd
 
-
-from benchmark.system.profiles import SystemProfile
 from benchmark.analytic import comm_rows
 from benchmark.methods import method_class
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
-from benchmark.system.model import client_usage, replicate, round_times, uplink_crossover, USAGE_COLUMNS
+from benchmark.study import BASELINE, UNDER_STUDY
+from benchmark.system.model import USAGE_COLUMNS, client_usage, replicate, round_times, uplink_crossover
+from benchmark.system.profiles import SystemProfile
 
 USAGE_FILE_COLUMNS = ["method", "samples_per_client"] + USAGE_COLUMNS[2:]
 
@@ -120,8 +120,8 @@ def paper_scale_rounds(usage: pd.DataFrame, profile: SystemProfile, clients_per_
     return pd.DataFrame(rows)
 
 
-def uplink_crossovers(usage: pd.DataFrame, profiles, pairs: Iterable[str], server: str, method: str = "sfprompt",
-                      reference: str = "fedavg", rounds_ratio: float = 1.0) -> pd.DataFrame:
+def uplink_crossovers(usage: pd.DataFrame, profiles, pairs: Iterable[str], server: str, method: str = UNDER_STUDY,
+                      reference: str = BASELINE, rounds_ratio: float = 1.0) -> pd.DataFrame:
     """Per profile pair: the uplink bandwidth (Mbit/s) below which ``method`` beats ``reference`` per round
     (or, with ``rounds_ratio`` = method's rounds ÷ reference's rounds to target, in time to target), keeping
     the pair's client, downlink and RTT; plus both methods' round time at the pair's own uplink.

@@ -1,6 +1,6 @@
 """The workflow's names: roles, variant and file names, the architecture keys, the tables and figures and their
 formats. What :mod:`benchmark.report` and :mod:`benchmark.privacy` may import from the workflow (no grid logic,
-no third-party import), so the report reads a ``grid.json`` with the same vocabulary that wrote it.
+nothing above the config), so the report reads a ``grid.json`` with the same vocabulary that wrote it.
 """
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from benchmark import config
 from benchmark.study import BASELINE, UNDER_STUDY
 
-ARCH_KEYS = ("backbone", "img_size", "patch_size", "embed_dim", "depth", "num_heads")
-"""``model`` keys a backbone entry owns (split and prompt keys belong in ``run.model``)."""
+ARCH_KEYS = ("backbone",) + config.ARCH_KEYS
+"""``model`` keys a backbone entry owns: the timm name and its architecture overrides
+(:data:`benchmark.config.ARCH_KEYS`); split and prompt keys belong in ``run.model``."""
 ARCH_SETTINGS = tuple(f"model.{k}" for k in ARCH_KEYS)
 """The same keys as a run's dotted settings."""
 METHOD_PARAMS = "method_params."
