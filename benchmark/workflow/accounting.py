@@ -12,6 +12,7 @@ from benchmark.errors import ConfigError
 from benchmark.methods import federated_methods
 from benchmark.overrides import set_args, yaml_scalar
 from benchmark.workflow.names import ARCH_KEYS, METHOD_PARAMS, split_file, split_label
+from benchmark.workflow.runs import WorkflowState
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,9 @@ class Accounting:
         return split_file("accounting", self.label, self.split, "csv")
 
 
-class AccountingSection:
+class AccountingSection(WorkflowState):
     """The accounting tables and the accounting rule's arguments."""
 
-    doc: dict[str, Any]
-    base: dict[str, Any]
-    backbones: dict[str, dict[str, Any]]
-    datasets: dict[str, dict[str, Any]]
-    partitions: dict[str, dict[str, Any]]
-    methods: list[str]
-    method_sources: dict[str, str]
-    accounting: dict[tuple[str, str], Accounting]
 
     def _accounting(self) -> list[Accounting]:
         acc = self.doc["accounting"]

@@ -11,15 +11,9 @@ from benchmark.data.datasets import spec_from_config
 from benchmark.errors import ConfigError
 from benchmark.methods import method_name
 from benchmark.overrides import flatten
-from benchmark.workflow.names import (
-    ARCH_KEYS,
-    ARCH_SETTINGS,
-    METHOD_PARAMS,
-    POOLED,
-    SENSITIVITY_KEYS,
-    STRENGTH,
-    UNDER_STUDY,
-)
+from benchmark.workflow.names import (ARCH_KEYS, ARCH_SETTINGS, METHOD_PARAMS, POOLED, SENSITIVITY_KEYS, STRENGTH,
+                                      UNDER_STUDY)
+from benchmark.workflow.runs import WorkflowState
 
 GRID_KEYS = ("seed", "threads", "data.dataset", "train.method", "model.backbone", "model.weights",
              "partition.scheme", "method_params")
@@ -32,18 +26,9 @@ Anything else that changes cost belongs in ``run``, so the analytic accounting (
 each method's own parameters) describes the runs."""
 
 
-class ConfigChecks:
+class ConfigChecks(WorkflowState):
     """The profile's checks and the method-name registry lookups."""
 
-    doc: dict[str, Any]
-    base: dict[str, Any]
-    backbones: dict[str, dict[str, Any]]
-    datasets: dict[str, dict[str, Any]]
-    partitions: dict[str, dict[str, Any]]
-    seeds: list[int]
-    methods: list[str]
-    references: dict[str, dict[str, Any]]
-    method_sources: dict[str, str]
 
     def _check_datasets(self) -> None:
         """Every dataset is a preset or a valid declaration (``source`` and friends); reads no data."""

@@ -12,16 +12,12 @@ from benchmark.errors import ConfigError
 from benchmark.models.vit import input_spec
 from benchmark.overrides import set_args, unflatten
 from benchmark.workflow.names import ARCH_SETTINGS
-from benchmark.workflow.runs import Run
+from benchmark.workflow.runs import WorkflowState
 
 
-class DataSection:
+class DataSection(WorkflowState):
     """The cache, partition and pretrain rules' settings, arguments and inputs."""
 
-    base: dict[str, Any]
-    backbones: dict[str, dict[str, Any]]
-    datasets: dict[str, dict[str, Any]]
-    runs: dict[tuple, Run]
 
     def _partition_settings(self, wc: Any) -> dict[str, Any]:
         """The partition depends on labels only: any backbone's cell settings, weights from scratch."""

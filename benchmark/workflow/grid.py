@@ -55,13 +55,7 @@ from benchmark.errors import ConfigError
 from benchmark.workflow.accounting import Accounting, AccountingSection
 from benchmark.workflow.checks import ConfigChecks
 from benchmark.workflow.data import DataSection
-from benchmark.workflow.names import (
-    FIGURE_FORMATS,
-    FIGURES,
-    TABLE_FORMATS,
-    TABLES,
-    split_label,
-)
+from benchmark.workflow.names import FIGURE_FORMATS, FIGURES, TABLE_FORMATS, TABLES, split_label
 from benchmark.workflow.privacy import PrivacySection, case_runs
 from benchmark.workflow.runs import Run, RunsCore
 from benchmark.workflow.schema import validate_schema

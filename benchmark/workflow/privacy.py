@@ -12,7 +12,7 @@ from benchmark.config import from_dict
 from benchmark.errors import ConfigError
 from benchmark.overrides import unflatten
 from benchmark.workflow.names import NOISE, NOISE_KEY, Role, fmt_value, split_label
-from benchmark.workflow.runs import Candidate, Run
+from benchmark.workflow.runs import Candidate, WorkflowState
 
 
 def case_runs(case: Mapping[str, Any]) -> list[str]:
@@ -20,18 +20,9 @@ def case_runs(case: Mapping[str, Any]) -> list[str]:
     return ([case["run"]] if case.get("run") else []) + sorted(case.get("noise_runs", {}).values())
 
 
-class PrivacySection:
+class PrivacySection(WorkflowState):
     """The privacy cell, its attack cases per split, the noise runs, and the privacy rule's spec and inputs."""
 
-    doc: dict[str, Any]
-    privacy: dict[str, Any]
-    privacy_cases: dict[str, list[dict[str, Any]]]
-    backbones: dict[str, dict[str, Any]]
-    datasets: dict[str, dict[str, Any]]
-    partitions: dict[str, dict[str, Any]]
-    seeds: list[int]
-    methods: list[str]
-    runs: dict[tuple, Run]
 
     def _noise_candidates(self, cell: tuple) -> Iterator[Candidate]:
         """The noise defence's training runs: in the privacy cell's backbone, dataset and partition, on every seed

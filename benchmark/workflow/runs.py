@@ -17,16 +17,8 @@ from benchmark.config import RunConfig, check_split_depth, from_dict
 from benchmark.errors import ConfigError
 from benchmark.methods import method_class
 from benchmark.overrides import flatten, set_args, unflatten
-from benchmark.workflow.names import (
-    POOLED,
-    POOLED_PARTITION,
-    SENSITIVITY_KEYS,
-    UNDER_STUDY,
-    Role,
-    split_label,
-    tuning_file,
-    variant_name,
-)
+from benchmark.workflow.names import (POOLED, POOLED_PARTITION, SENSITIVITY_KEYS, UNDER_STUDY, Role, split_label,
+                                      tuning_file, variant_name)
 
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 
@@ -79,21 +71,35 @@ class Run:
         return from_dict(unflatten(dict(self.settings)))
 
 
-class RunsCore:
-    """Settings resolution, the grid's expansion and the train rule's lookups (a part of
-    :class:`benchmark.workflow.grid.Workflow`, whose ``__init__`` sets the attributes used here)."""
+class WorkflowState:
+    """The attributes :class:`benchmark.workflow.grid.Workflow` sets in its ``__init__``, shared by every part."""
 
     doc: dict[str, Any]
+    """The validated workflow config (defaults filled in)."""
     results: str
     seeds: list[int]
     base: dict[str, Any]
+    """The profile's ``run`` section: every run's base settings."""
     backbones: dict[str, dict[str, Any]]
     datasets: dict[str, dict[str, Any]]
     partitions: dict[str, dict[str, Any]]
     methods: list[str]
+    method_sources: dict[str, str]
     references: dict[str, dict[str, Any]]
     tuning_section: dict[str, Any] | None
+    privacy: dict[str, Any]
     runs: dict[tuple, Run]
+    tuning: dict[tuple[str, str, str], Any]
+    """(backbone, dataset, search) -> :class:`benchmark.workflow.tuning.Tuning`."""
+    accounting: dict[tuple[str, str], Any]
+    """(label, split label) -> :class:`benchmark.workflow.accounting.Accounting`."""
+    privacy_cases: dict[str, list[dict[str, Any]]]
+
+
+class RunsCore(WorkflowState):
+    """Settings resolution, the grid's expansion and the train rule's lookups (a part of
+    :class:`benchmark.workflow.grid.Workflow`, whose ``__init__`` sets the attributes used here)."""
+
 
     # ------------------------------------------------------------------ settings
     def method_sets(self, method: str) -> dict[str, Any]:
@@ -269,4 +275,4 @@ class RunsCore:
         return sorted({self.path(r.partition_file) for r in self.runs.values()})
 
 
-__all__ = ["Run", "RunsCore", "Candidate", "DEFAULT_RESOURCES", "where_error"]
+__all__ = ["Run", "RunsCore", "WorkflowState", "Candidate", "DEFAULT_RESOURCES", "where_error"]

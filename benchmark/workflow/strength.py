@@ -10,15 +10,12 @@ from benchmark.config import from_dict
 from benchmark.errors import ConfigError
 from benchmark.overrides import unflatten
 from benchmark.workflow.names import STRENGTH, Role, checkpoint_label
-from benchmark.workflow.runs import Candidate, Run
+from benchmark.workflow.runs import Candidate, Run, WorkflowState
 
 
-class StrengthSection:
+class StrengthSection(WorkflowState):
     """Backbone-strength points: checks, candidates, checkpoints and cards."""
 
-    doc: dict[str, Any]
-    backbones: dict[str, dict[str, Any]]
-    methods: list[str]
 
     def _check_strength(self) -> None:
         """``strength``: its methods are the grid's, and its backbones are pre-trained in the workflow (hub weights

@@ -7,15 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from benchmark.system.plan import system_section
-from benchmark.workflow.accounting import Accounting
 from benchmark.workflow.names import split_file
+from benchmark.workflow.runs import WorkflowState
 
 
-class SystemSection:
+class SystemSection(WorkflowState):
     """The system section's settings (defaults filled in) and the system rule's targets."""
 
-    doc: dict[str, Any]
-    accounting: dict[tuple[str, str], Accounting]
 
     def _system_settings(self) -> dict[str, Any]:
         """The ``system`` section with its defaults (:func:`benchmark.system.plan.system_section`)."""

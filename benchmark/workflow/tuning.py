@@ -15,6 +15,7 @@ from benchmark.errors import ConfigError
 from benchmark.overrides import unflatten
 from benchmark.tuning import grid_lr
 from benchmark.workflow.names import POOLED, fmt_value, tuning_file
+from benchmark.workflow.runs import WorkflowState
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,9 @@ class Tuning:
         return tuning_file(self.backbone, self.dataset, self.search)
 
 
-class TuningSection:
+class TuningSection(WorkflowState):
     """The searches, their checks, and the tune rule's spec and inputs."""
 
-    doc: dict[str, Any]
-    backbones: dict[str, dict[str, Any]]
-    datasets: dict[str, dict[str, Any]]
-    partitions: dict[str, dict[str, Any]]
-    seeds: list[int]
-    methods: list[str]
-    references: dict[str, dict[str, Any]]
-    tuning_section: dict[str, Any] | None
-    tuning: dict[tuple[str, str, str], Tuning]
 
     def _check_tuning(self) -> None:
         t = self.tuning_section
