@@ -14,6 +14,9 @@ which holds everything that makes the weights and their card:
   resolved input size, mean and std) and the seed (init, data order, subsampling);
 * the source dataset's declaration (:meth:`~benchmark.data.datasets.DatasetSpec.fingerprint`), the resolution
   it is decoded at (``data.cache_img_size`` or the input size) and the decoded cache's format version;
+* the data itself: where it was read from (``mirror``, ``hub``, ...) and the digest of the decoded arrays
+  (:func:`benchmark.data.cache.provenance`), so a mirror that differs from the hub copy (re-encoded, re-split)
+  never shares an entry with it, while the same data at another path does;
 * the code that makes it (:data:`CODE_FILES`, hashed file by file, and the subsampling function) and the
   versions of torch and timm (their initialisers and kernels).
 
@@ -109,20 +112,23 @@ def _version(pkg: str) -> str:
 
 def cache_settings(cfg: RunConfig) -> dict[str, Any]:
     """What the key hashes (see the module docstring); written to the entry's ``settings.json``."""
-    from benchmark.data.cache import CACHE_FORMAT  # deferred: torch; the workflow imports this module
+    from benchmark.data.cache import CACHE_FORMAT, provenance  # deferred: torch; the workflow imports this module
     from benchmark.data.datasets import spec_from_config  # deferred: with data.cache
     from benchmark.models.vit import input_spec  # deferred: timm and torch
 
     pre = {k: v for k, v in cfg.to_dict()["pretrain"].items() if k != "checkpoints"}
     model = {"backbone": cfg.model.backbone, **{k: getattr(cfg.model, k) for k in ARCH_KEYS}}
     img_size, mean, std = input_spec(dataclasses.replace(cfg.model, weights="scratch"))
-    spec = spec_from_config(cfg.data.preset(cfg.pretrain.dataset))
+    source = cfg.data.preset(cfg.pretrain.dataset)
+    spec = spec_from_config(source)
+    data = provenance(source, img_size)  # decodes the source dataset if its image cache is missing
     return {
         "format": FORMAT,
         "pretrain": pre,
         "model": {**model, "input_size": img_size, "mean": list(mean), "std": list(std)},
         "seed": cfg.seed,
         "source_dataset": json.loads(spec.fingerprint()),
+        "source_data": {"source_kind": data["source_kind"], "data_digest": data["data_digest"]},
         "decode": {"img_size": cfg.data.cache_size(img_size), "image_cache_format": CACHE_FORMAT},
         "code": code_fingerprint(),
         "packages": {p: _version(p) for p in ("torch", "timm")},

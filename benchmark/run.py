@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.config import RunConfig
-from benchmark.data.cache import load_image_data
+from benchmark.data.cache import load_image_data, provenance
 from benchmark.data.federated import FederatedData
 from benchmark.data.partition import Partition, make_partition
 from benchmark.errors import DIVERGED, BenchmarkError, ConfigError, NumericError
@@ -228,6 +228,7 @@ def train(
         "eval_split": data.eval_split, "eval_images": int(len(data.test_labels)),
         "test_images": int(len(data.test_labels)) if data.eval_split == "test" else None,
         "test_split_full": cfg.data.max_test_samples is None,
+        "data": provenance(cfg.data, data.img_size),  # where the decoded data came from, and its digest
         "wall_seconds_this_process": round(wall, 3), "flop_convention": method.compute.convention,
         # fvcore counts these operators as zero FLOPs (elementwise ops, softmax, GELU): listed, not silenced
         "flop_uncounted_operators": {key: cost.unsupported for key, (_, cost) in method.costs.items()},

@@ -33,6 +33,7 @@ inputs cache at the native size and upsample per batch with :func:`benchmark.dat
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -59,6 +60,7 @@ from benchmark.data.datasets import (
     spec_from_config,
 )
 from benchmark.data.sampling import select
+from benchmark.data.sources import source_kind
 from benchmark.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
@@ -190,7 +192,7 @@ def _read_metadata(path: Path) -> Optional[dict[str, str]]:
     return meta
 
 
-def _is_current(path: Path, fingerprint: str) -> bool:
+def _is_current(path: Path, fingerprint: str, kind: str) -> bool:
     meta = _read_metadata(path)
     if meta is None:
         return False
@@ -200,7 +202,33 @@ def _is_current(path: Path, fingerprint: str) -> bool:
     if meta.get("spec") != fingerprint:
         log.warning("cache file %s was built for another declaration of its dataset: rebuilding", path)
         return False
+    if meta.get("source_kind") != kind:
+        log.warning("cache file %s was decoded from %s data, this run reads %s data: rebuilding", path,
+                    meta.get("source_kind", "unrecorded"), kind)
+        return False
     return True
+
+
+def data_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 (16 hex digits) of the decoded arrays (both splits' images and labels, with their shapes): what
+    every model trained on this cache saw. Two sources of the same images agree; a re-encoded or re-split copy
+    does not."""
+    h = hashlib.sha256()
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        t = tensors[key].contiguous()
+        h.update(f"{key}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def provenance(cfg: DataConfig, img_size: int) -> dict[str, str]:
+    """Where a run's decoded data came from: the dataset, its ``origin`` (hub id, mirror folder, ...), the source
+    kind, the image cache it was read from and the :func:`data_digest` of its arrays (recorded in ``env.json``
+    and in the backbone cache key). Builds the cache if it is missing."""
+    path, _ = _ensure_cache(spec_from_config(cfg), cfg.cache_size(img_size), cfg.data_root, cfg.cache_dir)
+    meta = _read_metadata(path)
+    return {"dataset": meta["dataset"], "origin": meta["origin"], "source_kind": meta["source_kind"],
+            "data_digest": meta["data_digest"], "cache_file": path.name}
 
 
 def _ensure_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | None,
@@ -214,7 +242,8 @@ def _ensure_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | No
         raise ConfigError(f"image size must be >= 1 pixel, got {img_size!r}")
     path = cache_path(cache_dir, spec.name, img_size)
     fingerprint = spec.fingerprint()
-    if _is_current(path, fingerprint):
+    kind = source_kind(spec.scheme, spec.name, data_root)
+    if _is_current(path, fingerprint, kind):
         return path, False
     # Read and check the source before creating anything, so bad data leaves no folder or lock behind.
     loaded = load_dataset_spec(spec, data_root)
@@ -223,7 +252,7 @@ def _ensure_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | No
     lock = Path(str(path) + ".lock")
     try:
         with FileLock(str(lock)):
-            if _is_current(path, fingerprint):  # another process built it while we waited for the lock
+            if _is_current(path, fingerprint, kind):  # another process built it while we waited for the lock
                 return path, False
             tensors: dict[str, torch.Tensor] = {}
             for split in ("train", "test"):
@@ -234,6 +263,7 @@ def _ensure_cache(dataset: str | DatasetSpec, img_size: int, data_root: str | No
             metadata = {
                 "format": CACHE_FORMAT, "dataset": spec.name, "img_size": str(int(img_size)),
                 "classes": json.dumps(loaded.classes), "origin": loaded.origin, "spec": fingerprint,
+                "source_kind": kind, "data_digest": data_digest(tensors),
                 "num_train": str(len(tensors["train_labels"])), "num_test": str(len(tensors["test_labels"])),
             }
             _write_atomic(path, tensors, metadata)

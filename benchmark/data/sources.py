@@ -86,6 +86,17 @@ def resolve_data_root(data_root: str | os.PathLike | None) -> Optional[Path]:
     return Path(root).expanduser() if root is not None else None
 
 
+def source_kind(scheme: str, name: str, data_root: str | os.PathLike | None) -> str:
+    """Where a declaration's data would be read from, without reading it: ``mirror`` (an ``hf:`` dataset whose
+    folder exists under the data root), ``hub``, or the source's own kind (``parquet``, ``imagefolder``,
+    ``package``). A mirror can differ from its hub copy (the shared CIFAR mirrors are re-encoded JPEG, and
+    CIFAR-100's is re-split), so the image cache is rebuilt when the kind changes (:mod:`benchmark.data.cache`)."""
+    if scheme != "hf":
+        return scheme
+    root = resolve_data_root(data_root)
+    return "mirror" if root is not None and (root / name).is_dir() else "hub"
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """``Type: message`` on one line, cut at ``limit`` characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__

@@ -9,7 +9,8 @@
 * **learning-rate choices** (``tables/tuning.csv``, the ``chosen`` rows): the same rate, or moved.
 * **claim verdicts** (``tables/claims.csv``): the same verdict per (claim, backbone, setting), or flipped.
 * **fingerprints**: each folder's numerics path (CPU model, kernel ISA, threads, BLAS/oneDNN build, the
-  variables that override them) and git revisions, from the runs' ``env.json`` files: context, never a failure.
+  variables that override them), git revisions and data (origin, source kind, digest of the decoded arrays),
+  from the runs' ``env.json`` files: context, never a failure.
 
 An item present in one folder only is reported and fails: a rerun that lost a cell has not reproduced it.
 Pure functions from folders to :class:`~benchmark.report.tables.Table` objects; the CLI writes them as CSV and
@@ -190,7 +191,8 @@ def compare_fingerprints(a: dict[str, str], b: dict[str, str]) -> Table:
     display = data.rename(columns={"field": "Field", "a": "A", "b": "B"}).assign(
         Same=data.same.map({True: "yes", False: "no"})).drop(columns="same")
     caption = ("What each folder's runs ran on (their env.json files; several values are joined with |): the "
-               "numerics path, package and git revision. Context for a difference, never a failure by itself.")
+               "numerics path, package and git revision, the data read (origin, digest). Context for a difference, "
+               "never a failure by itself.")
     return Table("compare_fingerprints", data, display, caption)
 
 
