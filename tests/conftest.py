@@ -107,8 +107,8 @@ def tiny_results() -> SimpleNamespace:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    """The addopts' ``-n 2`` (pyproject.toml) gives way to one process where workers cannot serve: the benchmarks
-    (pytest-benchmark measures nothing under xdist) and ``--pdb``. Runs before xdist's own hook (a conftest
+    """``-n N`` (pytest-xdist) gives way to one process where workers cannot serve: the benchmarks (pytest-benchmark
+    measures nothing under xdist) and ``--pdb``. Runs before xdist's own hook (both are tryfirst; a conftest
     registers after the plugins), which then reads ``-n 0`` as no distribution."""
     if config.getoption("benchmark_only", False) or config.getoption("usepdb", False):
         if hasattr(config.option, "numprocesses"):
