@@ -1,4 +1,10 @@
-"""Shared fixtures: tiny timm ViTs and offline settings for every test."""
+"""Shared fixtures: tiny timm ViTs and offline settings for every test; the tiny workflow, run once per session.
+
+Two workflows run end to end in a test session, each at most once: the smoke profile (``smoke_results`` in
+tests/test_workflow.py: every section, table and figure) and the *tiny* profile below (plumbing: three methods
+in one cell, one round). Tests that need either, or the local SLURM cluster, are put in one xdist group
+(``workflows``), so under ``pytest -n N --dist loadgroup`` they share one worker and each workflow still runs once.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -17,9 +25,11 @@ atexit.register(shutil.rmtree, os.environ["SFPROMPT_BACKBONE_CACHE"], ignore_err
 import pytest  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 torch.set_num_threads(1)
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=2)
 
 
@@ -28,3 +38,91 @@ def tiny_vit():
     """A 4-block, 32-wide timm ViT on 16 px inputs (pretrained=False), in eval mode."""
     torch.manual_seed(0)
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, **TINY).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the tiny workflow: plumbing, once per session
+
+TINY_METHODS = '''\
+"""A method kept outside the checkout, named by a workflow profile alone (docs/extending.md)."""
+from baselines.fedavg import FedAvg
+
+
+class Mine(FedAvg):
+    """FedAvg, unchanged: its runs must equal FedAvg's byte for byte."""
+'''
+
+
+def tiny_profile(results: Path, methods_file: Path) -> dict:
+    """config/smoke.yaml cut to plumbing: digits/iid, seed 0, one round, a scratch backbone (no pre-training,
+    no strength section), no references, ablations or sensitivity; FedAvg, SFPrompt and ``<methods_file>:Mine``
+    tuned (two points), trained, accounted at one split, re-timed on the smoke's client/link pairs, attacked
+    (SFPrompt at one split, small budgets) and reported. 16 jobs, about 140 CPU-seconds."""
+    raw = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    raw.update(results=str(results), seeds=[0], partitions={"iid": raw["partitions"]["iid"]},
+               methods=["fedavg", "sfprompt", f"{methods_file}:Mine"], references={}, ablations={}, sensitivity={})
+    raw["run"]["train"]["rounds"] = 1
+    raw["backbones"]["tiny"].update(weights="scratch", pretrain={})
+    raw.pop("strength")
+    raw["accounting"]["splits"] = [[1, 1]]
+    raw["privacy"] = dict(methods=["sfprompt"], splits=[[1, 1]], noise_sigma=[0.0], images=4, aux_samples=16,
+                          optimisation={"steps": 5}, decoder={"epochs": 1, "hidden": 16})
+    return raw
+
+
+_TINY: dict[str, SimpleNamespace] = {}
+
+
+def tiny_workflow() -> SimpleNamespace:
+    """One finished run of the tiny profile (run on first use): ``work`` (Snakemake's --directory), ``results``,
+    ``profile`` (its config file), ``raw`` (the profile as a dict) and ``methods_file`` (the method file outside
+    the checkout it names)."""
+    if not _TINY:
+        from tests.test_workflow import snakemake  # imports the workflow package: only when a test needs it
+
+        base = Path(tempfile.mkdtemp(prefix="sfprompt-tiny-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        methods_file = base / "my_methods" / "tiny_methods.py"
+        methods_file.parent.mkdir()
+        methods_file.write_text(TINY_METHODS)
+        raw = tiny_profile(base / "results", methods_file)
+        profile = base / "profile.yaml"
+        profile.write_text(yaml.safe_dump(raw))
+        work = base / "work"
+        work.mkdir()
+        snakemake("all", "--cores", "2", "--configfile", str(profile), workdir=work)
+        _TINY["run"] = SimpleNamespace(work=work, results=base / "results", profile=profile, raw=raw,
+                                       methods_file=methods_file)
+    return _TINY["run"]
+
+
+@pytest.fixture(scope="session")
+def tiny_results() -> SimpleNamespace:
+    """The tiny profile, run end to end once per test session (see :func:`tiny_workflow`)."""
+    return tiny_workflow()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# pytest-xdist: the workflows' tests on one worker
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """``-n N`` (pytest-xdist) gives way to one process where workers cannot serve: the benchmarks (pytest-benchmark
+    measures nothing under xdist) and ``--pdb``. Runs before xdist's own hook (both are tryfirst; a conftest
+    registers after the plugins), which then reads ``-n 0`` as no distribution."""
+    if config.getoption("benchmark_only", False) or config.getoption("usepdb", False):
+        if hasattr(config.option, "numprocesses"):
+            config.option.numprocesses = 0
+
+
+WORKFLOW_FIXTURES = {"smoke_results", "tiny_results", "cluster", "cluster_tiny"}
+WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow() outside fixtures too
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads a session workflow (or the SLURM cluster) joins the ``workflows`` group: with
+    ``--dist loadgroup`` one worker runs them all, so each workflow runs once (a session fixture runs once per
+    worker). Without xdist the marker does nothing."""
+    for item in items:
+        if WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in WORKFLOW_MODULES:
+            item.add_marker(pytest.mark.xdist_group("workflows"))

@@ -1,12 +1,13 @@
 """profiles/slurm on a real SLURM scheduler: the single-node cluster ``bash scripts/slurm-local.sh up`` starts.
 
-The smoke workflow runs through ``snakemake --profile profiles/slurm --workflow-profile profiles/slurm-local`` (the
+The tiny workflow (tests/conftest.py: the smoke profile cut to one cell, one seed and one round, with every rule
+but pre-training) runs through ``snakemake --profile profiles/slurm --workflow-profile profiles/slurm-local`` (the
 local cluster's account and partition; nothing else changes) and is checked against SLURM's own accounting
 (``sacct``): every job ran as a SLURM job and completed, each requested its rule's threads, memory and run time,
-and the tables equal a local ``--cores 2`` run's. A training job cancelled (``scancel``) after its first
-checkpoint is retried by Snakemake and resumes from the checkpoint, with results byte-identical to an
-uninterrupted run; a GPU rule's generated ``sbatch`` call requests ``--gpus`` (checked on the submission: this
-cluster has no GPU, so SLURM rejects it).
+and the tables equal the session's local ``--cores 2`` run of the same profile. A training job cancelled
+(``scancel``) after its first checkpoint is retried by Snakemake and resumes from the checkpoint, with results
+byte-identical to an uninterrupted run; a GPU rule's generated ``sbatch`` call requests ``--gpus`` (checked on the
+submission: this cluster has no GPU, so SLURM rejects it).
 
 Skipped, with the reason, unless that cluster is up (``.ci/run`` starts it when the machine allows): the tests
 never submit to another SLURM cluster the machine may belong to.
@@ -28,9 +29,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmark.workflow.grid import load_workflow_file
+from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.names import RULES
-from tests.test_workflow import CONFIGS, ROOT, smoke_workflow
+from tests.conftest import tiny_workflow
+from tests.test_workflow import ROOT
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
 PROFILE_ARGS = ("--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile", str(ROOT / "profiles" / "slurm-local"))
@@ -116,8 +118,9 @@ def submitted_jobs(log: str) -> dict[str, dict[str, str]]:
 
 
 def seed_inputs(src: Path, dst: Path) -> None:
-    """Copy what training reads (decoded data, partitions, backbones) from a finished run, times kept."""
-    for sub in ("cache", "partitions", "backbones"):
+    """Copy what training reads (decoded data, partitions; the tiny profile's backbone is built from scratch) from a
+    finished run, times kept."""
+    for sub in ("cache", "partitions"):
         shutil.copytree(src / sub, dst / sub)
 
 
@@ -149,18 +152,18 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def cluster_smoke(cluster, tmp_path_factory):
-    """The smoke workflow run through profiles/slurm: (working dir, results, Snakemake log)."""
-    work = tmp_path_factory.mktemp("slurm-smoke")
-    proc = snakemake(work, "all", *PROFILE_ARGS, "--configfile", str(CONFIGS["smoke"]), "--config",
+def cluster_tiny(cluster, tmp_path_factory):
+    """The tiny workflow run through profiles/slurm: (working dir, results, Snakemake log)."""
+    work = tmp_path_factory.mktemp("slurm-tiny")
+    proc = snakemake(work, "all", *PROFILE_ARGS, "--configfile", str(tiny_workflow().profile), "--config",
                      f"results={work / 'results'}")
     assert proc.returncode == 0, proc.log[-6000:]
     return work, work / "results", proc.log
 
 
 @needs_cluster
-def test_every_job_ran_as_a_completed_slurm_job(cluster_smoke):
-    work, results, log = cluster_smoke
+def test_every_job_ran_as_a_completed_slurm_job(cluster_tiny):
+    work, results, log = cluster_tiny
     jobs = sacct(run_id(log))
     submitted = submitted_jobs(log)
     ran_remote = len(re.findall(r"^rule \w+:", log, re.M))  # localrules (all, grid, ...) print 'localrule'
@@ -174,10 +177,10 @@ def test_every_job_ran_as_a_completed_slurm_job(cluster_smoke):
 
 
 @needs_cluster
-def test_sbatch_requests_are_the_rules_resources(cluster_smoke):
+def test_sbatch_requests_are_the_rules_resources(cluster_tiny):
     """What SLURM granted each job (sacct) is what its rule asks for in the workflow config's resources."""
-    work, results, log = cluster_smoke
-    wf = load_workflow_file(CONFIGS["smoke"])
+    work, results, log = cluster_tiny
+    wf = load_workflow(tiny_workflow().raw)
     jobs = sacct(run_id(log))
     submitted = submitted_jobs(log)
     for job in jobs.itertuples():
@@ -202,9 +205,9 @@ def numeric_columns(table: Path) -> pd.DataFrame:
 
 
 @needs_cluster
-def test_tables_equal_a_local_run(cluster_smoke):
-    work, results, log = cluster_smoke
-    local = smoke_workflow()[1]
+def test_tables_equal_a_local_run(cluster_tiny):
+    work, results, log = cluster_tiny
+    local = tiny_workflow().results
     tables = sorted(p.name for p in (results / "tables").glob("*.csv"))
     assert tables and tables == sorted(p.name for p in (local / "tables").glob("*.csv"))
     compared = []
@@ -220,8 +223,9 @@ def test_tables_equal_a_local_run(cluster_smoke):
 def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
     """scancel a training job after its first checkpoint: Snakemake (retries: 1) resubmits it, the new job
     resumes from the checkpoint, and its result files equal an uninterrupted run's byte for byte."""
-    results = smoke_workflow()[1]  # its decoded data, partitions and backbone (the local run the tables compare to)
-    raw = yaml.safe_load(CONFIGS["smoke"].read_text())
+    tiny = tiny_workflow()
+    results = tiny.results  # its decoded data and partitions
+    raw = yaml.safe_load(tiny.profile.read_text())
     raw["run"]["train"]["rounds"] = 8  # long enough to be cancelled between checkpoints
     # One folder for both runs: the config hash in metrics.csv covers the paths a run reads.
     cancelled = tmp_path / "run"
@@ -282,8 +286,9 @@ def test_gpu_rules_request_gpus_in_the_sbatch_call(cluster, tmp_path):
     """A training job whose config asks for a GPU (config/paper.yaml: gpu: 1) is submitted with --gpus=1 and its
     threads, memory and run time. This cluster has no GPU, so SLURM refuses the job and the plugin reports the
     exact sbatch call, which is what is checked (a GPU cluster would run it)."""
-    results = smoke_workflow()[1]
-    raw = yaml.safe_load(CONFIGS["smoke"].read_text())
+    tiny = tiny_workflow()
+    results = tiny.results
+    raw = yaml.safe_load(tiny.profile.read_text())
     raw["results"] = str(tmp_path / "results")
     raw.pop("tuning", None)  # tune jobs take the train resources; the first GPU job must be a train job
     raw.setdefault("resources", {})["train"] = {"threads": 2, "mem_mb": 1234, "runtime": 7, "gpu": 1}

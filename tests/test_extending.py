@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from benchmark.models.vit import create_backbone
 from benchmark.workflow.grid import load_workflow
 from tests.test_methods import make_cfg, make_data
 from tests.test_run import write_cfg
-from tests.test_workflow import CONFIGS, snakemake
+from tests.test_workflow import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_IN = ordered()  # every registered method and reference before any test adds its own
@@ -267,28 +268,25 @@ def test_train_runs_a_method_file_by_config_alone_and_an_unchanged_fedavg_is_fed
     assert yaml.safe_load((mine / "config.resolved.yaml").read_text())["train"]["method"] == f"{methods_file}:Mine"
 
 
-def test_the_smoke_workflow_runs_a_method_file_by_config_alone(methods_file, tmp_path):
-    """The smoke profile cut to one partition and one seed, plus ``<file>:Mine`` in ``methods`` (and in the
-    strength section's): tuned, trained, accounted, re-timed and reported. Every table of methods lists it (the
-    privacy table lists the privacy section's split methods only; claims, crossover, ablation and sensitivity
-    compare SFPrompt with FedAvg or with itself), and its run is FedAvg's, byte for byte."""
-    raw = yaml.safe_load(CONFIGS["smoke"].read_text())
-    results = tmp_path / "results"
-    raw.update(results=str(results), seeds=[0], partitions={"iid": raw["partitions"]["iid"]})
-    raw["methods"] = raw["methods"] + [f"{methods_file}:Mine"]
-    raw["strength"]["methods"] = raw["strength"]["methods"] + ["mine"]
-    profile = tmp_path / "profile.yaml"
-    profile.write_text(yaml.safe_dump(raw))
-    work = tmp_path / "work"
-    work.mkdir()
-    snakemake("all", "--cores", "2", "--configfile", str(profile), workdir=work)
+def test_the_workflow_runs_a_method_file_by_config_alone(tiny_results):
+    """The session's tiny workflow (tests/conftest.py: FedAvg, SFPrompt and ``<file>:Mine`` in ``methods``, the
+    file outside the checkout): Mine is tuned, trained, accounted, re-timed and reported. Every table of methods
+    lists it (the privacy table lists the privacy section's split methods only; claims and crossover compare
+    SFPrompt with FedAvg), and its run is FedAvg's, byte for byte."""
+    results, methods_file = tiny_results.results, tiny_results.methods_file
+    assert ROOT not in methods_file.parents and f"{methods_file}:Mine" in tiny_results.raw["methods"]
     tables = sorted([*results.glob("tables/*.csv"), *results.glob("accounting/*.csv"), *results.glob("system/*.csv")])
     with_methods = [t for t in tables if t.stem != "privacy" and "method" in _rows(t, ())[0]]
-    assert len(with_methods) >= 10, with_methods
+    assert {"accuracy", "paired", "resources", "system_rounds", "time_to_target", "tuning"} <= {
+        t.stem for t in with_methods}, with_methods
     for table in with_methods:
         column = _rows(table, ())[0].index("method")
         assert "mine" in {row[column] for row in _rows(table, ())[1:]}, table.name
+    tuned = json.loads((results / "tuning" / "tiny" / "digits" / "mine.json").read_text())
+    assert tuned["method"] == tuned["search"] == "mine"  # its own search
     runs = results / "runs" / "tiny" / "digits" / "iid"
+    resolved = yaml.safe_load((runs / "mine/seed0/config.resolved.yaml").read_text())["train"]
+    assert resolved["method"] == f"{methods_file}:Mine" and resolved["lr"] == tuned["chosen_lr"]
     drop = ("method", "config_hash")
     assert _rows(runs / "fedavg/seed0/metrics.csv", drop) == _rows(runs / "mine/seed0/metrics.csv", drop)
     for name in ("comm.csv", "flops.csv"):
