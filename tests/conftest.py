@@ -27,10 +27,23 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+from benchmark.federation.method import METHODS  # noqa: E402
+
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_registry():
+    """Methods a test module registers (a method file named by a profile, a test's own subclass) leave the
+    registry with it, so later modules see the built-in ones only (``ordered()``, ``federated_methods()``): loading
+    the tiny profile in-process (tests/test_cluster.py) registers its ``Mine``."""
+    saved = dict(METHODS._items)
+    yield
+    METHODS._items.clear()
+    METHODS._items.update(saved)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from benchmark.config import RunConfig
 from benchmark.errors import ConfigError
 from benchmark.federation.method import TRACED, TRACED_FIRST
 from benchmark.federation.trace import trace_rounds
-from benchmark.methods import METHODS, create_method, method_class, ordered
+from benchmark.methods import create_method, method_class, ordered
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
 from benchmark.workflow.grid import load_workflow
@@ -68,16 +68,6 @@ METHODS_FILE = '''
     class NotAMethod:
         pass
 '''
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_registry():
-    """The methods these tests register leave the registry with them, so later test modules see the built-in
-    ones only (``ordered()``, ``federated_methods()``)."""
-    saved = dict(METHODS._items)
-    yield
-    METHODS._items.clear()
-    METHODS._items.update(saved)
 
 
 @pytest.fixture(scope="module")
