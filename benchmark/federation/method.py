@@ -433,6 +433,11 @@ class Method(abc.ABC):
         """(top-1 accuracy, mean cross-entropy) of the current model on ``indices`` of ``split``."""
         return rounds.accuracy(self, indices, split)
 
+    def evaluate(self, rnd: int, per_client: bool = False, final: bool = True) -> None:
+        """Score the global model after round ``rnd`` (:func:`benchmark.federation.rounds.evaluate`). The loop
+        calls it through the method, so a profiler can time it (:class:`benchmark.perf.PhaseClock`)."""
+        rounds.evaluate(self, rnd, per_client=per_client, final=final)
+
     # ------------------------------------------------------------------ outputs
     def metrics_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.metrics, columns=METRIC_COLUMNS)
