@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from benchmark.config import ARCH_KEYS, RunConfig
+from benchmark.data.sampling import stratified_subsample
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ def checkpoint_pct(fraction: float) -> int:
 
 def code_fingerprint() -> dict[str, str]:
     """sha256 (16 hex digits) of each file of :data:`CODE_FILES` and of ``stratified_subsample``'s source."""
-    from benchmark.data.datasets import stratified_subsample  # deferred: with data.cache below
-
     out = {rel: hashlib.sha256((PACKAGE / rel).read_bytes()).hexdigest()[:16] for rel in CODE_FILES}
     out["data/datasets.py:stratified_subsample"] = hashlib.sha256(
         inspect.getsource(stratified_subsample).encode()).hexdigest()[:16]

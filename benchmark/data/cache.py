@@ -53,12 +53,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from benchmark.config import DataConfig, cache_file_name
-from benchmark.data.datasets import (
-    DatasetSpec,
-    get_spec,
-    load_dataset_spec,
-    spec_from_config,
-)
+from benchmark.data.datasets import DatasetSpec, get_spec, load_dataset_spec, spec_from_config
 from benchmark.data.sampling import select
 from benchmark.data.sources import source_kind
 from benchmark.errors import ConfigError, DatasetError

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.data.datasets import stratified_subsample
+from benchmark.data.sampling import stratified_subsample
 from benchmark.federation.aggregation import WeightedAverage
 from benchmark.federation.trace import TRACED, TRACED_FIRST, trace_rounds
 
