@@ -102,6 +102,9 @@ verb("train", "run one federated method and write its result files",
                                                 "applied after --set)"},
            lr_method={"metavar": "METHOD", "help": "the method --lr-from was tuned for, when the run takes another "
                                                     "method's choice (workflow tuning.share; default: the run's)"},
+           lr_pick={"choices": ("chosen", "runner_up"), "default": "chosen",
+                    "help": "which rate of the --lr-from record: the chosen one, or the runner-up (the best other "
+                            "grid point; workflow tuning.recheck)"},
            diverged_ok={"action": "store_true", "help": "a non-finite loss ends the run as a result, 'diverged' (a "
                                                          "metrics row; every file written) instead of an error: "
                                                          "the workflow's runs"}), "benchmark.cli.runs:train")

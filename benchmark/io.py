@@ -97,8 +97,8 @@ def environment(device: str, seed: int, config_hash: str, threads: int) -> dict[
     return info
 
 
-NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR", "OPENBLAS_CORETYPE")
+NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
+                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_CBWR", "OPENBLAS_CORETYPE")
 """Environment variables that choose a kernel path or a thread count, and so can move a float result."""
 
 

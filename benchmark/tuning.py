@@ -39,6 +39,10 @@ The procedure (workflow section ``tuning``, one choice per backbone, dataset and
    split in two (``tests/test_methods.py`` asserts they are equal), so its search would repeat FedAvg's. The
    choice is stated in each run's ``config.resolved.yaml`` (``train.lr``, so the config hash covers it) and
    ``env.json`` (``lr_from``).
+6. **Recheck** (``tuning.recheck``). The method under study and the reference method also train, in every cell
+   and final seed, at their search's runner-up rate (``train --lr-pick runner_up``, :func:`pick_lr`; env.json
+   ``lr_pick``), and the claims table's accuracy verdict stands only where it is the same with either method at
+   its runner-up: a choice that rounding could still move cannot then move a verdict unnoticed.
 
 Departures from the paper (arXiv 2407.17533, whose hyper-parameters were not available to us): its learning
 rates and how they were chosen are unknown, so this is our procedure, not a reproduction of theirs. Only the
@@ -219,6 +223,23 @@ def read_choice(path: str | Path, method: str | None = None, dataset: str | None
     return doc
 
 
+def pick_lr(doc: Mapping[str, Any], pick: str = "chosen") -> tuple[float, str]:
+    """The learning rate a run takes from a tuning record, and what it was: ``chosen``, or ``runner_up`` (the
+    recheck runs of ``tuning.recheck``). A record without a runner-up (every other grid point diverged, or a
+    one-point grid) gives its chosen rate, said so: no other rate is there to recheck the verdict at.
+
+    Raises:
+        ConfigError: ``pick`` is neither.
+    """
+    if pick == "chosen":
+        return float(doc["chosen_lr"]), "chosen"
+    if pick != "runner_up":
+        raise ConfigError(f"--lr-pick {pick!r}: expected 'chosen' or 'runner_up'")
+    if doc.get("runner_up_lr") is None:
+        return float(doc["chosen_lr"]), "chosen (the record has no runner-up: no other grid point was scored)"
+    return float(doc["runner_up_lr"]), "runner_up"
+
+
 def lr_env(path: str | Path, doc: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's ``env.json`` records about where its learning rate came from."""
     return {"lr_from": str(path), "lr_tuning": {k: doc.get(k) for k in (  # older records lack the newer keys
@@ -316,4 +337,4 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 __all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy",
-           "read_choice", "lr_env", "tuning_table_rows", "CRITERION"]
+           "read_choice", "pick_lr", "lr_env", "tuning_table_rows", "CRITERION"]

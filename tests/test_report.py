@@ -265,6 +265,31 @@ def test_accuracy_claim_follows_the_paired_interval():
     assert one_seed.set_index("claim").loc["accuracy"].verdict == "inconclusive"
 
 
+@pytest.mark.parametrize("sf_alt, fl_alt, expected", [
+    (79.0, 80.0, "reproduced"),        # SFPrompt at its runner-up still within the margin, FedAvg's runner-up too
+    (74.0, 80.0, "inconclusive"),      # SFPrompt's runner-up falls 6 points behind: "not reproduced" there
+    (79.5, 86.0, "inconclusive"),      # FedAvg's runner-up is better: the verdict moves with FedAvg's rate
+])
+def test_accuracy_verdict_stands_only_where_the_runner_up_rates_agree(sf_alt, fl_alt, expected):
+    """tuning.recheck: the verdict at the chosen rates is recomputed with either method at its runner-up rate,
+    paired by seed, and stands only where every recheck gives the same verdict."""
+    chosen = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]
+                   + [("sfprompt", s, 79.5 + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)])
+    alt = _runs([("fedavg", s, fl_alt + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)]
+                + [("sfprompt", s, sf_alt + s + 0.2 * s, 1, 1, 1, 1) for s in range(3)]).assign(
+        lr_pick="runner_up", train_lr=[0.2, 0.2, 0.2, 0.06, 0.06, 0.06])
+    runs = pd.concat([chosen.assign(lr_pick="chosen"), alt], ignore_index=True).assign(
+        model_backbone="vit_base_patch16_224", resized=False, rounds=50, samples_per_client=500.0)
+    row = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs).data.set_index("claim").loc[
+        "accuracy"]
+    assert row.verdict == expected and row.ours == "-0.4 ± 0.2 pp"  # "ours" stays the chosen rates' difference
+    assert "rechecked at the runner-up rates: SFPrompt at its runner-up lr 0.06" in row.note
+    assert "FedAvg at its runner-up lr 0.2" in row.note and row.note.endswith(f"-> {expected}")
+    # the recheck runs are not measured runs: without them the verdict is the chosen rates' alone
+    plain = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs[runs.lr_pick == "chosen"])
+    assert plain.data.set_index("claim").loc["accuracy"].verdict == "reproduced"
+
+
 @pytest.mark.parametrize("backbone, resized", [("vit_base_patch16_224", True), ("vit_tiny_patch16_224", False)])
 def test_accuracy_claim_on_a_backbone_the_paper_never_used_is_context_only(backbone, resized):
     runs = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]

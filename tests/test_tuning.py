@@ -18,8 +18,9 @@ import yaml
 from benchmark.config import RunConfig
 from benchmark.data.sampling import validation_split
 from benchmark.errors import BenchmarkError, ConfigError
-from benchmark.tuning import choose, gather, read_choice
+from benchmark.tuning import choose, gather, pick_lr, read_choice
 from benchmark.workflow.grid import load_workflow
+from benchmark.workflow.names import Role
 from tests.test_data import offline, write_mirror  # noqa: F401 (autouse fixture: no hub, tmp HF cache)
 from tests.test_workflow import CONFIGS, smoke_results  # noqa: F401 (session fixture)
 
@@ -239,6 +240,84 @@ def test_a_shared_method_is_not_tuned_and_trains_with_the_other_methods_choice()
         inputs = wf.train_input(wc)
         arg = wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys, tuning=inputs["tuning"]))
         assert arg.endswith(" --lr-method fedavg") == (run.method == "sfl_v1" and run.partition != "pooled"), arg
+
+
+def test_recheck_trains_the_verdict_pair_at_the_runner_up_rate_in_every_cell():
+    """tuning.recheck: every main-grid cell and final seed gets SFPrompt and the reference method once more, with
+    the same settings, reading the runner-up rate from the same record; the other runs are unchanged."""
+    raw = _smoke_raw()
+    raw["tuning"]["recheck"] = True
+    wf = load_workflow({**raw, "results": "/tmp/r"})
+    plain = load_workflow({**_smoke_raw(), "results": "/tmp/r"})
+    assert {k: v for k, v in wf.runs.items() if k in plain.runs} == plain.runs
+    extra = {k: v for k, v in wf.runs.items() if k not in plain.runs}
+    cells = {(r.backbone, r.dataset, r.partition, r.seed) for r in plain.runs.values() if r.partition != "pooled"}
+    pair = ("sfprompt", wf.doc["report"]["reference_method"])
+    assert set(extra) == {(b, d, p, f"{m}-runner_up", s) for b, d, p, s in cells for m in pair}
+    for run in extra.values():
+        twin = plain.runs[(run.backbone, run.dataset, run.partition, run.method, run.seed)]
+        assert run.settings == twin.settings and run.lr_from == twin.lr_from and run.lr_pick == "runner_up"
+        assert run.roles == (Role("runner_up", run.method),)
+        wc = SimpleNamespace(backbone=run.backbone, dataset=run.dataset, partition=run.partition,
+                             variant=run.variant, seed=run.seed)
+        inputs = wf.train_input(wc)
+        arg = wf.lr_arg(wc, SimpleNamespace(keys=inputs.keys, tuning=inputs["tuning"]))
+        assert arg == f"--lr-from {inputs['tuning']} --lr-pick runner_up"
+    listed = {r["dir"]: r for r in wf.grid()["runs"]}
+    assert all(listed[r.dir]["lr_pick"] == "runner_up" for r in extra.values())
+    assert not any("lr_pick" in listed[r.dir] for r in plain.runs.values())  # grid.json as before for them
+    del raw["tuning"]  # without a tuning section there is no runner-up to recheck at
+    assert not load_workflow({**raw, "results": "/tmp/r"}).recheck_methods()
+
+
+def test_the_recheck_runs_train_at_the_runner_up_rate_and_the_claims_read_them(tiny_results):
+    """End to end (the tiny profile, tuning.recheck on): each recheck run's resolved config states its record's
+    runner-up rate, env.json says so, and the claims table's accuracy row and the manifest name the recheck."""
+    results = tiny_results.results
+    wf = load_workflow(tiny_results.raw)
+    rechecks = [r for r in wf.runs.values() if r.lr_pick == "runner_up"]
+    assert {r.variant for r in rechecks} == {"sfprompt-runner_up", "fedavg-runner_up"}
+    for run in rechecks:
+        doc = json.loads((results / run.lr_from).read_text())
+        resolved = yaml.safe_load((results / run.dir / "config.resolved.yaml").read_text())
+        env = json.loads((results / run.dir / "env.json").read_text())
+        assert resolved["train"]["lr"] == doc["runner_up_lr"] != doc["chosen_lr"] and env["lr_pick"] == "runner_up"
+        twin = yaml.safe_load((results / wf.runs[run.key[:3] + (run.method, run.seed)].dir
+                               / "config.resolved.yaml").read_text())
+        assert twin["train"]["lr"] == doc["chosen_lr"]
+    claims = pd.read_csv(results / "tables" / "claims.csv")
+    note = claims[claims.claim == "accuracy"].note.iloc[0]
+    assert "rechecked at the runner-up rates: SFPrompt at its runner-up lr" in note and "FedAvg at its" in note
+    manifest = json.loads((results / "manifest.json").read_text())
+    behind = {r["dir"] for r in manifest["outputs"]["tables/claims.csv"]["runs"]}
+    assert {r.dir for r in rechecks} <= behind
+
+
+@pytest.mark.parametrize("doc, pick, expected", [
+    ({"chosen_lr": 0.02, "runner_up_lr": 0.06}, "chosen", (0.02, "chosen")),
+    ({"chosen_lr": 0.02, "runner_up_lr": 0.06}, "runner_up", (0.06, "runner_up")),
+    ({"chosen_lr": 0.02, "runner_up_lr": None}, "runner_up",
+     (0.02, "chosen (the record has no runner-up: no other grid point was scored)")),
+])
+def test_pick_lr_reads_the_chosen_or_the_runner_up_rate(doc, pick, expected):
+    assert pick_lr(doc, pick) == expected
+
+
+def test_train_lr_pick_runner_up_trains_at_the_records_runner_up(tmp_path):
+    """train --lr-from R --lr-pick runner_up: the resolved config (and so the hash) states the runner-up rate and
+    env.json says which rate was taken."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method="fedprompt", rounds=1)
+    record = tmp_path / "fedprompt.json"
+    record.write_text(json.dumps({"chosen_lr": 0.0123, "runner_up_lr": 0.0456, "method": "fedprompt",
+                                  "dataset": "digits"}))
+    cli("train", "-c", str(cfg), "--lr-from", str(record), "--lr-pick", "runner_up", "--out", str(tmp_path / "a"),
+        "-q")
+    resolved = yaml.safe_load((tmp_path / "a" / "config.resolved.yaml").read_text())
+    env = json.loads((tmp_path / "a" / "env.json").read_text())
+    assert resolved["train"]["lr"] == 0.0456 and env["lr_pick"] == "runner_up"
+    assert env["lr_tuning"]["runner_up_lr"] == 0.0456 and env["lr_tuning"]["chosen_lr"] == 0.0123
 
 
 def test_without_a_tuning_section_the_workflow_is_unchanged():

@@ -21,7 +21,7 @@ from benchmark.preflight import check_run
 from benchmark.pretrain import pretrain as pretrain_backbone
 from benchmark.run import load_federated_data
 from benchmark.run import train as train_run
-from benchmark.tuning import lr_env, read_choice, search
+from benchmark.tuning import lr_env, pick_lr, read_choice, search
 
 
 def cache(a: argparse.Namespace) -> int:
@@ -59,8 +59,9 @@ def train(a: argparse.Namespace) -> int:
     if a.lr_from:
         # tuning records name the method by its registry name (train.method may be a 'module:Class' reference)
         doc = read_choice(a.lr_from, a.lr_method or method_name(cfg.train.method), cfg.data.dataset)
-        cfg = cfg.replace(**{"train.lr": doc["chosen_lr"]})
-        extra = lr_env(a.lr_from, doc)
+        lr, pick = pick_lr(doc, a.lr_pick)
+        cfg = cfg.replace(**{"train.lr": lr})
+        extra = {**lr_env(a.lr_from, doc), "lr_pick": pick}
     metrics = train_run(cfg, Path(a.out), partition_path=a.partition, progress=not a.quiet, resume=not a.no_resume,
                         extra_env=extra, record_divergence=a.diverged_ok)
     if (metrics.metric == DIVERGED).any():

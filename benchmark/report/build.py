@@ -18,7 +18,7 @@ from benchmark.io import atomic_path, git_revision, write_json, write_text
 from benchmark.report import claims, figures, tables
 from benchmark.report.load import Results, load_results
 from benchmark.report.outputs import OUTPUTS, Sources, output
-from benchmark.workflow.names import FIGURE_FORMATS, POOLED, TABLE_FORMATS, UNDER_STUDY
+from benchmark.workflow.names import FIGURE_FORMATS, POOLED, RUNNER_UP, TABLE_FORMATS, UNDER_STUDY
 
 
 def _method_runs(res: Results) -> pd.DataFrame:
@@ -84,7 +84,12 @@ def _resources(res: Results, src: Sources) -> tables.Table:
 
 
 def _claims_sources(res: Results) -> Sources:
-    return Sources(_method_runs(res), _accounting_files(res) + privacy.privacy_files(res))
+    """The method runs, plus the recheck runs at the runner-up learning rates (``tuning.recheck``), which the
+    claims table tells apart by ``lr_pick``."""
+    runs, rechecks = _method_runs(res), res.with_role(RUNNER_UP)
+    if len(rechecks):
+        runs = pd.concat([runs, rechecks], ignore_index=True)
+    return Sources(runs, _accounting_files(res) + privacy.privacy_files(res))
 
 
 @output("table", "claims", _claims_sources)

@@ -40,7 +40,7 @@ from benchmark.overrides import unflatten
 from benchmark.methods import method_class
 from benchmark.report.tables import CELL, FLOP_NOTE, Table, method_label
 from benchmark.stats import CONFIDENCE, fmt_signed_ci, margin_verdict, paired_difference
-from benchmark.workflow.names import ARCH_KEYS, BASELINE, UNDER_STUDY
+from benchmark.workflow.names import ARCH_KEYS, BASELINE, RUNNER_UP, UNDER_STUDY
 
 PAPER_BACKBONES = {"vit_base_patch16_224": "ViT-B/16", "vit_large_patch16_224": "ViT-L/16"}
 DEGENERATE = ("head = tail = 0 with token (CLS) pooling: the local-loss update and EL2N scores are degenerate "
@@ -153,7 +153,8 @@ def claims_table(
         accounting: Accounting rows with ``label, split, backbone, head_blocks, tail_blocks,
             samples_per_client, method, reading, client_gflops_round, comm_mb_total, break_even_samples``.
         accounting_settings: ``(label, split) -> settings`` of each accounting entry (from ``grid.json``).
-        runs: Method runs (summary columns) for the measured and accuracy rows.
+        runs: Method runs (summary columns) for the measured and accuracy rows; rows with ``lr_pick`` =
+            ``runner_up`` are the recheck runs (``tuning.recheck``), read by the accuracy rows only.
         reference: The FL baseline the paper compares against (FedAvg full fine-tuning).
         tolerance: Relative tolerance of "reproduces".
         accuracy_margin: Points by which SFPrompt may trail the reference and still be "competitive".
@@ -205,8 +206,10 @@ def claims_table(
                 "verdict": range_verdict(values, claim.value, tolerance) if applies else "context only",
                 "note": "; ".join(notes),
             })
+    recheck = runs.lr_pick == RUNNER_UP if "lr_pick" in runs else pd.Series(False, index=runs.index)
+    rechecks, runs = runs[recheck], runs[~recheck]
     rows += _measured_rows(runs, reference)
-    rows += _accuracy_rows(runs, reference, accuracy_margin)
+    rows += _accuracy_rows(runs, reference, accuracy_margin, rechecks)
     has_zero = any(int(g.head_blocks.iloc[0]) == 0 and int(g.tail_blocks.iloc[0]) == 0 for _, g in groups) or (
         len(runs) and ((runs.head_blocks == 0) & (runs.tail_blocks == 0)).any())
     rows.append({"claim": "caveat", "statement": "split head = tail = 0 (the setting of the 0.46% figure)",
@@ -227,7 +230,9 @@ def claims_table(
                f"'reproduces' means within ±{tolerance:.0%} of the paper's number. Accuracy: SFPrompt − "
                f"{ref_label}, paired by seed, mean ± {CONFIDENCE:.0%} CI; 'competitive' is reproduced when the whole "
                f"interval lies above −{accuracy_margin:g} points, not reproduced when it lies below, inconclusive "
-               f"otherwise. Settings are the suite's, never tuned to a claim. {FLOP_NOTE}.")
+               f"otherwise; where the runs were rechecked at the runner-up learning rates, a verdict stands only "
+               f"when it is the same with either method at its runner-up, else it reads inconclusive. Settings are "
+               f"the suite's, never tuned to a claim. {FLOP_NOTE}.")
     return Table("claims", data, display, caption, _summary(data))
 
 
@@ -252,31 +257,61 @@ def _measured_rows(runs: pd.DataFrame, reference: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _accuracy_rows(runs: pd.DataFrame, reference: str, margin: float) -> list[dict[str, Any]]:
+def _per_seed(grp: pd.DataFrame, method: str) -> pd.Series:
+    return grp[grp.method == method].groupby("seed").final_accuracy.mean()
+
+
+def _recheck(grp: pd.DataFrame, sf: pd.Series, fl: pd.Series, reference: str, margin: float,
+             verdict: str) -> tuple[str, list[str]]:
+    """The verdict rechecked at the runner-up rates (``grp``: one cell's recheck runs): with SFPrompt at its
+    runner-up against the reference at its choice, and the reference at its runner-up against SFPrompt at its
+    choice. Returns the verdict that stands (``verdict`` where every recheck agrees, else ``inconclusive``) and
+    one note part per recheck."""
+    parts, verdicts = [], [verdict]
+    for method, pair in ((UNDER_STUDY, lambda alt: (alt, fl)), (reference, lambda alt: (sf, alt))):
+        runs = grp[grp.method == method]
+        if not len(runs):
+            continue
+        d, h, n = paired_difference(*pair(_per_seed(grp, method)))
+        v = margin_verdict(d, h, n, margin)
+        verdicts.append(v)
+        lr = runs.train_lr.iloc[0] if "train_lr" in runs else math.nan
+        parts.append(f"{method_label(method)} at its runner-up lr{'' if pd.isna(lr) else f' {lr:g}'}: "
+                     f"{fmt_signed_ci(d, h, n)} pp, {v}")
+    return (verdict if len(set(verdicts)) == 1 else "inconclusive"), parts
+
+
+def _accuracy_rows(runs: pd.DataFrame, reference: str, margin: float,
+                   rechecks: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """SFPrompt − ``reference`` per cell. The margin verdict judges the paper only on a backbone it used (a
     paper backbone, not resized); on any other it reads ``context only (this scale)`` and the note keeps what
-    the interval says, as the cost rows do on this suite's backbone."""
+    the interval says, as the cost rows do on this suite's backbone. With recheck runs (``rechecks``, the same
+    cells at each method's runner-up learning rate) the verdict stands only where every recheck agrees
+    (:func:`_recheck`), else it is ``inconclusive``; the note gives each recheck's difference and verdict."""
     rows = []
     if not len(runs):
         return rows
+    rechecks = runs.iloc[0:0] if rechecks is None else rechecks
     for cell, grp in runs.groupby(CELL, sort=False):
-        sf = grp[grp.method == UNDER_STUDY].groupby("seed").final_accuracy.mean()
-        fl = grp[grp.method == reference].groupby("seed").final_accuracy.mean()
+        sf, fl = _per_seed(grp, UNDER_STUDY), _per_seed(grp, reference)
         d, h, n = paired_difference(sf, fl)
         if not n:
             continue
         scope = grp[grp.method == UNDER_STUDY].iloc[0]
         paper_scale = scope.get("model_backbone") in PAPER_BACKBONES and not scope.get("resized", True)
-        measured = margin_verdict(d, h, n, margin)
+        alt = rechecks.merge(pd.DataFrame([cell], columns=CELL), on=CELL) if len(rechecks) else rechecks
+        measured, parts = _recheck(alt, sf, fl, reference, margin, margin_verdict(d, h, n, margin))
         rows.append({
             "claim": "accuracy", "statement": f"accuracy competitive with {method_label(reference)}",
             "paper": "competitive", "ours": f"{fmt_signed_ci(d, h, n)} pp", "ours_value": d,
             "range": "–" if n < 2 else f"{d - h:+.1f} – {d + h:+.1f} pp", "source": "measured",
             "backbone": cell[0], "setting": _accuracy_setting(cell, scope, n, margin),
             "verdict": measured if paper_scale else "context only (this scale)",
-            "note": (f"SFPrompt {sf.mean():.1f}% vs {method_label(reference)} {fl.mean():.1f}% (means); "
-                     f"paired {CONFIDENCE:.0%} CI" + (" needs 2+ seeds" if n < 2 else "")
-                     + ("" if paper_scale else f"; at this scale the interval reads: {measured}")),
+            "note": "; ".join([f"SFPrompt {sf.mean():.1f}% vs {method_label(reference)} {fl.mean():.1f}% (means); "
+                               f"paired {CONFIDENCE:.0%} CI" + (" needs 2+ seeds" if n < 2 else "")]
+                              + (["rechecked at the runner-up rates: " + "; ".join(parts)
+                                  + f" -> {measured}"] if parts else [])
+                              + ([] if paper_scale else [f"at this scale the interval reads: {measured}"])),
         })
     return rows
 

@@ -94,6 +94,13 @@ def _scope(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _trained_lr(env: dict[str, Any]) -> float:
+    """The learning rate a tuned run took from its record (env.json ``lr_tuning`` and ``lr_pick``), else NaN."""
+    doc = env.get("lr_tuning") or {}
+    value = doc.get("runner_up_lr" if env.get("lr_pick") == "runner_up" else "chosen_lr")
+    return float(value) if value is not None else np.nan
+
+
 def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     metrics = pd.read_csv(folder / "metrics.csv", dtype={"config_hash": str, "git_revision": str})
     diverged = bool((metrics.metric == DIVERGED).any())
@@ -139,6 +146,9 @@ def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.
         "tail_blocks": int(settings.get("model.tail_blocks", 1)),
         "warnings": " | ".join(env.get("warnings", [])),
         "test_images": env.get("test_images", np.nan),
+        # the rate a run took from its tuning record: chosen, or the runner-up (tuning.recheck)
+        "lr_pick": run.get("lr_pick", "chosen"),
+        "train_lr": _trained_lr(env),
         "test_split_full": env.get("test_split_full", np.nan),
         **_scope(settings),
     }

@@ -148,7 +148,7 @@ class Workflow(ConfigChecks, TuningSection, StrengthSection, PrivacySection, Acc
             "runs": [{"backbone": r.backbone, "dataset": r.dataset, "partition": r.partition, "variant": r.variant,
                       "seed": r.seed, "method": r.method, "dir": r.dir, "partition_file": r.partition_file,
                       "roles": [role.to_dict() for role in r.roles], "settings": dict(r.settings),
-                      "lr_from": r.lr_from}
+                      "lr_from": r.lr_from, **({} if r.lr_pick == "chosen" else {"lr_pick": r.lr_pick})}
                      for r in self.runs.values()],
             "accounting": [{"label": a.label, "split": split_label(a.split), "head_blocks": a.split[0],
                             "tail_blocks": a.split[1], "trained": a.trained, "file": a.file,

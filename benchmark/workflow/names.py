@@ -25,6 +25,9 @@ STRENGTH = "strength"
 """Role kind (and workflow section) of the backbone-strength runs: methods fine-tuning pre-training checkpoints."""
 NOISE = "noise"
 """Role kind of the noise defence's training runs (privacy section)."""
+RUNNER_UP = "runner_up"
+"""Role kind of the learning-rate recheck runs (``tuning.recheck``): the method under study and the reference
+method trained at their search's runner-up rate, so that a verdict stands only where it holds at both rates."""
 NOISE_KEY = "method_params.smashed_noise_sigma"
 """The split methods' noise-defence knob (:class:`benchmark.federation.method.SplitParams`): the privacy section
 trains a variant of each privacy method at every σ > 0 of ``privacy.noise_sigma`` (role ``noise``)."""
@@ -50,8 +53,8 @@ FIGURE_FORMATS = ("pdf", "png")
 @dataclass(frozen=True)
 class Role:
     """Why a run is in the grid: ``method`` (name), ``ablation`` (name), ``sensitivity`` (param, value),
-    ``strength`` (checkpoint label ``B@PCT`` or ``B``, fraction of the pre-training budget), ``noise`` (method, σ)
-    or ``reference`` (name, label)."""
+    ``strength`` (checkpoint label ``B@PCT`` or ``B``, fraction of the pre-training budget), ``noise`` (method, σ),
+    ``runner_up`` (method) or ``reference`` (name, label)."""
 
     kind: str
     name: str
@@ -88,7 +91,8 @@ def variant_name(role: Role, method: str) -> str:
     - ``sensitivity``: ``{UNDER_STUDY}-{param}{value}`` (``sfprompt-keep_ratio0.25``), or
       ``{UNDER_STUDY}-split_h{H}t{T}`` for the split;
     - ``strength``: the method at the end of pre-training, else ``{method}@{pct}`` (``fedavg@10``);
-    - ``noise``: ``{method}-noise{σ}`` (``sfl_v2-noise0.5``).
+    - ``noise``: ``{method}-noise{σ}`` (``sfl_v2-noise0.5``);
+    - ``runner_up``: ``{method}-runner_up`` (``fedavg-runner_up``).
     """
     if role.kind in ("method", "ablation", "reference"):
         return role.name
@@ -99,6 +103,8 @@ def variant_name(role: Role, method: str) -> str:
         return method if "@" not in role.name else f"{method}@{role.name.rsplit('@', 1)[1]}"
     if role.kind == NOISE:
         return f"{role.name}-noise{fmt_value(float(role.value))}"
+    if role.kind == RUNNER_UP:
+        return f"{role.name}-{RUNNER_UP}"
     raise ValueError(f"unknown run role kind {role.kind!r}")
 
 
@@ -113,6 +119,6 @@ def split_file(kind: str, label: str, split: Iterable[int], ext: str) -> str:
 
 
 __all__ = ["UNDER_STUDY", "BASELINE", "ARCH_KEYS", "ARCH_SETTINGS", "METHOD_PARAMS", "POOLED", "POOLED_PARTITION",
-           "STRENGTH", "NOISE", "NOISE_KEY", "SENSITIVITY_KEYS", "RULES", "TABLES", "FIGURES", "TABLE_FORMATS",
-           "FIGURE_FORMATS", "Role", "split_label", "fmt_value", "checkpoint_label", "variant_name", "tuning_file",
-           "split_file"]
+           "STRENGTH", "NOISE", "RUNNER_UP", "NOISE_KEY", "SENSITIVITY_KEYS", "RULES", "TABLES", "FIGURES",
+           "TABLE_FORMATS", "FIGURE_FORMATS", "Role", "split_label", "fmt_value", "checkpoint_label", "variant_name",
+           "tuning_file", "split_file"]

@@ -17,8 +17,8 @@ from benchmark.config import RunConfig, check_split_depth, from_dict
 from benchmark.errors import ConfigError
 from benchmark.methods import method_class
 from benchmark.overrides import flatten, set_args, unflatten
-from benchmark.workflow.names import (POOLED, POOLED_PARTITION, SENSITIVITY_KEYS, UNDER_STUDY, Role, split_label,
-                                      tuning_file, variant_name)
+from benchmark.workflow.names import (POOLED, POOLED_PARTITION, RUNNER_UP, SENSITIVITY_KEYS, UNDER_STUDY, Role,
+                                      split_label, tuning_file, variant_name)
 
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 
@@ -46,6 +46,8 @@ class Run:
     roles: tuple[Role, ...]
     lr_from: str | None = None
     """The tuning record (relative to ``results``) whose chosen learning rate the run trains with, or None."""
+    lr_pick: str = "chosen"
+    """Which of the record's rates: ``chosen``, or ``runner_up`` for the recheck runs (``tuning.recheck``)."""
 
     @property
     def key(self) -> tuple[str, str, str, str, int]:
@@ -173,6 +175,7 @@ class RunsCore(WorkflowState):
                         "sensitivity", param, split_label(value) if param == "split" else value)
         yield from self._strength_candidates(cell)
         yield from self._noise_candidates(cell)
+        yield from self._recheck_candidates(cell)
 
     def _expand(self) -> list[Run]:
         runs: list[Run] = []
@@ -194,14 +197,15 @@ class RunsCore(WorkflowState):
             variant = variant_name(role, method)
             where = f"run {backbone}/{dataset}/{partition}/{variant}/seed{seed}"
             settings = self.resolve_run(where, backbone, base, {"train.method": self.source(method)}, sets)
-            ident = tuple(sorted(settings.items()))
+            # a recheck run has its method's settings but trains at another rate, read from the tuning record
+            ident = (tuple(sorted(settings.items())), RUNNER_UP if role.kind == RUNNER_UP else "chosen")
             if ident in by_config:
                 by_config[ident][2].append(role)
             else:
                 by_config[ident] = [variant, method, [role]]
-        return [Run(backbone, dataset, partition, variant, seed, method, ident, tuple(roles),
-                    self._lr_from(backbone, dataset, method))
-                for ident, (variant, method, roles) in by_config.items()]
+        return [Run(backbone, dataset, partition, variant, seed, method, settings, tuple(roles),
+                    self._lr_from(backbone, dataset, method), pick)
+                for (settings, pick), (variant, method, roles) in by_config.items()]
 
     def _reference_runs(self, backbone: str, dataset: str, seed: int) -> list[Run]:
         """The pooled-data references of one (backbone, dataset, seed): each method's own settings apply."""

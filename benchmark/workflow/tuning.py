@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from benchmark.config import from_dict
 from benchmark.errors import ConfigError
 from benchmark.overrides import unflatten
 from benchmark.tuning import grid_lr
-from benchmark.workflow.names import POOLED, fmt_value, tuning_file
-from benchmark.workflow.runs import WorkflowState
+from benchmark.workflow.names import POOLED, RUNNER_UP, UNDER_STUDY, Role, fmt_value, tuning_file
+from benchmark.workflow.runs import Candidate, WorkflowState
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,19 @@ class TuningSection(WorkflowState):
                 raise ConfigError(f"workflow config key 'tuning.share.{method}': {bad!r} is not {what} "
                                   f"({', '.join(sorted(every))})")
         return dict(share)
+
+    def recheck_methods(self) -> list[str]:
+        """``tuning.recheck``: the methods whose verdict pair is retrained at the runner-up rate (the method under
+        study and the report's reference method, where both are in the grid), else none."""
+        if not (self.tuning_section or {}).get("recheck"):
+            return []
+        return [m for m in (UNDER_STUDY, self.doc["report"]["reference_method"]) if m in self.methods]
+
+    def _recheck_candidates(self, cell: tuple) -> Iterator[Candidate]:
+        """The recheck runs of a cell: each :meth:`recheck_methods` method with its own settings, role
+        ``runner_up`` (its rate comes from the tuning record at run time: ``train --lr-pick runner_up``)."""
+        for method in self.recheck_methods():
+            yield method, self.method_sets(method), Role(RUNNER_UP, method)
 
     def _lr_from(self, backbone: str, dataset: str, method: str) -> str | None:
         if self.tuning_section is None:
@@ -168,6 +181,8 @@ class TuningSection(WorkflowState):
             return ""
         arg = f"--lr-from {shlex.quote(str(input.tuning))}"
         run = self.run(wildcards)
+        if run.lr_pick != "chosen":
+            arg += f" --lr-pick {run.lr_pick}"
         source = None if run.partition == POOLED else self._shared().get(run.method)  # a reference has its own
         return f"{arg} --lr-method {source}" if source else arg
 
