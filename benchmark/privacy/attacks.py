@@ -24,7 +24,9 @@ Registered attacks (``ATTACKS.names()``):
   the input so that the known head reproduces the observed activations, with a total-variation prior.
   Departure from UnSplit: the head's weights are known (frozen public checkpoint or aggregated by the
   server), so only the input is optimised, not the model; the input is parameterised through a sigmoid so it
-  stays in [0, 1], and starts from the auxiliary data's mean image.
+  stays in [0, 1], and starts from the auxiliary data's mean image. Issue #23: the server's prior joins the
+  loss, the Gaussian patch prior ``lmmse`` uses (``opt_prior``, :func:`prior_penalty`); on the default profile
+  at split 1/1 it lifts the attack from 20.7 to 28.1 dB (400 steps), above the decoder.
 * ``decoder``: a learned inverse network (He et al. 2019's black-box attack; FORA, Xu et al. 2024, "A
   stealthy wolf in sheep's clothing: feature-oriented reconstruction attack against split learning", CVPR;
   the decoder ResSFL, Li et al. 2022, CVPR, uses to measure leakage per cut layer): the server runs the known
@@ -52,7 +54,7 @@ from torch import nn
 from benchmark.errors import BenchmarkError
 from benchmark.federation.method import gaussian_noise
 from benchmark.models.split import SplitViT
-from benchmark.privacy.prior import PatchPrior, from_patches, to_patches
+from benchmark.privacy.prior import JITTER, PatchPrior, from_patches, to_patches
 from benchmark.registry import Registry
 
 
@@ -69,6 +71,12 @@ class AttackSettings:
         opt_lr: Its learning rate (on the sigmoid's logits).
         opt_tv: Weight of the total-variation prior (mean absolute neighbour difference, [0, 1] pixels)
             against the mean squared activation error.
+        opt_prior: Weight of the server's Gaussian patch prior (:func:`patch_prior`, the one ``lmmse`` uses):
+            its negative log-likelihood per patch and pixel, ``(x_p - μ)ᵀ Σ⁻¹ (x_p - μ) / (2P)`` in
+            normalised units, averaged over patches. 0: no prior term (the attack as UnSplit runs it). 0.01
+            was picked on the default profile's privacy cell at split 1/1: 0.01 and 0.03 gave 28.1 and 27.3 dB
+            at 400 steps (20.7 without the prior), 0.1 and 1 gave 17.0 and 13.0 dB at 100 steps (17.05
+            without); a choice on the attacked images themselves, so slightly optimistic.
         decoder_epochs: Training epochs of the decoder on the auxiliary smashed data.
         decoder_hidden: Hidden width of the decoder's per-token MLP.
         decoder_lr: Adam learning rate of the decoder.
@@ -79,6 +87,7 @@ class AttackSettings:
     opt_steps: int = 200
     opt_lr: float = 0.1
     opt_tv: float = 0.01
+    opt_prior: float = 0.0
     decoder_epochs: int = 30
     decoder_hidden: int = 256
     decoder_lr: float = 0.002
@@ -229,12 +238,30 @@ def _logit(x01: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return torch.log(x) - torch.log1p(-x)
 
 
+def prior_penalty(know: ServerKnowledge) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x01 -> mean over patches of (x_p - μ)ᵀ Σ⁻¹ (x_p - μ) / (2P)``: the Gaussian patch prior's negative
+    log-likelihood (up to a constant) per pixel, in normalised units, with the prior :func:`patch_prior` fits
+    to the auxiliary images (Σ with the same ridge as the LMMSE gain)."""
+    prior = patch_prior(know)
+    p, n = _grid(know.model)[0], prior.cov.shape[0]
+    cov = prior.cov + JITTER * torch.trace(prior.cov) / n * torch.eye(n, dtype=torch.float64)
+    precision = torch.linalg.inv(cov).to(know.aux_images)
+    mu = prior.mean.to(know.aux_images)
+
+    def penalty(x01: torch.Tensor) -> torch.Tensor:
+        z = to_patches(know.normalize(x01), p) - mu
+        return ((z @ precision) * z).sum(-1).mean() / (2 * n)
+
+    return penalty
+
+
 @ATTACKS.register("optimisation")
 def optimisation(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
-    """argmin_x ||head(x) - z||² (mean over elements) + tv · TV(x), x = sigmoid(u) in [0, 1], by Adam from
-    the auxiliary mean image; the head's weights stay fixed."""
+    """argmin_x ||head(x) - z||² (mean over elements) + tv · TV(x) + prior · NLL(x) (:func:`prior_penalty`),
+    x = sigmoid(u) in [0, 1], by Adam from the auxiliary mean image; the head's weights stay fixed."""
     s = know.settings
     target = smashed.detach()
+    penalty = prior_penalty(know) if s.opt_prior > 0 else None
     start = know.aux_images.mean(0, keepdim=True).expand(len(target), -1, -1, -1)
     u = _logit(start).clone().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=s.opt_lr)
@@ -246,6 +273,8 @@ def optimisation(smashed: torch.Tensor, know: ServerKnowledge) -> torch.Tensor:
         for _ in range(s.opt_steps):
             x = torch.sigmoid(u)
             loss = F.mse_loss(know.head(x), target) + s.opt_tv * total_variation(x)
+            if penalty is not None:
+                loss = loss + s.opt_prior * penalty(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -133,7 +133,8 @@ class PrivacySection(WorkflowState):
                                        if isinstance(acc, dict) and self.privacy_cell()[1] in acc
                                        else self.run_samples_per_client()),
                 "attack_settings": {"opt_steps": p["optimisation"]["steps"], "opt_lr": p["optimisation"]["lr"],
-                                    "opt_tv": p["optimisation"]["tv"], "decoder_epochs": p["decoder"]["epochs"],
+                                    "opt_tv": p["optimisation"]["tv"], "opt_prior": p["optimisation"]["prior"],
+                                    "decoder_epochs": p["decoder"]["epochs"],
                                     "decoder_hidden": p["decoder"]["hidden"], "decoder_lr": p["decoder"]["lr"],
                                     "seed": self.privacy_cell()[3]},
                 "defence": p["defence"]}
