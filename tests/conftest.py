@@ -27,6 +27,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
+import benchmark.methods  # noqa: E402,F401 (the built-in methods, registered before own_registry's first snapshot)
 from benchmark.federation.method import METHODS  # noqa: E402
 
 torch.set_num_threads(1)
