@@ -132,8 +132,9 @@ def test_profiles_validate_and_build_every_run_config(name):
     assert {r.method for r in wf.runs.values() if r.partition != "pooled"} == methods
     assert {r.method for r in wf.runs.values()} <= methods | {"linear_probe"}
     kinds = {role.kind for r in wf.runs.values() for role in r.roles}
-    assert kinds - {"reference", "strength"} == {"method", "ablation", "sensitivity", "noise"}  # noise: privacy.noise_training
+    assert kinds - {"reference", "strength", "runner_up"} == {"method", "ablation", "sensitivity", "noise"}  # noise: privacy.noise_training
     assert ("strength" in kinds) == (name != "paper")  # the paper profile's hub backbones have no checkpoints
+    assert ("runner_up" in kinds) == (name == "paper")  # tuning.recheck: on where the accuracy verdicts are judged
     assert {(a.split) for a in wf.accounting.values()} >= {(0, 0), (1, 1)}
 
 
