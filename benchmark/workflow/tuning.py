@@ -96,7 +96,8 @@ class TuningSection(WorkflowState):
         study and the report's reference method, where both are in the grid), else none."""
         if not (self.tuning_section or {}).get("recheck"):
             return []
-        return [m for m in (UNDER_STUDY, self.doc["report"]["reference_method"]) if m in self.methods]
+        pair = dict.fromkeys((UNDER_STUDY, self.doc["report"]["reference_method"]))  # once, were they the same
+        return [m for m in pair if m in self.methods]
 
     def _recheck_candidates(self, cell: tuple) -> Iterator[Candidate]:
         """The recheck runs of a cell: each :meth:`recheck_methods` method with its own settings, role
