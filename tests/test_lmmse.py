@@ -17,7 +17,7 @@ from benchmark.config import DataConfig
 from benchmark.data.cache import load_image_data
 from benchmark.models.split import SplitViT
 from benchmark.privacy import ATTACKS, AttackNotApplicable, ServerKnowledge, add_noise
-from benchmark.privacy.attacks import patch_prior
+from benchmark.privacy.attacks import patch_prior, prior_penalty
 from benchmark.privacy.evaluate import to_unit
 from benchmark.privacy.metrics import per_image
 from benchmark.privacy.prior import JITTER, PatchPrior, from_patches, to_patches
@@ -172,8 +172,6 @@ def test_the_optimisation_attacks_prior_term_is_the_gaussian_negative_log_likeli
     """prior_penalty(x) against torch's MultivariateNormal (Cholesky, independent of the precision the attack
     inverts): mean over patches of (−log p(x_p) − ½ log det(2πΣ)) / P, on real CIFAR-10 images; natural images
     score far lower than noise of the same pixel range."""
-    from benchmark.privacy.attacks import prior_penalty
-
     victims, aux = cifar10
     know = ServerKnowledge(vit_s32_geometry(head_blocks=1), MEAN, STD, aux)
     prior = patch_prior(know)
