@@ -26,6 +26,7 @@ import os
 import sys
 from typing import Callable
 
+from benchmark import prefork
 from benchmark.errors import BenchmarkError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -219,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a command line (not a call from Python): a workflow job may run in the fork server's child
+        status = prefork.delegate(sys.argv)
+        if status is not None:
+            return status
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)
 
+from benchmark import prefork
 from benchmark.errors import ConfigError
 from benchmark.workflow.names import RULES
 from benchmark.workflow.grid import load_workflow, prepare_jobs
@@ -48,3 +49,23 @@ localrules:
     privacy,
     grid,
     manifest,
+
+
+# The fork server (benchmark/prefork.py): torch, timm and pandas imported once per local run, not once per job
+# (3-5 s each); every job stays its own Snakemake job and process, with the same result files. Local execution
+# only; SFPROMPT_PREFORK=0 turns it off. Started with the environment Snakemake gives a train job (its threads).
+_PREFORK = {}
+
+
+onstart:
+    if workflow.local_exec:
+        _PREFORK["server"] = prefork.start(log=f"{R}/logs/prefork.log",
+                                           env=prefork.job_env(min(RES["train"]["threads"], workflow.resource_settings.cores or 1)))
+
+
+onsuccess:
+    prefork.stop(_PREFORK.pop("server", None))
+
+
+onerror:
+    prefork.stop(_PREFORK.pop("server", None))
