@@ -361,12 +361,17 @@ def serve(path: str, owner: int, preload: Sequence[str] = PRELOAD) -> None:
     t0 = time.perf_counter()
     environment = fingerprint(dict(os.environ))  # before the imports, which set some (TORCHINDUCTOR_CACHE_DIR)
     ours = _own_modules()
+    loaded = []
     for name in preload:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except ImportError as exc:  # an optional package absent here: its jobs import what they need themselves
+            print(f"prefork: not preloading {name} ({exc})", file=sys.stderr, flush=True)
     if _own_modules() != ours:
         raise RuntimeError(f"preloading imported this suite's modules {sorted(_own_modules() - ours)}: the server "
                            f"must hold none but {sorted(ours)}")
-    print(f"prefork: imported {', '.join(preload)} in {time.perf_counter() - t0:.1f} s; serving on {path}",
+    print(f"prefork: imported {', '.join(loaded)} in {time.perf_counter() - t0:.1f} s; serving on {path}",
           file=sys.stderr, flush=True)
     Server(path, owner, environment).serve()
 

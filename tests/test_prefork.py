@@ -146,3 +146,16 @@ def test_fingerprints_name_their_first_difference():
     assert prefork.fingerprint_difference(a, prefork.fingerprint({"OMP_NUM_THREADS": "2"})) == (
         "$OMP_NUM_THREADS='2' != the server's '1'")
     assert prefork.job_env(3, {})["MKL_NUM_THREADS"] == "3"
+
+
+def test_a_package_that_is_not_installed_is_not_preloaded_and_the_server_still_serves(tmp_path, monkeypatch):
+    monkeypatch.delenv(prefork.SOCKET_ENV, raising=False)
+    log = tmp_path / "prefork.log"
+    handle = prefork.start(log=log, preload=(*LIGHT, "no_such_package_for_prefork"), env=dict(os.environ))
+    try:
+        assert handle is not None and Path(handle.socket).exists()
+        text = log.read_text()
+        assert "prefork: not preloading no_such_package_for_prefork" in text
+        assert "prefork: imported numpy, yaml in" in text
+    finally:
+        prefork.stop(handle)
