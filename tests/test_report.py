@@ -290,6 +290,22 @@ def test_accuracy_verdict_stands_only_where_the_runner_up_rates_agree(sf_alt, fl
     assert plain.data.set_index("claim").loc["accuracy"].verdict == "reproduced"
 
 
+def test_a_recheck_run_whose_record_has_no_runner_up_is_labelled_with_the_rate_it_took():
+    """Every other grid point diverged: the recheck run trained at the chosen rate (env.json lr_pick says so), and
+    the claims note says that instead of calling the chosen rate a runner-up."""
+    chosen = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]
+                   + [("sfprompt", s, 79.5 + s + 0.1 * s, 1, 1, 1, 1) for s in range(3)])
+    alt = chosen.assign(lr_pick="runner_up", train_lr=[0.2] * 3 + [0.06] * 3,
+                        lr_taken=["runner_up"] * 3 + ["chosen (the record has no runner-up: no other grid point "
+                                                      "was scored)"] * 3)
+    runs = pd.concat([chosen.assign(lr_pick="chosen"), alt], ignore_index=True).assign(
+        model_backbone="vit_base_patch16_224", resized=False, rounds=50, samples_per_client=500.0)
+    note = _claims(_accounting("b", "vit_tiny_patch16_224", (1, 1), 1.0, 1.0), runs).data.set_index("claim").loc[
+        "accuracy"].note
+    assert "SFPrompt at its chosen lr 0.06 (its record has no runner-up)" in note
+    assert "FedAvg at its runner-up lr 0.2" in note and "SFPrompt at its runner-up" not in note
+
+
 @pytest.mark.parametrize("backbone, resized", [("vit_base_patch16_224", True), ("vit_tiny_patch16_224", False)])
 def test_accuracy_claim_on_a_backbone_the_paper_never_used_is_context_only(backbone, resized):
     runs = _runs([("fedavg", s, 80.0 + s, 1, 1, 1, 1) for s in range(3)]

@@ -276,8 +276,12 @@ def _recheck(grp: pd.DataFrame, sf: pd.Series, fl: pd.Series, reference: str, ma
         v = margin_verdict(d, h, n, margin)
         verdicts.append(v)
         lr = runs.train_lr.iloc[0] if "train_lr" in runs else math.nan
-        parts.append(f"{method_label(method)} at its runner-up lr{'' if pd.isna(lr) else f' {lr:g}'}: "
-                     f"{fmt_signed_ci(d, h, n)} pp, {v}")
+        rate = f"lr{'' if pd.isna(lr) else f' {lr:g}'}"
+        taken = runs.lr_taken.iloc[0] if "lr_taken" in runs else math.nan
+        # a record with no runner-up (every other grid point diverged) gave its chosen rate: said, not relabelled
+        rate = f"runner-up {rate}" if pd.isna(taken) or taken == "runner_up" else \
+            f"chosen {rate} (its record has no runner-up)"
+        parts.append(f"{method_label(method)} at its {rate}: {fmt_signed_ci(d, h, n)} pp, {v}")
     return (verdict if len(set(verdicts)) == 1 else "inconclusive"), parts
 
 

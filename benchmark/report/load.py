@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from benchmark.config import from_dict
 from benchmark.overrides import unflatten
@@ -94,11 +95,14 @@ def _scope(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _trained_lr(env: dict[str, Any]) -> float:
-    """The learning rate a tuned run took from its record (env.json ``lr_tuning`` and ``lr_pick``), else NaN."""
-    doc = env.get("lr_tuning") or {}
-    value = doc.get("runner_up_lr" if env.get("lr_pick") == "runner_up" else "chosen_lr")
-    return float(value) if value is not None else np.nan
+def _trained_lr(folder: Path) -> float:
+    """The learning rate the run trained at: ``train.lr`` of its ``config.resolved.yaml`` (which the train verb
+    writes after applying ``--lr-from``/``--lr-pick``; one reading, not a second copy of the pick), else NaN."""
+    path = folder / "config.resolved.yaml"
+    if not path.is_file():
+        return np.nan
+    lr = (yaml.safe_load(path.read_text()) or {}).get("train", {}).get("lr")
+    return float(lr) if lr is not None else np.nan
 
 
 def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -148,7 +152,9 @@ def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.
         "test_images": env.get("test_images", np.nan),
         # the rate a run took from its tuning record: chosen, or the runner-up (tuning.recheck)
         "lr_pick": run.get("lr_pick", "chosen"),
-        "train_lr": _trained_lr(env),
+        "train_lr": _trained_lr(folder),
+        # what it actually took: a recheck run whose record has no runner-up trains at the chosen rate
+        "lr_taken": env.get("lr_pick", np.nan),
         "test_split_full": env.get("test_split_full", np.nan),
         **_scope(settings),
     }
