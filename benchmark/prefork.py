@@ -74,6 +74,12 @@ ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "GOTO_", "VECLIB_", "NUMEXPR_",
                 "OPENBLAS_", "PYTORCH_", "TORCH", "CUDA_", "NVIDIA_", "PYTHON", "LD_", "MPLBACKEND")
 """Environment families read when the preloaded packages load: a job must have the server's values."""
 
+USAGE_FILE = "prefork-jobs.tsv"
+"""The workflow's usage file, in its ``logs/`` folder (read by ``python -m benchmark costs``)."""
+USAGE_COLUMNS = ("stdout", "verb", "start", "wall_s", "cpu_s", "max_rss_mb", "exit")
+"""The usage file's columns: the job's standard output (its log, as a path), its verb, start (epoch s), wall and
+CPU seconds (user + system, the child and what it waited for), peak resident memory and exit status."""
+
 _ACCEPT = b"OK"
 _MAX_HEADER = 1 << 20
 
@@ -173,6 +179,15 @@ def _recv_line(sock: socket.socket) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------------- server
+def _fd_target(fd: int) -> str:
+    """The file a descriptor points at (Linux ``/proc``), e.g. the job's log; empty if none (a pipe's name)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
+    return target if target.startswith("/") else ""
+
+
 def _exit_status(wait_status: int) -> int:
     """A shell's exit status for a child's wait status (128 + N when killed by signal N)."""
     code = os.waitstatus_to_exitcode(wait_status)
@@ -234,8 +249,8 @@ def _run_child(req: dict[str, Any], fds: list[int]) -> int:
 class Server:
     """The fork server's loop: a listening socket, one connection and one child per job, and the owner's pidfd."""
 
-    def __init__(self, path: str, owner: int, environment: dict[str, Any]) -> None:
-        self.path = path
+    def __init__(self, path: str, owner: int, environment: dict[str, Any], usage: str | None = None) -> None:
+        self.path, self.usage = path, usage
         self.print_ = environment
         self.sel = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -245,7 +260,7 @@ class Server:
         self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
         self.owner = os.pidfd_open(owner)
         self.sel.register(self.owner, selectors.EVENT_READ, ("owner", None))
-        self.jobs: dict[int, tuple[socket.socket, int]] = {}  # child pid -> (connection, pidfd)
+        self.jobs: dict[int, tuple[socket.socket, int, dict[str, Any]]] = {}  # child -> (connection, pidfd, job)
         self.running = True
 
     def serve(self) -> None:
@@ -286,6 +301,7 @@ class Server:
                 os.close(fd)
             return
         conn.sendall(_ACCEPT + b"\n")
+        job = {"stdout": _fd_target(fds[1]), "verb": _verb(req["argv"][1:]) or "", "start": time.time()}
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -296,7 +312,7 @@ class Server:
                 self.listener.close()
                 conn.close()
                 os.close(self.owner)
-                for c, fd in self.jobs.values():
+                for c, fd, _ in self.jobs.values():
                     c.close()
                     os.close(fd)
                 code = _run_child(req, fds)
@@ -305,7 +321,7 @@ class Server:
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
-        self.jobs[pid] = (conn, pidfd)
+        self.jobs[pid] = (conn, pidfd, job)
         self.sel.register(pidfd, selectors.EVENT_READ, ("child", pid))
         self.sel.register(conn, selectors.EVENT_READ, ("conn", pid))
 
@@ -325,15 +341,26 @@ class Server:
             body += chunk
         return json.loads(body), fds
 
-    def _forget(self, pid: int) -> tuple[socket.socket, int]:
-        conn, pidfd = self.jobs.pop(pid)
+    def _forget(self, pid: int, status: int, usage: Any) -> tuple[socket.socket, int]:
+        conn, pidfd, job = self.jobs.pop(pid)
         self.sel.unregister(pidfd)
         self.sel.unregister(conn)
+        if self.usage:
+            self._record(job, _exit_status(status), usage)
         return conn, pidfd
 
+    def _record(self, job: dict[str, Any], code: int, ru: Any) -> None:
+        """One line per job in the usage file: the child's exact CPU time and peak memory (``wait4``), which
+        Snakemake's benchmark files cannot see (they sample the job's own process, which only waits)."""
+        new = not Path(self.usage).exists()
+        line = "\t".join([job["stdout"], job["verb"], f"{job['start']:.3f}", f"{time.time() - job['start']:.3f}",
+                          f"{ru.ru_utime + ru.ru_stime:.3f}", f"{ru.ru_maxrss / 1024:.1f}", str(code)])
+        with open(self.usage, "a") as f:
+            f.write(("\t".join(USAGE_COLUMNS) + "\n" if new else "") + line + "\n")
+
     def _reap(self, pid: int) -> None:
-        _, status = os.waitpid(pid, 0)
-        conn, pidfd = self._forget(pid)
+        _, status, usage = os.wait4(pid, 0)
+        conn, pidfd = self._forget(pid, status, usage)
         try:
             conn.sendall(struct.pack("!i", _exit_status(status)))
         except OSError:
@@ -350,14 +377,15 @@ class Server:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        os.waitpid(pid, 0)
-        conn, pidfd = self._forget(pid)
+        _, status, usage = os.wait4(pid, 0)
+        conn, pidfd = self._forget(pid, status, usage)
         conn.close()
         os.close(pidfd)
 
 
-def serve(path: str, owner: int, preload: Sequence[str] = PRELOAD) -> None:
-    """Import ``preload``, then serve jobs on ``path`` until ``owner`` exits or SIGTERM."""
+def serve(path: str, owner: int, preload: Sequence[str] = PRELOAD, usage: str | None = None) -> None:
+    """Import ``preload``, then serve jobs on ``path`` until ``owner`` exits or SIGTERM; with ``usage``, append
+    each job's CPU time and peak memory to that file (:data:`USAGE_COLUMNS`)."""
     t0 = time.perf_counter()
     environment = fingerprint(dict(os.environ))  # before the imports, which set some (TORCHINDUCTOR_CACHE_DIR)
     ours = _own_modules()
@@ -373,7 +401,7 @@ def serve(path: str, owner: int, preload: Sequence[str] = PRELOAD) -> None:
                            f"must hold none but {sorted(ours)}")
     print(f"prefork: imported {', '.join(loaded)} in {time.perf_counter() - t0:.1f} s; serving on {path}",
           file=sys.stderr, flush=True)
-    Server(path, owner, environment).serve()
+    Server(path, owner, environment, usage).serve()
 
 
 # ------------------------------------------------------------------------------------------- start and stop
@@ -389,7 +417,7 @@ class Handle:
 
 
 def start(log: str | Path | None = None, timeout: float = 120.0, preload: Sequence[str] = PRELOAD,
-          env: dict[str, str] | None = None) -> Handle | None:
+          env: dict[str, str] | None = None, usage: str | Path | None = None) -> Handle | None:
     """Start a server owned by this process and wait until it listens; set :data:`SOCKET_ENV` in this process's
     environment (jobs started afterwards inherit it). None, and no server, where :func:`enabled` says no or the
     server does not come up within ``timeout`` seconds (then jobs simply run in their own processes)."""
@@ -401,8 +429,8 @@ def start(log: str | Path | None = None, timeout: float = 120.0, preload: Sequen
         Path(log).parent.mkdir(parents=True, exist_ok=True)
     out = open(log if log else os.devnull, "ab")  # noqa: SIM115 (handed to the server process)
     cmd = [sys.executable, "-c", "import sys; from benchmark.prefork import serve; "
-                                 "serve(sys.argv[1], int(sys.argv[2]), sys.argv[3:])",
-           str(sock), str(os.getpid()), *preload]
+                                 "serve(sys.argv[1], int(sys.argv[2]), sys.argv[4:], sys.argv[3] or None)",
+           str(sock), str(os.getpid()), str(Path(usage).resolve()) if usage else "", *preload]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                             cwd=str(Path(__file__).resolve().parents[1]), start_new_session=True)
     out.close()
@@ -435,5 +463,5 @@ def stop(handle: Handle | None) -> None:
         handle.folder.rmdir()
 
 
-__all__ = ["delegate", "enabled", "job_env", "fingerprint", "fingerprint_difference", "serve", "start", "stop", "Handle",
+__all__ = ["delegate", "enabled", "job_env", "USAGE_COLUMNS", "USAGE_FILE", "fingerprint", "fingerprint_difference", "serve", "start", "stop", "Handle",
            "PRELOAD", "HEAVY_VERBS", "SOCKET_ENV", "SWITCH_ENV"]

@@ -159,3 +159,27 @@ def test_a_package_that_is_not_installed_is_not_preloaded_and_the_server_still_s
         assert "prefork: imported numpy, yaml in" in text
     finally:
         prefork.stop(handle)
+
+
+def test_the_server_records_each_jobs_exact_usage_by_its_log(tmp_path, monkeypatch):
+    """What Snakemake's benchmark files cannot see (the job's own process only waits): the child's CPU seconds and
+    peak memory from wait4, one row per job, keyed by the file its output went to (``costs`` reads it)."""
+    monkeypatch.delenv(prefork.SOCKET_ENV, raising=False)
+    usage = tmp_path / "logs" / prefork.USAGE_FILE
+    env = prefork.job_env(1, dict(os.environ))
+    handle = prefork.start(preload=LIGHT, env=env, usage=usage)
+    try:
+        log = tmp_path / "logs" / "train" / "x.log"
+        log.parent.mkdir(parents=True)
+        with open(log, "w") as out:
+            code = subprocess.run([sys.executable, "-m", "benchmark", "train", "--set", "bogus.key=1", "--out", "u"],
+                                  cwd=ROOT, env={**env, prefork.SOCKET_ENV: handle.socket}, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=300).returncode
+    finally:
+        prefork.stop(handle)
+    assert code == 2 and log.read_text().startswith("error: unknown config key 'bogus'")
+    rows = [line.split("\t") for line in usage.read_text().splitlines()]
+    assert rows[0] == list(prefork.USAGE_COLUMNS) and len(rows) == 2
+    row = dict(zip(rows[0], rows[1]))
+    assert row["stdout"] == str(log) and row["verb"] == "train" and row["exit"] == "2"
+    assert float(row["cpu_s"]) > 0 and float(row["max_rss_mb"]) > 0 and float(row["wall_s"]) > 0

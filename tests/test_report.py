@@ -662,8 +662,8 @@ def test_job_costs_sum_per_rule_and_span_the_jobs(tmp_path):
     table, span = job_costs(tmp_path)
     rows = table.set_index("rule")
     assert list(table.rule) == ["pretrain", "train", "cache", "all"]  # by CPU time, total last
-    assert rows.loc["train"].tolist() == [2, 100.0, 93.0, 60.0, 950.0]
-    assert rows.loc["all"].tolist() == [4, 210.0, 292.0, 100.0, 950.0]
+    assert rows.loc["train"].tolist() == [2, 100.0, 93.0, 60.0, 950.0, 0]
+    assert rows.loc["all"].tolist() == [4, 210.0, 292.0, 100.0, 950.0, 0]
     assert span == 1030 - (800 - 10)  # first start (cache: 790) to last end (1030)
     text = format_costs(table, span)
     assert "span (first job start to last job end): 4.0 min" in text and "CPU time at least 4.9 min" in text
@@ -679,7 +679,33 @@ def test_job_costs_keep_an_unsampled_job_as_nan_and_sum_the_rest(tmp_path):
     jobs = read_job_files(tmp_path)
     assert jobs.cpu_s.isna().sum() == 1 and jobs.max_rss_mb.isna().sum() == 1
     rows = job_costs(tmp_path)[0].set_index("rule")
-    assert rows.loc["train"].tolist() == [3, 61.0, 55.0, 60.0, 900.0]
+    assert rows.loc["train"].tolist() == [3, 61.0, 55.0, 60.0, 900.0, 0]
+
+
+def test_job_costs_take_the_fork_servers_exact_usage_for_the_jobs_it_ran(tmp_path):
+    """A job in the fork server's child: Snakemake sampled only the waiting process, the server's usage file has
+    the child's CPU and memory (matched by the job's log, also from a moved results folder; the last run wins)."""
+    from benchmark.prefork import USAGE_COLUMNS, USAGE_FILE
+    from benchmark.report.costs import format_costs, job_costs, read_job_files
+
+    _bench_file(tmp_path / "logs/train/b/d/p/fedavg/seed0.benchmark.tsv", 60, 0.2, 40, 1000)
+    _bench_file(tmp_path / "logs/train/b/d/p/sfprompt/seed0.benchmark.tsv", 40, "NA", "NA", 1030)
+    _bench_file(tmp_path / "logs/pretrain/b.benchmark.tsv", 100, 190, 800, 900)  # ran in its own process
+    rows = ["/elsewhere/results/logs/train/b/d/p/fedavg/seed0.log\ttrain\t10\t59\t30.0\t700\t0",  # an earlier run
+            "/elsewhere/results/logs/train/b/d/p/fedavg/seed0.log\ttrain\t20\t59\t57.5\t990.5\t0",
+            "/elsewhere/results/logs/train/b/d/p/sfprompt/seed0.log\ttrain\t30\t39\t38.0\t950\t0",
+            "\ttrain\t40\t1\t9.0\t900\t0",                     # a job whose output was not a file: unmatched
+            "/elsewhere/results/logs/report/x.log\treport\t50\t1\t9.0\t900\t0"]  # no benchmark file: unmatched
+    (tmp_path / "logs" / USAGE_FILE).write_text("\t".join(USAGE_COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    jobs = read_job_files(tmp_path).set_index("job")
+    assert jobs.loc["logs/train/b/d/p/fedavg/seed0", ["cpu_s", "max_rss_mb", "exact"]].tolist() == [57.7, 990.5, True]
+    assert jobs.loc["logs/train/b/d/p/sfprompt/seed0", ["cpu_s", "max_rss_mb", "exact"]].tolist() == [38.0, 950.0,
+                                                                                                      True]
+    assert jobs.loc["logs/pretrain/b", ["cpu_s", "exact"]].tolist() == [190.0, False]
+    table, span = job_costs(tmp_path)
+    assert table.set_index("rule").loc["all"].tolist() == [3, 200.0, 285.7, 100.0, 990.5, 2]
+    assert "exact for the 2 jobs the fork server ran, sampled by Snakemake for the other 1" in format_costs(table,
+                                                                                                           span)
 
 
 def test_job_costs_name_a_missing_or_foreign_file(tmp_path):

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from benchmark import prefork
 from benchmark.config import RunConfig, parse_overrides
 from benchmark.errors import ConfigError
 from benchmark.overrides import set_args, yaml_scalar
@@ -443,6 +444,9 @@ def test_costs_verb_sums_the_job_timings(smoke_results):
     assert (sampled.cpu_s >= 0).all() and (sampled.max_rss_mb >= 0).all()
     long_jobs = sampled[sampled.wall_s >= 5]
     assert len(long_jobs) and (long_jobs.cpu_s > 0).all() and (long_jobs.max_rss_mb > 0).all()
+    if prefork.enabled():  # a local run: the train jobs ran in the fork server's children, whose usage is exact
+        train = jobs[jobs.rule == "train"]
+        assert train.exact.all() and (train.cpu_s > 0).all() and (train.max_rss_mb > 0).all()
     table, span = job_costs(smoke_results)
     total = table.set_index("rule").loc["all"]
     assert total.jobs == len(jobs) and total.cpu_s == pytest.approx(jobs.cpu_s.sum(skipna=True))

@@ -59,8 +59,9 @@ _PREFORK = {}
 
 onstart:
     if workflow.local_exec:
-        _PREFORK["server"] = prefork.start(log=f"{R}/logs/prefork.log",
-                                           env=prefork.job_env(min(RES["train"]["threads"], workflow.resource_settings.cores or 1)))
+        _PREFORK["server"] = prefork.start(
+            log=f"{R}/logs/prefork.log", usage=f"{R}/logs/{prefork.USAGE_FILE}",
+            env=prefork.job_env(min(RES["train"]["threads"], workflow.resource_settings.cores or 1)))
 
 
 onsuccess:
