@@ -35,7 +35,12 @@ from tests.conftest import tiny_workflow
 from tests.test_workflow import ROOT
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
-PROFILE_ARGS = ("--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile", str(ROOT / "profiles" / "slurm-local"))
+PROFILE_ARGS = ("--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile", str(ROOT / "profiles" / "slurm-local"),
+                # the plugin waits 40 s before its first status check and after each check that saw no job end,
+                # then 10 s longer each time: right for a shared cluster, but most of these tests' time on the
+                # one-node cluster (each of the tiny DAG's levels waited >= 40 s). How often it polls changes
+                # no job; the profile keeps the plugin's default.
+                "--slurm-init-seconds-before-status-checks", "2")
 RESOURCE_KEY = {"account": "accounting", "tables": "report", "figures": "report"}
 """The workflow config's ``resources`` entry of each rule whose entry is not named like the rule."""
 TABLE_COLUMNS = re.compile(r"acc|comm|byte|flop", re.I)
