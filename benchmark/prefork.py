@@ -152,8 +152,8 @@ def delegate(argv: Sequence[str]) -> int | None:
             return None
         status = _recv_exact(sock, 4)
         if status is None:
-            print("error: the prefork server went away while it ran this job (its log: "
-                  f"{Path(path).parent / 'server.log'})", file=sys.stderr)
+            print("error: the prefork server went away while it ran this job (its log: logs/prefork.log in the "
+                  "workflow's results folder)", file=sys.stderr)
             return 1
         return struct.unpack("!i", status)[0]
 
@@ -268,15 +268,7 @@ class Server:
         try:
             while self.running:
                 for key, _ in self.sel.select(timeout=1.0):
-                    kind, pid = key.data
-                    if kind == "accept":
-                        self._accept()
-                    elif kind == "owner":
-                        self.running = False
-                    elif kind == "child":
-                        self._reap(pid)
-                    elif kind == "conn":
-                        self._client_gone(pid)
+                    self._dispatch(*key.data)
         finally:
             for pid in list(self.jobs):
                 self._kill(pid)
@@ -284,6 +276,20 @@ class Server:
             Path(self.path).unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # the folder start() made for it, if nothing else is in it
                 Path(self.path).parent.rmdir()
+
+    def _dispatch(self, kind: str, pid: int | None) -> None:
+        """One ready event. A job's child exit and its connection closing can be ready in the same ``select``
+        (the job's process killed as its child ends): whichever comes second finds the job gone and is ignored."""
+        if kind == "accept":
+            self._accept()
+        elif kind == "owner":
+            self.running = False
+        elif pid not in self.jobs:
+            return
+        elif kind == "child":
+            self._reap(pid)
+        elif kind == "conn":
+            self._client_gone(pid)
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()

@@ -183,3 +183,15 @@ def test_the_server_records_each_jobs_exact_usage_by_its_log(tmp_path, monkeypat
     row = dict(zip(rows[0], rows[1]))
     assert row["stdout"] == str(log) and row["verb"] == "train" and row["exit"] == "2"
     assert float(row["cpu_s"]) > 0 and float(row["max_rss_mb"]) > 0 and float(row["wall_s"]) > 0
+
+
+def test_an_event_for_a_job_already_gone_is_ignored(tmp_path):
+    """A child's exit and its job's connection closing can be ready in one select: the second finds the job gone.
+    Handling it as a live job would wait for a child that was already reaped and bring the server down."""
+    server = prefork.Server(str(tmp_path / "socket"), os.getpid(), prefork.fingerprint({}))
+    try:
+        for kind in ("child", "conn"):
+            server._dispatch(kind, 2**22 + 7)  # no such job: nothing happens
+        assert server.running and server.jobs == {}
+    finally:
+        server.listener.close()

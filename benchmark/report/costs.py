@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
@@ -97,9 +98,8 @@ def _with_fork_usage(rows: pd.DataFrame, results: Path) -> pd.DataFrame:
     if not exact.any():
         return rows
     rows.loc[exact, "cpu_s"] = rows.cpu_s[exact].fillna(0).to_numpy() + usage.cpu_s.reindex(hit).to_numpy()
-    rows.loc[exact, "max_rss_mb"] = pd.concat([rows.max_rss_mb[exact].fillna(0).reset_index(drop=True),
-                                               usage.max_rss_mb.reindex(hit).reset_index(drop=True)],
-                                              axis=1).max(axis=1).to_numpy()
+    rows.loc[exact, "max_rss_mb"] = np.fmax(rows.max_rss_mb[exact].to_numpy(dtype=float),
+                                            usage.max_rss_mb.reindex(hit).to_numpy(dtype=float))
     return rows
 
 
