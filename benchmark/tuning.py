@@ -143,8 +143,10 @@ def final_validation_accuracy(run_dir: str | Path) -> float | None:
     return float(acc.sort_values("round").value.iloc[-1])
 
 
-def _resolved_lr(run_dir: Path) -> float:
-    cfg = yaml.safe_load((run_dir / "config.resolved.yaml").read_text())
+def resolved_lr(run_dir: Path) -> float:
+    """The learning rate a run folder trained at: ``train.lr`` of its ``config.resolved.yaml`` (written after
+    ``--lr-from``/``--lr-pick`` applied the tuning record)."""
+    cfg = yaml.safe_load((Path(run_dir) / "config.resolved.yaml").read_text())
     return float(cfg["train"]["lr"])
 
 
@@ -166,7 +168,7 @@ def gather(spec: Mapping[str, Any]) -> dict[str, Any]:
     images: set[int] = set()
     for p in spec["points"]:
         run = Path(p["run_dir"])
-        lr = _resolved_lr(run)
+        lr = resolved_lr(run)
         if not math.isclose(lr, p["lr"], rel_tol=1e-9):
             raise BenchmarkError(f"tuning run {str(run)!r} trained with train.lr={lr!r}, its grid point says "
                                  f"{p['lr']!r}; delete the folder to rerun it")
@@ -337,4 +339,4 @@ def tuning_table_rows(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 __all__ = ["choose", "gather", "search", "train_point", "finished_hash", "grid_lr", "final_validation_accuracy",
-           "read_choice", "pick_lr", "lr_env", "tuning_table_rows", "CRITERION"]
+           "read_choice", "pick_lr", "resolved_lr", "lr_env", "tuning_table_rows", "CRITERION"]

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from benchmark.config import from_dict
 from benchmark.overrides import unflatten
 from benchmark.errors import DIVERGED, BenchmarkError
 from benchmark.methods import method_class
+from benchmark.tuning import resolved_lr
 from benchmark.workflow.names import ARCH_KEYS
 
 RUN_KEYS = ["backbone", "dataset", "partition", "variant", "method", "seed"]
@@ -96,13 +96,8 @@ def _scope(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trained_lr(folder: Path) -> float:
-    """The learning rate the run trained at: ``train.lr`` of its ``config.resolved.yaml`` (which the train verb
-    writes after applying ``--lr-from``/``--lr-pick``; one reading, not a second copy of the pick), else NaN."""
-    path = folder / "config.resolved.yaml"
-    if not path.is_file():
-        return np.nan
-    lr = (yaml.safe_load(path.read_text()) or {}).get("train", {}).get("lr")
-    return float(lr) if lr is not None else np.nan
+    """The learning rate the run trained at (:func:`benchmark.tuning.resolved_lr`), else NaN (no config file)."""
+    return resolved_lr(folder) if (folder / "config.resolved.yaml").is_file() else np.nan
 
 
 def _run_summary(run: dict[str, Any], folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
