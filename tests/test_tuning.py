@@ -206,6 +206,7 @@ def test_the_workflow_tunes_each_method_once_and_feeds_every_run_its_record():
     sets = dict(t.points[1].settings)
     assert sets["data.validation_fraction"] == 0.2 and sets["train.lr"] == 0.06 and sets.get("partition.scheme", "iid") == "iid"
     assert sets["method_params.keep_ratio"] == 0.5  # the method's own settings, as in its main-grid runs
+    assert sets["train.eval_every"] == sets["train.rounds"]  # scored after the last round only
     for run in wf.runs.values():  # ablation and sensitivity variants take SFPrompt's, references their own
         own = run.variant if run.partition == "pooled" else run.method
         assert run.lr_from == f"tuning/tiny/digits/{own}.json"
@@ -481,6 +482,33 @@ def test_a_search_trains_its_points_in_one_process_exactly_as_the_train_verb_alo
             "--diverged-ok", "--out", str(alone), "-q")
         for name in ("metrics.csv", "comm.csv", "flops.csv"):
             assert (alone / name).read_bytes() == (tmp_path / "search" / f"x{mult:g}" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("method", ["sfprompt", "fedavg"])
+def test_a_point_scored_after_its_last_round_only_equals_one_scored_every_round(tmp_path, method):
+    """The workflow's grid points evaluate after their last round only (``train.eval_every`` = rounds): the
+    criterion reads that round alone, and evaluation draws no random numbers and leaves no state training
+    reads, so the last round's validation score, loss and ledgers equal an every-round run's."""
+    from tests.test_run import cli, write_cfg
+
+    cfg = write_cfg(tmp_path, method=method, rounds=3)
+    runs = {}
+    for every in (1, 3):
+        out = tmp_path / f"every{every}"
+        cli("train", "-c", str(cfg), "--set", "data.validation_fraction=0.2", "--set", f"train.eval_every={every}",
+            "--diverged-ok", "--out", str(out), "-q")
+        runs[every] = out
+    def read(every: int, name: str) -> pd.DataFrame:  # the settings differ, so the config hash does
+        return pd.read_csv(runs[every] / name).drop(columns=["config_hash", "git_revision"], errors="ignore")
+
+    m1, m3 = read(1, "metrics.csv"), read(3, "metrics.csv")
+    val = lambda m: m[m.split == "validation"].reset_index(drop=True)  # noqa: E731
+    assert sorted(val(m1)["round"].unique()) == [0, 1, 2] and sorted(val(m3)["round"].unique()) == [2]
+    pd.testing.assert_frame_equal(val(m1)[val(m1)["round"] == 2].reset_index(drop=True), val(m3))
+    train = lambda m: m[m.split != "validation"].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(train(m1), train(m3))  # every training loss, round by round
+    for name in ("comm.csv", "flops.csv"):
+        pd.testing.assert_frame_equal(read(1, name), read(3, name))
 
 
 def test_a_search_reuses_finished_points_and_retrains_stale_ones(tmp_path):

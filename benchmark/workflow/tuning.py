@@ -113,7 +113,10 @@ class TuningSection(WorkflowState):
     def _tuning(self) -> list[Tuning]:
         """One learning-rate search per (backbone, dataset, tuned method): the method's main-grid settings in
         the tuning cell (``tuning.partition``, each of ``tuning.seeds``) on the training data minus the validation
-        split, at each grid multiplier of the method's base ``train.lr``; and one per pooled reference."""
+        split, at each grid multiplier of the method's base ``train.lr``; and one per pooled reference. A point
+        is evaluated after its last round only (``train.eval_every`` = ``train.rounds``): the choice reads that
+        round alone, and evaluation neither changes the model nor draws from training's generators, so the
+        score equals an every-round evaluation's (tested)."""
         t = self.tuning_section
         if t is None:
             return []
@@ -132,10 +135,13 @@ class TuningSection(WorkflowState):
                         layers = (self._cell_settings(backbone, dataset, cell_partition, seed),
                                   {"train.method": self.source(method)}, self.method_sets(method),
                                   {"data.validation_fraction": frac})
-                        base = from_dict(unflatten(self._resolve(where, *layers))).train.lr
+                        train = from_dict(unflatten(self._resolve(where, *layers))).train
+                        base = train.lr
                         for mult in t["grid"]:
                             lr = grid_lr(base, mult)
-                            settings = self.resolve_run(where, backbone, *layers, {"train.lr": lr})
+                            # scored after the last round only: the criterion reads no other round
+                            settings = self.resolve_run(where, backbone, *layers,
+                                                        {"train.lr": lr, "train.eval_every": train.rounds})
                             points.append(TunePoint(mult, lr, seed, tuple(sorted(settings.items())),
                                                     f"tuning/{backbone}/{dataset}/{search}/x{fmt_value(mult)}/seed{seed}"))
                     out.append(Tuning(backbone, dataset, method, search, cell_partition, seeds, frac, base,

@@ -18,6 +18,9 @@ rule tune:
         method=r"[a-z0-9_]+",
     params:
         spec=WF.tune_spec,
+    # first among ready jobs: every train job of the method waits for its search (scheduling only: no result
+    # depends on the order jobs run in)
+    priority: 20
     threads: RES["train"]["threads"]
     resources:
         cpus=WF.cpus,
