@@ -16,7 +16,8 @@ rule privacy_attack:
     params:
         spec=WF.privacy_spec,
         out=lambda wildcards, output: output.csv[: -len(".csv")],
-    # as soon as its runs are done, not last: three ~90-s jobs left for the end ran one beside nothing
+    # as soon as the runs it attacks are done (scheduling only); they are its cell's SFPrompt runs, which often
+    # finish late, so a privacy job may still run last
     priority: 10
     threads: RES["privacy"]["threads"]
     resources:
