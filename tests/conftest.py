@@ -89,13 +89,12 @@ def tiny_profile(results: Path, methods_file: Path) -> dict:
 _TINY: dict[str, SimpleNamespace] = {}
 
 
-def tiny_workflow() -> SimpleNamespace:
-    """One finished run of the tiny profile (run on first use): ``work`` (Snakemake's --directory), ``results``,
-    ``profile`` (its config file), ``raw`` (the profile as a dict) and ``methods_file`` (the method file outside
-    the checkout it names)."""
-    if not _TINY:
-        from tests.test_workflow import snakemake  # imports the workflow package: only when a test needs it
-
+def tiny_files() -> SimpleNamespace:
+    """The tiny profile's files, written once per session and not run: ``base`` (a temporary folder), ``profile``
+    (its config file, results in ``base/results``), ``raw`` (the profile as a dict) and ``methods_file`` (the method
+    file outside the checkout it names). The SLURM tests start their run of it from these before the local run
+    exists (tests/test_cluster.py)."""
+    if "files" not in _TINY:
         base = Path(tempfile.mkdtemp(prefix="sfprompt-tiny-"))
         atexit.register(shutil.rmtree, base, ignore_errors=True)
         methods_file = base / "my_methods" / "tiny_methods.py"
@@ -104,11 +103,23 @@ def tiny_workflow() -> SimpleNamespace:
         raw = tiny_profile(base / "results", methods_file)
         profile = base / "profile.yaml"
         profile.write_text(yaml.safe_dump(raw))
-        work = base / "work"
+        _TINY["files"] = SimpleNamespace(base=base, profile=profile, raw=raw, methods_file=methods_file)
+    return _TINY["files"]
+
+
+def tiny_workflow() -> SimpleNamespace:
+    """One finished run of the tiny profile (run on first use): ``work`` (Snakemake's --directory), ``results``,
+    ``profile`` (its config file), ``raw`` (the profile as a dict) and ``methods_file`` (the method file outside
+    the checkout it names)."""
+    if "run" not in _TINY:
+        from tests.test_workflow import snakemake  # imports the workflow package: only when a test needs it
+
+        files = tiny_files()
+        work = files.base / "work"
         work.mkdir()
-        snakemake("all", "--cores", "2", "--configfile", str(profile), workdir=work)
-        _TINY["run"] = SimpleNamespace(work=work, results=base / "results", profile=profile, raw=raw,
-                                       methods_file=methods_file)
+        snakemake("all", "--cores", "2", "--configfile", str(files.profile), workdir=work)
+        _TINY["run"] = SimpleNamespace(work=work, results=files.base / "results", profile=files.profile,
+                                       raw=files.raw, methods_file=files.methods_file)
     return _TINY["run"]
 
 
@@ -138,7 +149,32 @@ WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow()
 def pytest_collection_modifyitems(config, items):
     """Every test that reads a session workflow (or the SLURM cluster) joins the ``workflows`` group: with
     ``--dist loadgroup`` one worker runs them all, so each workflow runs once (a session fixture runs once per
-    worker). Without xdist the marker does nothing."""
+    worker). Without xdist the marker does nothing.
+
+    The SLURM tests go last (in their order): their tiny run starts in the background when collection ends
+    (:func:`pytest_collection_finish`), and the later they wait for it, the more of its time the other tests fill."""
     for item in items:
         if WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in WORKFLOW_MODULES:
             item.add_marker(pytest.mark.xdist_group("workflows"))
+    items.sort(key=lambda item: item.path.name == "test_cluster.py")  # stable: every other order is kept
+
+
+def pytest_collection_finish(session):
+    """Start the SLURM tiny run (tests/test_cluster.py) now if a selected test reads it and the local cluster is
+    up. Not under pytest-xdist (its fixture then starts it on the worker that runs the cluster tests) or
+    ``--collect-only``."""
+    if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    for item in session.items:
+        if "cluster_tiny" in getattr(item, "fixturenames", ()):
+            item.module.start_tiny_run()
+            return
+
+
+def pytest_sessionfinish(session):
+    """A SLURM tiny run the session did not wait for (interrupted, or ``-x`` stopped it first) is stopped with its
+    jobs, not left on the cluster."""
+    for item in getattr(session, "items", ()):
+        if "cluster_tiny" in getattr(item, "fixturenames", ()):
+            item.module.stop_tiny_run()
+            return

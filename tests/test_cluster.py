@@ -15,6 +15,7 @@ never submit to another SLURM cluster the machine may belong to.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import re
@@ -22,8 +23,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -31,7 +34,7 @@ import yaml
 
 from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.names import RULES
-from tests.conftest import tiny_workflow
+from tests.conftest import tiny_files, tiny_workflow
 from tests.test_workflow import ROOT
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
@@ -156,14 +159,57 @@ def cluster():
         pytest.skip(f"no local SLURM cluster: {reason}")
 
 
+_BACKGROUND: dict[str, SimpleNamespace] = {}
+TINY_TIMEOUT = 1500
+"""Seconds the SLURM tiny run may take from its start."""
+
+
+def start_tiny_run() -> None:
+    """Start the tiny workflow through profiles/slurm in the background, once per session, where the local cluster
+    is up. tests/conftest.py calls this when collection ends, so the run's jobs and the SLURM plugin's waits between
+    status checks overlap the other tests (which mostly use one core) instead of following them; ``cluster_tiny``
+    waits for it. Under pytest-xdist the fixture starts it itself."""
+    if _BACKGROUND or cluster_unavailable():
+        return
+    work = Path(tempfile.mkdtemp(prefix="sfprompt-slurm-tiny-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    cmd = [sys.executable, "-m", "snakemake", "all", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
+           *PROFILE_ARGS, "--configfile", str(tiny_files().profile), "--config", f"results={work / 'results'}"]
+    out = (work / "snakemake.out").open("w")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _BACKGROUND["tiny"] = SimpleNamespace(work=work, proc=proc, out=out, started=time.monotonic())
+
+
+def stop_tiny_run() -> None:
+    """End a SLURM tiny run the session no longer waits for (interrupted, or its tests deselected at run time):
+    SIGINT first, so Snakemake cancels its SLURM jobs."""
+    run = _BACKGROUND.get("tiny")
+    if run is None or run.proc.poll() is not None:
+        return
+    os.killpg(run.proc.pid, signal.SIGINT)
+    try:
+        run.proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.proc.pid, signal.SIGKILL)
+        run.proc.wait()
+    run.out.close()
+
+
 @pytest.fixture(scope="module")
-def cluster_tiny(cluster, tmp_path_factory):
-    """The tiny workflow run through profiles/slurm: (working dir, results, Snakemake log)."""
-    work = tmp_path_factory.mktemp("slurm-tiny")
-    proc = snakemake(work, "all", *PROFILE_ARGS, "--configfile", str(tiny_workflow().profile), "--config",
-                     f"results={work / 'results'}")
-    assert proc.returncode == 0, proc.log[-6000:]
-    return work, work / "results", proc.log
+def cluster_tiny(cluster):
+    """The tiny workflow run through profiles/slurm: (working dir, results, Snakemake log). Started when collection
+    ended (:func:`start_tiny_run`), or here."""
+    start_tiny_run()
+    run = _BACKGROUND["tiny"]
+    try:
+        code = run.proc.wait(timeout=max(1.0, TINY_TIMEOUT - (time.monotonic() - run.started)))
+    except subprocess.TimeoutExpired:
+        stop_tiny_run()
+        pytest.fail(f"the SLURM tiny run took more than {TINY_TIMEOUT} s; its log: {run.work / 'snakemake.out'}")
+    run.out.close()
+    log = (run.work / "snakemake.out").read_text()
+    assert code == 0, log[-6000:]
+    return run.work, run.work / "results", log
 
 
 @needs_cluster
