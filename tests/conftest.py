@@ -171,10 +171,10 @@ def pytest_collection_finish(session):
             return
 
 
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session, exitstatus):
     """A SLURM tiny run the session did not wait for (interrupted, or ``-x`` stopped it first) is stopped with its
     jobs, not left on the cluster."""
     for item in getattr(session, "items", ()):
         if "cluster_tiny" in getattr(item, "fixturenames", ()):
-            item.module.stop_tiny_run()
+            item.module.stop_tiny_run(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
             return

@@ -176,22 +176,45 @@ def start_tiny_run() -> None:
     cmd = [sys.executable, "-m", "snakemake", "all", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
            *PROFILE_ARGS, "--configfile", str(tiny_files().profile), "--config", f"results={work / 'results'}"]
     out = (work / "snakemake.out").open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_interrupted_with_the_session)
     _BACKGROUND["tiny"] = SimpleNamespace(work=work, proc=proc, out=out, started=time.monotonic())
 
 
-def stop_tiny_run() -> None:
-    """End a SLURM tiny run the session no longer waits for (interrupted, or its tests deselected at run time):
-    SIGINT first, so Snakemake cancels its SLURM jobs."""
+def _interrupted_with_the_session() -> None:
+    """In the background run's process before it starts Snakemake: SIGINT acts (a shell starts background jobs
+    with it ignored, and the child would inherit that), and the kernel sends SIGINT when pytest dies, however it
+    dies, so Snakemake cancels its SLURM jobs (PR_SET_PDEATHSIG, Linux; elsewhere pytest_sessionfinish's stop
+    remains)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_tiny_run(interrupted: bool = False) -> None:
+    """End a SLURM tiny run the session no longer waits for, with its SLURM jobs (Snakemake cancels them on SIGINT).
+    ``interrupted``: a Ctrl-C in the terminal has sent it SIGINT already (it shares pytest's process group), so it
+    gets time to finish that first; otherwise (``-x``, a failed wait) SIGINT now. SIGKILL two minutes later."""
     run = _BACKGROUND.get("tiny")
     if run is None or run.proc.poll() is not None:
         return
-    os.killpg(run.proc.pid, signal.SIGINT)
+    if not interrupted:
+        run.proc.send_signal(signal.SIGINT)
     try:
         run.proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
-        os.killpg(run.proc.pid, signal.SIGKILL)
-        run.proc.wait()
+        if interrupted:  # the terminal's SIGINT did not reach it, or did not end it
+            run.proc.send_signal(signal.SIGINT)
+            try:
+                run.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait()
     run.out.close()
 
 
