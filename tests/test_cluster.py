@@ -16,6 +16,7 @@ never submit to another SLURM cluster the machine may belong to.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import os
 import re
@@ -180,18 +181,23 @@ def start_tiny_run() -> None:
     _BACKGROUND["tiny"] = SimpleNamespace(work=work, proc=proc, out=out, started=time.monotonic())
 
 
-def _interrupted_with_the_session() -> None:
+def _prctl():
+    """libc's ``prctl``, looked up in pytest's process (not in the forked child, where an import could wait on a
+    lock another thread held at the fork); None off Linux."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _interrupted_with_the_session(prctl=_prctl()) -> None:
     """In the background run's process before it starts Snakemake: SIGINT acts (a shell starts background jobs
     with it ignored, and the child would inherit that), and the kernel sends SIGINT when pytest dies, however it
     dies, so Snakemake cancels its SLURM jobs (PR_SET_PDEATHSIG, Linux; elsewhere pytest_sessionfinish's stop
     remains)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):
-        pass
+    if prctl is not None:
+        prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG = 1
 
 
 def stop_tiny_run(interrupted: bool = False) -> None:
@@ -228,7 +234,8 @@ def cluster_tiny(cluster):
         code = run.proc.wait(timeout=max(1.0, TINY_TIMEOUT - (time.monotonic() - run.started)))
     except subprocess.TimeoutExpired:
         stop_tiny_run()
-        pytest.fail(f"the SLURM tiny run took more than {TINY_TIMEOUT} s; its log: {run.work / 'snakemake.out'}")
+        tail = (run.work / "snakemake.out").read_text()[-6000:]
+        pytest.fail(f"the SLURM tiny run took more than {TINY_TIMEOUT} s; the end of its log:\n{tail}")
     run.out.close()
     log = (run.work / "snakemake.out").read_text()
     assert code == 0, log[-6000:]
