@@ -375,3 +375,15 @@ def test_defence_search_brackets_the_crossing_of_a_known_score():
     assert math.isnan(search_sigma(score, -100.0, 1.0, 4.0, 3)[0])
     with pytest.raises(ValueError, match="ratio > 1"):
         search_sigma(score, 0.0, 1.0, 1.0, 3)
+
+
+def test_the_frontier_names_markers_that_cover_each_other_and_no_others():
+    """SFL-V1 and SFL-V2 at 0/0 (one client head, same attack) draw one marker over the other: the title must say
+    so. SFPrompt at the same split but another client cost, and SFL-V1/SFL-V2 2 dB apart at 1/1, are visible."""
+    from benchmark.report.privacy import covering_markers
+
+    points = [("sfl_v1", "0/0", 0.10, 51.6), ("sfl_v2", "0/0", 0.10, 51.6), ("sfprompt", "0/0", 0.25, 51.6),
+              ("sfl_v1", "0/0 σ=0.25", 0.10, 25.0), ("sfl_v2", "0/0 σ=0.25", 0.11, 25.4),
+              ("sfl_v1", "1/1", 1.25, 28.0), ("sfl_v2", "1/1", 1.25, 30.0)]
+    assert covering_markers(points) == [(("sfl_v1", "sfl_v2"), ["0/0", "0/0 σ=0.25"])]
+    assert covering_markers([p for p in points if p[0] != "sfl_v2"]) == []

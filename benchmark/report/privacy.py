@@ -288,17 +288,27 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
     return fig
 
 
+LABEL_NEAR = (0.3, 1.5)
+"""A frontier label is left out where the same text is already drawn within this many decades of client FLOPs and
+dB (SFL-V1 = SFL-V2, neighbouring methods at one split and σ): the labels would print over each other, and the
+privacy table lists every point."""
+MARKER_NEAR = (0.03, 1.0)
+"""Two frontier markers closer than this (decades, dB) cover each other; the title names them."""
+
+
 def frontier(images: pd.DataFrame) -> Figure:
     """Best-attack PSNR against client FLOPs (% of FedAvg), one point per (method, split) and σ (σ = 0
     filled, noise hollow, joined per point), for the server that knows every aggregated part (:data:`STRONGEST`);
-    dotted: the mean-image baseline."""
+    dotted: the mean-image baseline. Markers that cover each other (SFL-V1 and SFL-V2 at 0/0, where their clients
+    hold the same head) are named in the title, as the curve figures name identical curves."""
     summary = summarise(images)
     if summary.empty:
         return _empty("no privacy results")
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.subplots()
     real = summary[(summary.attack != BASELINE) & summary.psnr_mean.notna() & (summary.server == STRONGEST)]
-    labelled: set[tuple[float, float]] = set()  # (x, y) of the labels drawn so far
+    labelled: list[tuple[str, float, float]] = []  # (text, log10 x, y) of the labels drawn so far
+    points: list[tuple[str, str, float, float]] = []  # (method, label text, log10 x, y) of every marker
     for method in order_methods(real.method):
         style = method_style(method)
         sub = real[real.method == method]
@@ -313,10 +323,11 @@ def frontier(images: pd.DataFrame) -> Figure:
                            label=method_label(method) if (hb, tb, sigma) == tuple(
                                sub[["head_blocks", "tail_blocks"]].iloc[0]) + (0.0,) else None)
                 text = f"{hb}/{tb}" + ("" if sigma == 0 else f" σ={sigma:.2g}")
-                # one label per spot: points within 1.5 dB at one x (SFL-V1 = SFL-V2, the defence search's σs
-                # near the baseline) would print over each other; the privacy table lists every one
-                if not any(lx == round(x, 3) and abs(ly - y) < 1.5 for lx, ly in labelled):
-                    labelled.add((round(x, 3), float(y)))
+                lx = float(np.log10(x))
+                points.append((method, text, lx, float(y)))
+                if not any(t == text and abs(px - lx) < LABEL_NEAR[0] and abs(py - y) < LABEL_NEAR[1]
+                           for t, px, py in labelled):
+                    labelled.append((text, lx, float(y)))
                     ax.annotate(text, (x, y), fontsize=6, xytext=(4, 2), textcoords="offset points")
     base = summary[summary.attack == BASELINE].psnr_mean
     if len(base):
@@ -326,9 +337,27 @@ def frontier(images: pd.DataFrame) -> Figure:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("client FLOPs per round, % of FedAvg (fvcore: 1 FLOP = 1 multiply-add)")
     ax.set_ylabel("best-attack PSNR, dB (higher = more leakage)")
-    ax.set_title("Privacy-cost frontier (filled: no noise; hollow: noise σ)", fontsize=9)
+    title = "Privacy-cost frontier (filled: no noise; hollow: noise σ)"
+    covered = covering_markers(points)
+    if covered:
+        title += "\nmarkers on top of each other: " + "; ".join(
+            f"{' and '.join(method_label(m) for m in methods)} at {', '.join(texts)}" for methods, texts in covered)
+    ax.set_title(title, fontsize=9 if not covered else 8)
     ax.legend(fontsize=7)
     return fig
+
+
+def covering_markers(points: list[tuple[str, str, float, float]]) -> list[tuple[tuple[str, ...], list[str]]]:
+    """Methods whose frontier markers (``(method, label, log10 x, y)``) for one split and σ lie within
+    :data:`MARKER_NEAR` of each other, with the labels where they do: ``[(methods, [labels])]``."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for text in dict.fromkeys(t for _, t, _, _ in points):
+        here = [(m, lx, y) for m, t, lx, y in points if t == text]
+        close = {m for m, lx, y in here for m2, lx2, y2 in here
+                 if m2 != m and abs(lx - lx2) < MARKER_NEAR[0] and abs(y - y2) < MARKER_NEAR[1]}
+        if close:
+            groups.setdefault(tuple(m for m in dict.fromkeys(m for m, _, _ in here) if m in close), []).append(text)
+    return list(groups.items())
 
 
 def load_examples(res: Results) -> dict[str, dict[str, np.ndarray]]:
