@@ -756,3 +756,21 @@ def test_curve_figures_say_when_interim_points_score_fewer_test_images():
     assert interim_note(curves) == "; points before the last round: 2,000 of the 10,000 test images"
     assert interim_note(curves.assign(eval_samples=10000.0)) == ""  # every point on the whole split
     assert interim_note(curves.drop(columns="eval_samples")) == ""  # runs from before the row existed
+
+
+def test_flops_figure_draws_methods_of_one_client_cost_apart_and_says_so():
+    """SFL-V1 and SFL-V2 have the same client cost: drawn at one x, one marker hid the other. Each next method at
+    a cost is drawn DODGE to the right of the last; a method alone at its cost stays at its exact cost."""
+    from benchmark.report.figures import DODGE, flops_vs_accuracy
+
+    cell = {"backbone": "b", "dataset": "d", "partition": "iid"}
+    runs = pd.DataFrame([{**cell, "method": m, "seed": s, "final_accuracy": 40.0 + s, "client_gflops_round": g}
+                         for m, g in (("sfl_v1", 1.2), ("sfl_v2", 1.2), ("sfprompt", 5.3)) for s in (0, 1)])
+    fig = flops_vs_accuracy(runs)
+    ax = fig.axes[0]
+    xs = {c.get_label(): float(c.lines[0].get_xdata()[0]) for c in ax.containers}
+    assert xs["SFL-V1"] == pytest.approx(1.2) and xs["SFPrompt"] == pytest.approx(5.3)
+    assert xs["SFL-V2"] == pytest.approx(1.2 * DODGE)
+    assert "apart" in fig.get_suptitle()
+    alone = flops_vs_accuracy(runs[runs.method != "sfl_v2"])
+    assert "apart" not in alone.get_suptitle()
