@@ -290,8 +290,8 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
 
 LABEL_NEAR = (0.3, 1.5)
 """A frontier label is left out where the same text is already drawn within this many decades of client FLOPs and
-dB (SFL-V1 = SFL-V2, neighbouring methods at one split and σ): the labels would print over each other, and the
-privacy table lists every point."""
+dB (SFL-V1 = SFL-V2, neighbouring methods at one split and σ), or any label at the same x within this many dB:
+the labels would print over each other, and the privacy table lists every point."""
 MARKER_NEAR = (0.03, 1.0)
 """Two frontier markers closer than this (decades, dB) cover each other; the title names them."""
 
@@ -325,8 +325,10 @@ def frontier(images: pd.DataFrame) -> Figure:
                 text = f"{hb}/{tb}" + ("" if sigma == 0 else f" σ={sigma:.2g}")
                 lx = float(np.log10(x))
                 points.append((method, text, lx, float(y)))
-                if not any(t == text and abs(px - lx) < LABEL_NEAR[0] and abs(py - y) < LABEL_NEAR[1]
-                           for t, px, py in labelled):
+                # one label per spot: labels at one x within 1.5 dB (the defence search's σs near the baseline),
+                # or the same label nearby, would print over each other; the privacy table lists every point
+                if not any((t == text or abs(px - lx) < 1e-3) and abs(px - lx) < LABEL_NEAR[0]
+                           and abs(py - y) < LABEL_NEAR[1] for t, px, py in labelled):
                     labelled.append((text, lx, float(y)))
                     ax.annotate(text, (x, y), fontsize=6, xytext=(4, 2), textcoords="offset points")
     base = summary[summary.attack == BASELINE].psnr_mean
