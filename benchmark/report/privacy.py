@@ -288,10 +288,11 @@ def reconstruction_grid(images: pd.DataFrame, examples: dict[str, dict[str, np.n
     return fig
 
 
-LABEL_NEAR = (0.3, 1.5)
-"""A frontier label is left out where the same text is already drawn within this many decades of client FLOPs and
-dB (SFL-V1 = SFL-V2, neighbouring methods at one split and σ), or any label at the same x within this many dB:
-the labels would print over each other, and the privacy table lists every point."""
+LABEL_CHAR = (0.021, 1.5)
+"""About the width of one label character on the frontier's log x axis (decades; 6-pt text on a ~2-decade axis
+5 inches wide) and the height of a label (dB): a label whose text would overlap an earlier one's within that
+height is left out (SFL-V2's and SFPrompt's '0/0 σ=0.25' printed over each other, so did the
+defence search's σs near the baseline); the privacy table lists every point."""
 MARKER_NEAR = (0.03, 1.0)
 """Two frontier markers closer than this (decades, dB) cover each other; the title names them."""
 
@@ -325,10 +326,9 @@ def frontier(images: pd.DataFrame) -> Figure:
                 text = f"{hb}/{tb}" + ("" if sigma == 0 else f" σ={sigma:.2g}")
                 lx = float(np.log10(x))
                 points.append((method, text, lx, float(y)))
-                # one label per spot: labels at one x within 1.5 dB (the defence search's σs near the baseline),
-                # or the same label nearby, would print over each other; the privacy table lists every point
-                if not any((t == text or abs(px - lx) < 1e-3) and abs(px - lx) < LABEL_NEAR[0]
-                           and abs(py - y) < LABEL_NEAR[1] for t, px, py in labelled):
+                width = LABEL_CHAR[0] * (len(text) + 1)
+                if not any(px - width < lx < px + LABEL_CHAR[0] * (len(t) + 1) and abs(py - y) < LABEL_CHAR[1]
+                           for t, px, py in labelled):  # the two labels' extents overlap
                     labelled.append((text, lx, float(y)))
                     ax.annotate(text, (x, y), fontsize=6, xytext=(4, 2), textcoords="offset points")
     base = summary[summary.attack == BASELINE].psnr_mean
