@@ -9,6 +9,8 @@ third-party module, and says so with a ``# deferred: <why>`` comment.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,3 +239,14 @@ def test_a_function_level_import_says_why_it_is_deferred(path):
             if "# deferred" not in " ".join(_line(path, i) for i in range(n.lineno, n.end_lineno + 1))]
     assert not bare, ("a function-level import defers a heavy third-party module and says why on its line "
                       "(`# deferred: <why>`); otherwise it goes at the top:\n" + "\n".join(bare))
+
+
+def test_parsing_the_workflow_imports_no_model_library():
+    """Every Snakemake process (a dry run, the main process, each cluster job step) parses the Snakefile, which
+    imports ``benchmark.workflow.grid`` and through the method registry the model code; it builds no model, so timm
+    (and with it torchvision and ``torch._dynamo``, ~3 s of a ~7 s parse) must stay unimported until a run builds
+    one (benchmark/models/vit.py)."""
+    code = ("import sys, benchmark.workflow.grid, benchmark.methods; "
+            "print(' '.join(m for m in ('timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"the workflow's parse imported {out.stdout.strip()}"

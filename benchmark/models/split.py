@@ -19,12 +19,16 @@ averages the backbone's own tokens only; with token (CLS) pooling this changes n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from benchmark.config import check_split_depth
 from benchmark.models.prompts import PromptTokens
+
+if TYPE_CHECKING:  # annotations only: the workflow's parse imports this module and never builds a model
+    from timm.models.vision_transformer import VisionTransformer
 
 
 def _patch_size(vit: VisionTransformer) -> int:

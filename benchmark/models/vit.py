@@ -15,14 +15,20 @@ CPU-sized variants come from timm's own constructor arguments (``img_size``, ``p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from benchmark.config import ARCH_KEYS, ModelConfig
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.io import atomic_path
+
+if TYPE_CHECKING:
+    from timm.models.vision_transformer import VisionTransformer
+
+# timm is imported where a function needs it, not here: importing it pulls in torchvision and torch._dynamo (~3 s
+# of the ~7 s a Snakemake process took to parse the workflow), and that parse (every Snakemake process: a dry run,
+# each cluster job step) imports this module through the method registry without building a model.
 
 
 def arch_kwargs(cfg: ModelConfig) -> dict[str, int]:
@@ -32,6 +38,9 @@ def arch_kwargs(cfg: ModelConfig) -> dict[str, int]:
 
 def create_backbone(cfg: ModelConfig, num_classes: int) -> VisionTransformer:
     """Build the configured timm ViT with a ``num_classes``-way classifier and load its weights."""
+    import timm  # deferred: timm pulls in torchvision and torch._dynamo (~3 s); the workflow's parse never builds
+    from timm.models.vision_transformer import VisionTransformer  # deferred: as above
+
     if not timm.is_model(cfg.backbone):
         vits = [n for n in timm.list_models("vit_*") if "patch" in n][:12]
         raise UnknownNameError(
@@ -82,6 +91,8 @@ def load_weights(model: VisionTransformer, path: Path) -> None:
 def input_spec(cfg: ModelConfig) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """(input resolution, mean, std) of the configured backbone, from timm's pretrained config, without
     building the model. ``model.img_size`` overrides the resolution."""
+    import timm  # deferred: see create_backbone
+
     name = cfg.backbone
     if cfg.weights.startswith("timm:") and cfg.weights[5:] not in ("", "default"):
         name = f"{cfg.backbone}.{cfg.weights[5:]}"
