@@ -9,6 +9,7 @@ in one cell, one round). Tests that need either, or the local SLURM cluster, are
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 import benchmark.methods  # noqa: E402,F401 (the built-in methods, registered before own_registry's first snapshot)
+from benchmark import prefork  # noqa: E402
 from benchmark.federation.method import METHODS  # noqa: E402
 
 torch.set_num_threads(1)
@@ -130,6 +132,53 @@ def tiny_results() -> SimpleNamespace:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the tests' own `python -m benchmark` processes: one fork server per session
+
+_SERVERS: dict[str, SimpleNamespace] = {}
+"""The session's fork servers by the fingerprint of their environment: ``handle`` (None where none came up) and
+``usage`` (its jobs file)."""
+
+
+def served_env(**extra: str) -> dict[str, str]:
+    """The environment for a test's ``python -m benchmark`` process: ``os.environ`` plus ``extra``, and the socket of
+    a fork server (benchmark/prefork.py, as a local workflow starts one) that this session started with exactly that
+    environment. A heavy verb (``train``, ``tune``, ``accounting``...) then runs in a fork of a process that imported
+    torch, timm, pandas and the rest once per session, not once per process (~4-5 s each, about 25 processes a
+    session: tests/test_run.py's ``cli``). Its files and exit status are those of a process of its own
+    (tests/test_prefork.py compares them); tests about a user's plain process (no warning printed, the exit status
+    of a real process, a killed run) start theirs without this. ``SFPROMPT_PREFORK=0``, or a server that does not
+    come up: the plain environment, and each process imports for itself. Each server logs to ``prefork.log`` and
+    records its jobs in ``prefork-jobs.tsv`` (:func:`served_jobs`), in a temporary folder of its own."""
+    env = {k: v for k, v in {**os.environ, **extra}.items() if k != prefork.SOCKET_ENV}
+    key = json.dumps(prefork.fingerprint(env), sort_keys=True)
+    if key not in _SERVERS:
+        before = os.environ.get(prefork.SOCKET_ENV)
+        folder = Path(tempfile.mkdtemp(prefix="sfprompt-test-prefork-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        usage = folder / prefork.USAGE_FILE
+        handle = prefork.start(env=env, log=folder / "prefork.log", usage=usage)
+        # start() points this process's environment at the server; only the processes given this env use it
+        if before is None:
+            os.environ.pop(prefork.SOCKET_ENV, None)
+        else:
+            os.environ[prefork.SOCKET_ENV] = before
+        _SERVERS[key] = SimpleNamespace(handle=handle, usage=usage)
+    handle = _SERVERS[key].handle
+    return env if handle is None else {**env, prefork.SOCKET_ENV: handle.socket}
+
+
+def served_jobs(**extra: str) -> list[dict[str, str]]:
+    """The jobs the session's server for ``served_env(**extra)`` has run (rows of its usage file, oldest first;
+    empty when it ran none or none came up)."""
+    env = {k: v for k, v in {**os.environ, **extra}.items() if k != prefork.SOCKET_ENV}
+    server = _SERVERS.get(json.dumps(prefork.fingerprint(env), sort_keys=True))
+    if server is None or not server.usage.exists():
+        return []
+    rows = [line.split("\t") for line in server.usage.read_text().splitlines()]
+    return [dict(zip(rows[0], row)) for row in rows[1:]]
+
+
+# ----------------------------------------------------------------------------------------------------------
 # pytest-xdist: the workflows' tests on one worker
 
 @pytest.hookimpl(tryfirst=True)
@@ -172,8 +221,11 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A SLURM tiny run the session did not wait for (interrupted, or ``-x`` stopped it first) is stopped with its
-    jobs, not left on the cluster."""
+    """The session's fork servers (:func:`served_env`) are stopped. A SLURM tiny run the session did not wait for
+    (interrupted, or ``-x`` stopped it first) is stopped with its jobs, not left on the cluster."""
+    for server in _SERVERS.values():
+        prefork.stop(server.handle)
+    _SERVERS.clear()
     for item in getattr(session, "items", ()):
         if "cluster_tiny" in getattr(item, "fixturenames", ()):
             item.module.stop_tiny_run(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 from benchmark import prefork
-from tests.test_run import write_cfg
+from tests.conftest import served_jobs
+from tests.test_run import cli, write_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ("numpy", "yaml")  # a quick server for the plumbing tests; what it preloads changes no result
@@ -195,3 +196,16 @@ def test_an_event_for_a_job_already_gone_is_ignored(tmp_path):
         assert server.running and server.jobs == {}
     finally:
         server.listener.close()
+
+
+@pytest.mark.skipif(not prefork.enabled(), reason="no fork server on this platform (or SFPROMPT_PREFORK=0)")
+def test_the_tests_cli_runs_its_heavy_verbs_in_the_sessions_server(tmp_path):
+    """tests/test_run.py's ``cli`` (about 25 processes a session) hands its heavy verbs to the session's fork server
+    (tests/conftest.py: ``served_env``): a fallback to a process of its own would silently cost ~4-5 s of imports
+    a process again (the subset of test_run.py and test_tuning.py that uses it: 237 s without the server)."""
+    before = len(served_jobs(PYTHONWARNINGS="ignore"))
+    cli("train", "-c", str(write_cfg(tmp_path, rounds=1)), "--out", str(tmp_path / "r"), "-q")
+    jobs = served_jobs(PYTHONWARNINGS="ignore")
+    assert len(jobs) == before + 1, jobs
+    assert (jobs[-1]["verb"], jobs[-1]["exit"]) == ("train", "0")
+    assert (tmp_path / "r" / "metrics.csv").exists()

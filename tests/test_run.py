@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import served_env
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("metrics.csv", "comm.csv", "flops.csv", "config.resolved.yaml", "env.json")
 
@@ -36,8 +38,10 @@ def write_cfg(tmp_path: Path, **train) -> Path:
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    """``python -m benchmark ARGS`` in a process of its own, whose heavy verb runs in the session's fork server
+    (tests/conftest.py: ``served_env``)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=ROOT, env=served_env(PYTHONWARNINGS="ignore"),
+                          capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-2000:])
     return proc
