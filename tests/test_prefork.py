@@ -24,9 +24,11 @@ LIGHT = ("numpy", "yaml")  # a quick server for the plumbing tests; what it prel
 pytestmark = pytest.mark.skipif(not prefork.enabled({}), reason="the fork server needs Linux (pidfds, fd passing)")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def server():
-    """A server owned by this test process, with the environment the jobs below are given; stopped afterwards."""
+    """A server owned by this test process, with the environment the jobs below are given; stopped after this
+    module's tests. One for all of them: each start imports torch, timm and the rest again (7-8 s), and each test
+    leaves it as it found it (no child left: checked where a test could leave one)."""
     env = prefork.job_env(1, {k: v for k, v in os.environ.items() if k != prefork.SOCKET_ENV})
     handle = prefork.start(env=env, preload=prefork.PRELOAD)
     assert handle is not None, "the fork server did not come up"
