@@ -13,6 +13,7 @@ default is marked "our choice" (see ``shared/PAPER.md`` for the reasoning).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -344,12 +345,19 @@ def build_section(cls: type, raw: Any, prefix: str) -> Any:
     return _build(cls, raw, prefix)
 
 
+@functools.cache
+def _schema(cls: type) -> tuple[dict[str, dataclasses.Field], dict[str, Any]]:
+    """A config dataclass's fields and resolved type hints, once per class (read only). ``typing.get_type_hints``
+    evaluates every string annotation again on each call: a workflow's parse builds thousands of configs, and the
+    paper profile's spent 8 of its 35 s there (18,000 calls)."""
+    return {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config section {where!r} must be a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    fields, hints = _schema(cls)
     unknown = [k for k in raw if k not in fields]
     if unknown:
         raise ConfigError(

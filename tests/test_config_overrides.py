@@ -63,6 +63,15 @@ def test_yaml_scalar_reads_back_as_the_value(value, text):
     assert set_args({"k": value, "a.b": 1}).startswith("--set a.b=1 --set ")
 
 
+def test_yaml_scalar_keeps_values_that_compare_equal_apart():
+    """1, 1.0 and True are equal (and hash equal) in Python but three different --set values: the remembered
+    texts are keyed by type too, whatever order they are asked in."""
+    for order in ([1, 1.0, True, 0, 0.0, False], [True, 1.0, 1, False, 0.0, 0]):
+        texts = {(type(v), v): yaml_scalar(v) for v in order}
+        assert texts == {(int, 1): "1", (float, 1.0): "1.0", (bool, True): "true",
+                         (int, 0): "0", (float, 0.0): "0.0", (bool, False): "false"}
+    assert yaml_scalar([1, 2]) == "[1, 2]"  # unhashable: not remembered, still written
+
 def test_split_depth_leaves_the_server_a_block():
     check_split_depth(1, 2, 4)
     for head, tail in ((2, 2), (-1, 0), (0, -1)):
