@@ -117,6 +117,17 @@ def test_data_verb_errors(capsys):
     assert "unknown dataset 'nosuch'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["runconfig", "--config", "results=/tmp/x", "--run", "r"], "--config-json 'results=/tmp/x' is not JSON"),
+    (["grid", "--config-json", "[1, 2]"], "--config-json must hold a JSON object"),
+])
+def test_workflow_verbs_reject_a_config_json_that_is_not_a_json_object(argv, message, capsys):
+    """``--config results=DIR`` (Snakemake's spelling) is read by argparse as ``--config-json``: one line saying so,
+    not a JSONDecodeError traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: " + message), err
+
 def test_exit_status_from_a_real_process(tmp_path):
     cfg = _write(tmp_path, {"train.method": "fedsgd"})
     proc = subprocess.run([sys.executable, "-m", "benchmark", "train", "-c", str(cfg), "--out", str(tmp_path / "o")],

@@ -18,7 +18,15 @@ from benchmark.workflow.grid import (
 def _load_workflow(a: argparse.Namespace) -> Workflow:
     over = {"results": a.results} if a.results else {}
     if a.config_json:
-        return load_workflow({**json.loads(a.config_json), **over})
+        try:
+            doc = json.loads(a.config_json)
+        except json.JSONDecodeError as exc:  # e.g. `--config results=DIR`, which argparse reads as --config-json
+            raise ConfigError(f"--config-json {a.config_json[:60]!r} is not JSON ({exc.msg} at character {exc.pos}); "
+                              "a workflow config file goes in --workflow-config FILE, its results folder in "
+                              "--results DIR") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"--config-json must hold a JSON object (the workflow config), got {type(doc).__name__}")
+        return load_workflow({**doc, **over})
     if a.workflow_config:
         return load_workflow_file(a.workflow_config, over)
     raise ConfigError("give --workflow-config FILE or --config-json JSON")
