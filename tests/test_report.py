@@ -357,6 +357,19 @@ def test_figures_are_pure_functions_returning_figures():
     assert isinstance(figures.sensitivity(points.iloc[0:0]), Figure)  # empty input: a labelled placeholder
 
 
+def test_curve_figures_name_methods_of_identical_accuracies_and_no_others():
+    """FedAvg and SFL-V1 score the same accuracy every round (same updates) at different communication: each curve
+    figure names that pair in its corner note, as identical accuracies (on the communication axis the curves lie
+    apart), and not SFPrompt, whose accuracies differ."""
+    runs = _runs([("fedavg", 0, 80.0, 10.0, 5.0, 1, 1), ("sfl_v1", 0, 80.0, 10.0, 9.0, 1, 1),
+                  ("sfprompt", 0, 70.0, 0.5, 2.0, 1, 1)])
+    curves = pd.concat([runs.assign(round=r, accuracy=np.where(runs.method == "sfprompt", 40.0, 50.0) + r,
+                                    comm_mb_cumulative=runs.comm_mb_round * (r + 1)) for r in range(3)],
+                       ignore_index=True)
+    for fig in (figures.accuracy_vs_round(curves), figures.accuracy_vs_comm(curves)):
+        notes = [t.get_text() for t in fig.axes[0].texts]
+        assert notes == ["identical accuracies: FedAvg = SFL-V1"], notes
+
 @pytest.mark.parametrize("n,shape", [(1, (1, 1)), (2, (1, 2)), (3, (1, 3)), (4, (2, 2)), (5, (2, 3)), (6, (2, 3)),
                                      (7, (3, 3)), (16, (6, 3))])
 def test_panel_grids_are_sized_to_their_panels(n, shape):

@@ -134,7 +134,8 @@ def _method_panels(frame: pd.DataFrame, draw, xlabel: str, ylabel: str, logx: bo
         same = _coinciding(sub, "accuracy") if "accuracy" in sub else []
         if same:
             text = "; ".join(" = ".join(method_label(m) for m in g) for g in same)
-            ax.text(0.02, 0.02, f"identical curves: {text}", transform=ax.transAxes, fontsize=6, va="bottom")
+            # "accuracies", not "curves": on the communication axis the same accuracies lie at different x
+            ax.text(0.02, 0.02, f"identical accuracies: {text}", transform=ax.transAxes, fontsize=6, va="bottom")
         if logx:
             log_x(ax)
         else:

@@ -301,7 +301,7 @@ def frontier(images: pd.DataFrame) -> Figure:
     """Best-attack PSNR against client FLOPs (% of FedAvg), one point per (method, split) and σ (σ = 0
     filled, noise hollow, joined per point), for the server that knows every aggregated part (:data:`STRONGEST`);
     dotted: the mean-image baseline. Markers that cover each other (SFL-V1 and SFL-V2 at 0/0, where their clients
-    hold the same head) are named in the title, as the curve figures name identical curves."""
+    hold the same head) are named in the title, as the curve figures name methods of identical accuracies."""
     summary = summarise(images)
     if summary.empty:
         return _empty("no privacy results")
