@@ -128,6 +128,7 @@ def test_workflow_verbs_reject_a_config_json_that_is_not_a_json_object(argv, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: " + message), err
 
+
 def test_exit_status_from_a_real_process(tmp_path):
     cfg = _write(tmp_path, {"train.method": "fedsgd"})
     proc = subprocess.run([sys.executable, "-m", "benchmark", "train", "-c", str(cfg), "--out", str(tmp_path / "o")],

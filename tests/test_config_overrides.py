@@ -72,6 +72,7 @@ def test_yaml_scalar_keeps_values_that_compare_equal_apart():
                          (int, 0): "0", (float, 0.0): "0.0", (bool, False): "false"}
     assert yaml_scalar([1, 2]) == "[1, 2]"  # unhashable: not remembered, still written
 
+
 def test_split_depth_leaves_the_server_a_block():
     check_split_depth(1, 2, 4)
     for head, tail in ((2, 2), (-1, 0), (0, -1)):
