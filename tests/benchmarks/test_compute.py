@@ -84,3 +84,20 @@ def test_pretrain_throughput(benchmark, tmp_path, synthetic_cache_dir, model):
     benchmark.pedantic(pretrain, setup=fresh_cache, rounds=3)
     benchmark.extra_info.update(model=model, samples=n, batch_size=128,
                                 img_per_s=n / benchmark.stats.stats.median)
+
+
+@pytest.mark.benchmark(group="calibration", timer=time.process_time)
+def test_calibration_local_profile(benchmark):
+    """The system model's ``local`` profile against measured compute (docs/performance.md, "Calibration"): the
+    default profile's ViT width at 3 blocks, 2 clients x 48 samples, every method; each method's error
+    (predicted / measured CPU time - 1) and whether it is within the 25% pass mark go to ``extra_info``. Recorded,
+    not asserted: a timing (it missed once in CI beside other jobs: SFL-V2 +35.6%)."""
+    from benchmark.system.calibrate import TOLERANCE, calibrate
+
+    cfg = run_config("fedavg", "d128x6", clients=2).replace(**{"model.depth": 3, "model.prompt_len": 10})
+    data = synthetic_data(2, 48, test_samples=8)
+    rate, rows = benchmark.pedantic(calibrate, args=(cfg, data, METHODS), kwargs={"reference_steps": 3},
+                                    rounds=1, iterations=1)
+    errors = {c.method: round(c.error, 3) for c in rows}
+    benchmark.extra_info.update(local_gmacs=rate / 1e9, errors=errors,
+                                within_tolerance=all(abs(e) <= TOLERANCE for e in errors.values()))
