@@ -139,6 +139,12 @@ _SERVERS: dict[str, SimpleNamespace] = {}
 ``usage`` (its jobs file)."""
 
 
+def _server_env(extra: dict[str, str]) -> tuple[dict[str, str], str]:
+    """``os.environ`` plus ``extra`` without a server's socket, and the key of its server in :data:`_SERVERS`."""
+    env = {k: v for k, v in {**os.environ, **extra}.items() if k != prefork.SOCKET_ENV}
+    return env, json.dumps(prefork.fingerprint(env), sort_keys=True)
+
+
 def served_env(**extra: str) -> dict[str, str]:
     """The environment for a test's ``python -m benchmark`` process: ``os.environ`` plus ``extra``, and the socket of
     a fork server (benchmark/prefork.py, as a local workflow starts one) that this session started with exactly that
@@ -149,8 +155,7 @@ def served_env(**extra: str) -> dict[str, str]:
     of a real process, a killed run) start theirs without this. ``SFPROMPT_PREFORK=0``, or a server that does not
     come up: the plain environment, and each process imports for itself. Each server logs to ``prefork.log`` and
     records its jobs in ``prefork-jobs.tsv`` (:func:`served_jobs`), in a temporary folder of its own."""
-    env = {k: v for k, v in {**os.environ, **extra}.items() if k != prefork.SOCKET_ENV}
-    key = json.dumps(prefork.fingerprint(env), sort_keys=True)
+    env, key = _server_env(extra)
     if key not in _SERVERS:
         before = os.environ.get(prefork.SOCKET_ENV)
         folder = Path(tempfile.mkdtemp(prefix="sfprompt-test-prefork-"))
@@ -170,8 +175,7 @@ def served_env(**extra: str) -> dict[str, str]:
 def served_jobs(**extra: str) -> list[dict[str, str]]:
     """The jobs the session's server for ``served_env(**extra)`` has run (rows of its usage file, oldest first;
     empty when it ran none or none came up)."""
-    env = {k: v for k, v in {**os.environ, **extra}.items() if k != prefork.SOCKET_ENV}
-    server = _SERVERS.get(json.dumps(prefork.fingerprint(env), sort_keys=True))
+    server = _SERVERS.get(_server_env(extra)[1])
     if server is None or not server.usage.exists():
         return []
     rows = [line.split("\t") for line in server.usage.read_text().splitlines()]
