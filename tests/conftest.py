@@ -195,7 +195,7 @@ def pytest_cmdline_main(config):
             config.option.numprocesses = 0
 
 
-WORKFLOW_FIXTURES = {"smoke_results", "tiny_results", "cluster", "cluster_tiny"}
+WORKFLOW_FIXTURES = {"smoke_results", "tiny_results", "cluster", "cluster_tiny", "cluster_cancelled"}
 WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow() outside fixtures too
 
 
@@ -212,25 +212,37 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name == "test_cluster.py")  # stable: every other order is kept
 
 
+BACKGROUND_FIXTURES = {"cluster_tiny", "cluster_cancelled"}
+"""Fixtures of tests/test_cluster.py whose cluster runs start in the background when collection ends."""
+
+
+def _background_module(session):
+    """tests/test_cluster.py and the background fixtures its selected tests use, or (None, set())."""
+    module, fixtures = None, set()
+    for item in getattr(session, "items", ()):
+        used = BACKGROUND_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if used:
+            module, fixtures = item.module, fixtures | used
+    return module, fixtures
+
+
 def pytest_collection_finish(session):
-    """Start the SLURM tiny run (tests/test_cluster.py) now if a selected test reads it and the local cluster is
-    up. Not under pytest-xdist (its fixture then starts it on the worker that runs the cluster tests) or
-    ``--collect-only``."""
+    """Start the SLURM runs of tests/test_cluster.py (the tiny run, the cancelled-job run) now if a selected test
+    reads them and the local cluster is up. Not under pytest-xdist (their fixtures then start them on the worker
+    that runs the cluster tests) or ``--collect-only``."""
     if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
         return
-    for item in session.items:
-        if "cluster_tiny" in getattr(item, "fixturenames", ()):
-            item.module.start_tiny_run()
-            return
+    module, fixtures = _background_module(session)
+    if module is not None:
+        module.start_background(fixtures)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The session's fork servers (:func:`served_env`) are stopped. A SLURM tiny run the session did not wait for
+    """The session's fork servers (:func:`served_env`) are stopped. A SLURM run the session did not wait for
     (interrupted, or ``-x`` stopped it first) is stopped with its jobs, not left on the cluster."""
     for server in _SERVERS.values():
         prefork.stop(server.handle)
     _SERVERS.clear()
-    for item in getattr(session, "items", ()):
-        if "cluster_tiny" in getattr(item, "fixturenames", ()):
-            item.module.stop_tiny_run(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
-            return
+    module, _ = _background_module(session)
+    if module is not None:
+        module.stop_background(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)

@@ -18,13 +18,13 @@ from __future__ import annotations
 import atexit
 import ctypes
 import importlib.util
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -165,12 +165,28 @@ TINY_TIMEOUT = 1500
 """Seconds the SLURM tiny run may take from its start."""
 
 
+def start_background(fixtures: set[str]) -> None:
+    """Start, in the background, the cluster runs the selected tests read (``fixtures``: the fixture names they
+    use), where the local cluster is up: the SLURM tiny run (``cluster_tiny``) and the cancelled-job run
+    (``cluster_cancelled``). tests/conftest.py calls this when collection ends, so their jobs and the SLURM plugin's
+    waits between status checks overlap the other tests (which mostly use one core) instead of following them; the
+    fixtures wait for them. Under pytest-xdist each fixture starts its own run."""
+    if "cluster_tiny" in fixtures:
+        start_tiny_run()
+    if "cluster_cancelled" in fixtures:
+        start_cancelled_run()
+
+
+def stop_background(interrupted: bool = False) -> None:
+    """End the background runs the session did not wait for, with their SLURM jobs (:func:`stop_tiny_run`)."""
+    stop_tiny_run(interrupted)
+    stop_cancelled_run(interrupted)
+
+
 def start_tiny_run() -> None:
     """Start the tiny workflow through profiles/slurm in the background, once per session, where the local cluster
-    is up. tests/conftest.py calls this when collection ends, so the run's jobs and the SLURM plugin's waits between
-    status checks overlap the other tests (which mostly use one core) instead of following them; ``cluster_tiny``
-    waits for it. Under pytest-xdist the fixture starts it itself."""
-    if _BACKGROUND or cluster_unavailable():
+    is up (:func:`start_background`); ``cluster_tiny`` waits for it."""
+    if "tiny" in _BACKGROUND or cluster_unavailable():
         return
     work = Path(tempfile.mkdtemp(prefix="sfprompt-slurm-tiny-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
@@ -201,27 +217,33 @@ def _interrupted_with_the_session(prctl=_prctl()) -> None:
 
 
 def stop_tiny_run(interrupted: bool = False) -> None:
-    """End a SLURM tiny run the session no longer waits for, with its SLURM jobs (Snakemake cancels them on SIGINT).
+    """End a SLURM tiny run the session no longer waits for, with its SLURM jobs (Snakemake cancels them on SIGINT)."""
+    run = _BACKGROUND.get("tiny")
+    if run is not None:
+        _stop(run.proc, interrupted)
+        run.out.close()
+
+
+def _stop(proc: subprocess.Popen | None, interrupted: bool) -> None:
+    """End a background Snakemake process, with its SLURM jobs (Snakemake cancels them on SIGINT).
     ``interrupted``: a Ctrl-C in the terminal has sent it SIGINT already (it shares pytest's process group), so it
     gets time to finish that first; otherwise (``-x``, a failed wait) SIGINT now. SIGKILL two minutes later."""
-    run = _BACKGROUND.get("tiny")
-    if run is None or run.proc.poll() is not None:
+    if proc is None or proc.poll() is not None:
         return
     if not interrupted:
-        run.proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
     try:
-        run.proc.wait(timeout=120)
+        proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         if interrupted:  # the terminal's SIGINT did not reach it, or did not end it
-            run.proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGINT)
             try:
-                run.proc.wait(timeout=60)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 pass
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
-    run.out.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -300,61 +322,122 @@ def test_tables_equal_a_local_run(cluster_tiny):
         assert any(kind in c.lower() for c in compared), (kind, compared)
 
 
-@needs_cluster
-def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
-    """scancel a training job after its first checkpoint: Snakemake (retries: 1) resubmits it, the new job
-    resumes from the checkpoint, and its result files equal an uninterrupted run's byte for byte."""
-    tiny = tiny_workflow()
-    results = tiny.results  # its decoded data and partitions
-    raw = yaml.safe_load(tiny.profile.read_text())
-    raw["run"]["train"]["rounds"] = 8  # long enough to be cancelled between checkpoints
-    # One folder for both runs: the config hash in metrics.csv covers the paths a run reads.
-    cancelled = tmp_path / "run"
-    cancelled.mkdir()
-    raw["results"] = str(cancelled / "results")
-    (cancelled / "config.yaml").write_text(yaml.safe_dump(raw))
-    seed_inputs(results, cancelled / "results")
-    wf = load_workflow_file(cancelled / "config.yaml")
-    run = next(r for r in wf.runs.values() if r.method == "sfprompt")
-    target = wf.path(f"{run.dir}/metrics.csv")
-    run_dir = Path(target).parent
+CANCELLED_TIMEOUT = 1500
+"""Seconds the cancelled-job run (reference and cluster run together) may take from its start."""
 
-    # uninterrupted, on this machine; its files are kept aside and the run folder emptied
-    proc = snakemake(cancelled, target, "--cores", "2", "--configfile", str(cancelled / "config.yaml"))
-    assert proc.returncode == 0, proc.log[-4000:]
-    ref_dir = tmp_path / "reference"
-    shutil.move(run_dir, ref_dir)
 
-    # on the cluster, cancelled once
-    out = (cancelled / "snakemake.out").open("w")
-    cmd = [sys.executable, "-m", "snakemake", target, "--snakefile", str(ROOT / "Snakefile"), "--directory",
-           str(cancelled), *PROFILE_ARGS, "--configfile", str(cancelled / "config.yaml")]
-    sm = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+def start_cancelled_run() -> None:
+    """Start the cancelled-job run in a background thread, once per session, where the local cluster is up
+    (:func:`start_background`): an uninterrupted local reference of one SFPrompt run (the tiny profile at 8 rounds,
+    long enough to be cancelled between checkpoints), then the same run on the cluster, its training job cancelled
+    (``scancel``) after its first checkpoint. ``cluster_cancelled`` waits for it; the test checks what it left.
+    Most of its time is the SLURM plugin's waits between status checks, which the other tests fill."""
+    if "cancelled" in _BACKGROUND or cluster_unavailable():
+        return
+    base = Path(tempfile.mkdtemp(prefix="sfprompt-slurm-cancelled-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    state = SimpleNamespace(base=base, proc=None, error=None, result=None, stopping=False, started=time.monotonic())
+    state.thread = threading.Thread(target=_cancelled_run, args=(state,), name="slurm-cancelled", daemon=True)
+    _BACKGROUND["cancelled"] = state
+    state.thread.start()
+
+
+def _child(state: SimpleNamespace, cmd: list[str], log: Path) -> subprocess.Popen:
+    """Start one Snakemake process of the cancelled-job run (the one :func:`stop_cancelled_run` would stop)."""
+    if state.stopping:
+        raise RuntimeError("the session stopped the cancelled-job run")
+    with log.open("w") as out:
+        state.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                      preexec_fn=_interrupted_with_the_session)
+    return state.proc
+
+
+def _cancelled_run(state: SimpleNamespace) -> None:
+    """The body of :func:`start_cancelled_run` (a thread): what the test reads goes to ``state.result``, an
+    exception to ``state.error``."""
     try:
+        raw = yaml.safe_load(tiny_files().profile.read_text())
+        raw["run"]["train"]["rounds"] = 8  # long enough to be cancelled between checkpoints
+        # One folder for both runs: the config hash in metrics.csv covers the paths a run reads.
+        cancelled = state.base / "run"
+        cancelled.mkdir()
+        raw["results"] = str(cancelled / "results")
+        config = cancelled / "config.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        wf = load_workflow_file(config)
+        run = next(r for r in wf.runs.values() if r.method == "sfprompt")
+        target = wf.path(f"{run.dir}/metrics.csv")
+        run_dir = Path(target).parent
+        smk = [sys.executable, "-m", "snakemake", target, "--snakefile", str(ROOT / "Snakefile"), "--directory",
+               str(cancelled), "--configfile", str(config)]
+
+        # uninterrupted, on this machine (with the data, partition and tuning jobs it needs, which the cluster run
+        # then finds done); its files are kept aside and the run folder emptied
+        reference = _child(state, [*smk, "--cores", "2"], state.base / "reference.out")
+        assert reference.wait(timeout=CANCELLED_TIMEOUT) == 0, (state.base / "reference.out").read_text()[-4000:]
+        ref_dir = state.base / "reference"
+        shutil.move(run_dir, ref_dir)
+
+        # on the cluster, cancelled once
+        out = cancelled / "snakemake.out"
+        sm = _child(state, [*smk, *PROFILE_ARGS], out)
         deadline = time.time() + 600
         while not (run_dir / "checkpoint.pt").exists():
             assert sm.poll() is None and time.time() < deadline, "the training job ended before its first checkpoint"
+            assert not state.stopping, "the session stopped the cancelled-job run"
             time.sleep(0.1)
-        uuid = run_id((cancelled / "snakemake.out").read_text())
+        uuid = run_id(out.read_text())
         queued = _run("squeue", "-h", "--name", uuid, "-o", "%i|%k").stdout.split()
         (job_id,) = [q.split("|")[0] for q in queued if q.split("|")[1].startswith("rule_train")]
         assert _run("scancel", job_id).returncode == 0
-        assert sm.wait(timeout=900) == 0, (cancelled / "snakemake.out").read_text()[-6000:]
-    finally:
-        if sm.poll() is None:
-            os.killpg(sm.pid, signal.SIGINT)
-            sm.wait(timeout=120)
-        out.close()
-    log = (cancelled / "snakemake.out").read_text()
-    train = sacct(uuid).query("rule == 'train'")
+        assert sm.wait(timeout=900) == 0, out.read_text()[-6000:]
+        state.result = SimpleNamespace(log=out.read_text(), uuid=uuid, job_id=job_id, train_log=wf_log(wf, run),
+                                       run_dir=run_dir, ref_dir=ref_dir)
+    except BaseException as exc:  # noqa: BLE001 (handed to the test that reads the run)
+        state.error = exc
+        _stop(state.proc, interrupted=False)
+
+
+def stop_cancelled_run(interrupted: bool = False) -> None:
+    """End a cancelled-job run the session no longer waits for, with its SLURM jobs."""
+    state = _BACKGROUND.get("cancelled")
+    if state is None or not state.thread.is_alive():
+        return
+    state.stopping = True
+    _stop(state.proc, interrupted)
+    state.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def cluster_cancelled(cluster):
+    """The cancelled-job run (:func:`start_cancelled_run`): ``log`` (the cluster run's Snakemake log), ``uuid`` (its
+    SLURM run id), ``job_id`` (the cancelled job), ``train_log`` (the run's training log), ``run_dir`` and
+    ``ref_dir`` (the resumed run's folder and the uninterrupted reference's)."""
+    start_cancelled_run()
+    state = _BACKGROUND["cancelled"]
+    state.thread.join(timeout=max(1.0, CANCELLED_TIMEOUT - (time.monotonic() - state.started)))
+    if state.thread.is_alive():
+        stop_cancelled_run()
+        pytest.fail(f"the cancelled-job run took more than {CANCELLED_TIMEOUT} s")
+    if state.error is not None:
+        raise state.error
+    return state.result
+
+
+@needs_cluster
+def test_cancelled_training_job_is_retried_and_resumes(cluster_cancelled):
+    """scancel a training job after its first checkpoint: Snakemake (retries: 1) resubmits it, the new job
+    resumes from the checkpoint, and its result files equal an uninterrupted run's byte for byte."""
+    run = cluster_cancelled
+    train = sacct(run.uuid).query("rule == 'train'")
     assert list(train.State.str.split().str[0]) == ["CANCELLED", "COMPLETED"], train
-    assert train.JobIDRaw.iloc[0] == job_id
-    resumed = re.search(r"resumed sfprompt from round (\d+)", wf_log(wf, run))
-    assert resumed and int(resumed.group(1)) >= 1, wf_log(wf, run)
-    assert "Trying to restart job" in log
-    assert not (run_dir / "checkpoint.pt").exists()
+    assert train.JobIDRaw.iloc[0] == run.job_id
+    resumed = re.search(r"resumed sfprompt from round (\d+)", run.train_log)
+    assert resumed and int(resumed.group(1)) >= 1, run.train_log
+    assert "Trying to restart job" in run.log
+    assert not (run.run_dir / "checkpoint.pt").exists()
     for name in ("metrics.csv", "comm.csv", "flops.csv"):
-        assert (run_dir / name).read_bytes() == (ref_dir / name).read_bytes(), name
+        assert (run.run_dir / name).read_bytes() == (run.ref_dir / name).read_bytes(), name
 
 
 def wf_log(wf, run) -> str:
