@@ -177,13 +177,19 @@ def write_table(table: tables.Table, folder: Path) -> list[Path]:
 
 
 def save_figure(fig, stem: Path, formats=FIGURE_FORMATS, dpi: int = 150) -> list[Path]:
-    """Write ``{stem}.{fmt}`` per format, atomically and without timestamps (byte-stable PDFs)."""
+    """Write ``{stem}.{fmt}`` per format, atomically and without timestamps (byte-stable PDFs).
+
+    The layout (constrained) is computed once, by the first format's save, and kept for the others: a figure with a
+    layout engine is drawn twice per save (once to lay it out, once to render), so this saves a draw per further
+    format and gives every format the same axes positions."""
     paths = []
-    for fmt in formats:
+    for i, fmt in enumerate(formats):
         path = stem.with_name(f"{stem.name}.{fmt}")
         meta = {"CreationDate": None, "ModDate": None} if fmt == "pdf" else {"Software": None}
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, metadata=meta)
+        if i == 0:
+            fig.set_layout_engine("none")
         paths.append(path)
     return paths
 

@@ -15,6 +15,9 @@ rule cache:
         size=r"\d+",
     params:
         sets=WF.cache_args,
+    # first among ready jobs, with pre-training: every other job waits for the data and the backbone, so they are
+    # the critical path (scheduling only: no result depends on the order jobs run in)
+    priority: 30
     threads: RES["cache"]["threads"]
     resources:
         cpus=WF.cpus,
@@ -68,6 +71,7 @@ rule pretrain:
     params:
         sets=WF.pretrain_args,
         cache_dir=WF.backbone_cache,
+    priority: 30  # the critical path, with the data (rule cache)
     threads: RES["pretrain"]["threads"]
     resources:
         cpus=WF.cpus,
