@@ -12,8 +12,8 @@ Any :class:`~benchmark.errors.BenchmarkError` is printed as one line, ``error: .
 
 The verb table, :data:`VERBS`, names each verb's runner as ``"module:function"`` under :mod:`benchmark.cli`;
 :func:`main` imports it with :mod:`importlib` only when that verb runs. This file itself imports argparse and
-the standard library only, so ``--help`` and a light verb (``data``, ``grid``, ``report``) never pay for torch
-(about 3 s): the dependency is stated here, in the table, and taken on use. Inside a local workflow, a heavy verb
+the standard library only, so ``--help`` and ``data`` never pay for torch (about 3 s): the dependency is stated
+here, in the table, and taken on use. Inside a local workflow, a heavy verb
 given on the command line runs in a child of the fork server (:mod:`benchmark.prefork`), which imported torch once
 for every job; :func:`main` hands it over first and exits with the child's status.
 """

@@ -61,11 +61,13 @@ SWITCH_ENV = "SFPROMPT_PREFORK"
 
 PRELOAD = ("numpy", "torch", "torchvision", "timm", "pandas", "yaml", "tqdm", "safetensors.torch", "fvcore.nn",
            "flwr_datasets", "scipy.stats", "matplotlib")
-"""Third-party packages the server imports once (about 4.4 s here); never a module of this suite."""
+"""Third-party packages the server imports once (4-8 s on the 2-core machines); never a module of this suite."""
 
 HEAVY_VERBS = frozenset({"cache", "partition", "pretrain", "train", "tune", "accounting", "system", "privacy",
-                         "report"})
-"""Verbs whose import cost the server saves; the light ones (``grid``, ``data``, ...) run in their own process."""
+                         "report", "grid"})
+"""Verbs whose import cost the server saves (every workflow job's: ``grid`` builds the workflow, which imports the
+method classes and so torch); the others (``data``, ``compare``, ``costs``, ``runconfig``) run in their own
+process: no workflow job calls them."""
 
 OWN_PACKAGES = ("benchmark", "baselines")
 """Top-level packages of this suite: a child imports them afresh (the server never holds them but this module)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -140,7 +141,17 @@ def test_no_server_where_it_is_switched_off_or_on_a_cluster_node(monkeypatch):
     assert prefork.delegate([sys.argv[0], "train"]) is None  # no server there: the job runs itself
     monkeypatch.setenv("SLURM_JOB_ID", "1")
     assert prefork.delegate([sys.argv[0], "train"]) is None
-    assert prefork.delegate([sys.argv[0], "grid"]) is None  # a light verb never goes to the server
+    assert prefork.delegate([sys.argv[0], "data"]) is None  # a verb no workflow job calls never goes to it
+
+
+def test_every_workflow_jobs_verb_goes_to_the_server():
+    """Each rule's ``python -m benchmark <verb>`` is a heavy verb, so no local job pays the imports itself (the
+    ``grid`` job did: building the workflow imports the method classes, hence torch)."""
+    verbs = set()
+    for rules in (ROOT / "workflow" / "rules").glob("*.smk"):
+        verbs |= set(re.findall(r"python -m benchmark (\w+)", rules.read_text()))
+    assert {"train", "tune", "report", "grid"} <= verbs
+    assert verbs <= prefork.HEAVY_VERBS, verbs - prefork.HEAVY_VERBS
 
 
 def test_fingerprints_name_their_first_difference():

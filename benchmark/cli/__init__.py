@@ -1,5 +1,5 @@
 """The command line's verbs: each module holds the runners of verbs that cost the same to import.
 
 ``python -m benchmark`` (:mod:`benchmark.__main__`) parses the arguments and imports a verb's module only when
-that verb runs, so ``--help`` and the light verbs (``data``, ``grid``, ``report``) never pay for torch.
+that verb runs, so ``--help`` and ``data`` never pay for torch.
 """
