@@ -2,17 +2,23 @@
 
 Two workflows run end to end in a test session, each at most once: the smoke profile (``smoke_results`` in
 tests/test_workflow.py: every section, table and figure) and the *tiny* profile below (plumbing: three methods
-in one cell, one round). Tests that need either, or the local SLURM cluster, are put in one xdist group
-(``workflows``), so under ``pytest -n N --dist loadgroup`` they share one worker and each workflow still runs once.
+in one cell, one round). They start in the background when collection ends (:class:`Background`), and the modules
+that read them run after the others, whose tests mostly use one core. Tests that need either, or the local SLURM
+cluster, are put in one xdist group (``workflows``), so under ``pytest -n N --dist loadgroup`` they share one
+worker and each workflow still runs once (there, on first use).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -118,17 +124,119 @@ def tiny_workflow() -> SimpleNamespace:
 
         files = tiny_files()
         work = files.base / "work"
-        work.mkdir()
-        snakemake("all", "--cores", "2", "--configfile", str(files.profile), workdir=work)
+        if "tiny" in BACKGROUND:
+            BACKGROUND["tiny"].wait()
+        else:
+            work.mkdir()
+            snakemake(*TINY_ARGS, "--configfile", str(files.profile), workdir=work)
         _TINY["run"] = SimpleNamespace(work=work, results=files.base / "results", profile=files.profile,
                                        raw=files.raw, methods_file=files.methods_file)
     return _TINY["run"]
+
+
+TINY_ARGS = ("all", "--cores", "2")
+
+
+def start_tiny_workflow() -> None:
+    """Start the tiny workflow in the background (:class:`Background`); :func:`tiny_workflow` waits for it."""
+    if "run" in _TINY or "tiny" in BACKGROUND:
+        return
+    from tests.test_workflow import snakemake_cmd
+
+    files = tiny_files()
+    work = files.base / "work"
+    work.mkdir()
+    BACKGROUND["tiny"] = Background(
+        "the tiny workflow", snakemake_cmd(*TINY_ARGS, "--configfile", str(files.profile), workdir=work),
+        files.base / "snakemake.out")
 
 
 @pytest.fixture(scope="session")
 def tiny_results() -> SimpleNamespace:
     """The tiny profile, run end to end once per test session (see :func:`tiny_workflow`)."""
     return tiny_workflow()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# workflows started in the background when collection ends
+
+WORKFLOW_TIMEOUT = 2400
+"""Seconds a session workflow may take from its start."""
+
+
+def _prctl():
+    """libc's ``prctl``, looked up in pytest's process (not in the forked child, where an import could wait on a
+    lock another thread held at the fork); None off Linux."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def interrupted_with_the_session(prctl=_prctl()) -> None:
+    """In a background process before it starts Snakemake: SIGINT acts (a shell starts background jobs with it
+    ignored, and the child would inherit that), and the kernel sends SIGINT when pytest dies, however it dies, so
+    Snakemake stops its jobs, on a SLURM cluster too (PR_SET_PDEATHSIG, Linux; elsewhere pytest_sessionfinish's
+    stop remains)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if prctl is not None:
+        prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG = 1
+
+
+def stop_process(proc: subprocess.Popen | None, interrupted: bool = False) -> None:
+    """End a background Snakemake process, with its jobs (Snakemake stops or cancels them on SIGINT).
+    ``interrupted``: a Ctrl-C in the terminal has sent it SIGINT already (it shares pytest's process group), so it
+    gets time to finish that first; otherwise (``-x``, a failed wait) SIGINT now. SIGKILL two minutes later."""
+    if proc is None or proc.poll() is not None:
+        return
+    if not interrupted:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        if interrupted:  # the terminal's SIGINT did not reach it, or did not end it
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class Background:
+    """A session workflow (one Snakemake process) started when collection ends (:func:`pytest_collection_finish`),
+    so that its jobs overlap the tests that need no workflow, which mostly use one core and run first
+    (:func:`pytest_collection_modifyitems`); the function that returns the workflow waits for it. Its output goes
+    to ``log``. The same command, run the same way: only when it starts changes."""
+
+    def __init__(self, what: str, cmd: list[str], log: Path) -> None:
+        self.what, self.cmd, self.log = what, cmd, log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=interrupted_with_the_session)
+        self.started = time.monotonic()
+
+    def wait(self, timeout: float = WORKFLOW_TIMEOUT) -> str:
+        """Its log once it has finished; an AssertionError with the log's end if it failed or ran out of time."""
+        try:
+            code = self.proc.wait(timeout=max(1.0, timeout - (time.monotonic() - self.started)))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"{self.what} took more than {timeout} s; the end of its log:\n"
+                                 f"{self.log.read_text()[-6000:]}") from None
+        text = self.log.read_text()
+        if code != 0:
+            raise AssertionError(f"{self.what} failed ({code}): {' '.join(self.cmd)}\n{text[-6000:]}")
+        return text
+
+    def stop(self, interrupted: bool = False) -> None:
+        stop_process(self.proc, interrupted)
+
+
+BACKGROUND: dict[str, Background] = {}
+"""The session's background workflows by name (``smoke``: tests/test_workflow.py, ``tiny``: above)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,17 +307,25 @@ WORKFLOW_FIXTURES = {"smoke_results", "tiny_results", "cluster", "cluster_tiny",
 WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow() outside fixtures too
 
 
+def _reads_a_workflow(item) -> bool:
+    return bool(WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.path.name in WORKFLOW_MODULES
+
+
 def pytest_collection_modifyitems(config, items):
     """Every test that reads a session workflow (or the SLURM cluster) joins the ``workflows`` group: with
     ``--dist loadgroup`` one worker runs them all, so each workflow runs once (a session fixture runs once per
     worker). Without xdist the marker does nothing.
 
-    The SLURM tests go last (in their order): their tiny run starts in the background when collection ends
-    (:func:`pytest_collection_finish`), and the later they wait for it, the more of its time the other tests fill."""
+    Order (stable, whole modules, so module fixtures are set up once): first the modules none of whose tests reads
+    a session workflow, then the others, then the SLURM tests. The workflows start in the background when
+    collection ends (:func:`pytest_collection_finish`), and the later a test waits for one, the more of its time the
+    other tests fill."""
+    late = set()
     for item in items:
-        if WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in WORKFLOW_MODULES:
+        if _reads_a_workflow(item):
             item.add_marker(pytest.mark.xdist_group("workflows"))
-    items.sort(key=lambda item: item.path.name == "test_cluster.py")  # stable: every other order is kept
+            late.add(item.path)
+    items.sort(key=lambda item: 2 if item.path.name == "test_cluster.py" else int(item.path in late))
 
 
 BACKGROUND_FIXTURES = {"cluster_tiny", "cluster_cancelled"}
@@ -227,22 +343,33 @@ def _background_module(session):
 
 
 def pytest_collection_finish(session):
-    """Start the SLURM runs of tests/test_cluster.py (the tiny run, the cancelled-job run) now if a selected test
-    reads them and the local cluster is up. Not under pytest-xdist (their fixtures then start them on the worker
-    that runs the cluster tests) or ``--collect-only``."""
+    """Start in the background the session workflows the selected tests read (:class:`Background`): the smoke
+    workflow (``smoke_results``), the tiny one (``tiny_results``), and the SLURM runs of tests/test_cluster.py (the
+    tiny run, the cancelled-job run) where the local cluster is up. Not under pytest-xdist (the fixtures then run
+    them on the worker of the ``workflows`` group) or ``--collect-only``."""
     if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
         return
+    fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if "smoke_results" in fixtures:
+        from tests.test_workflow import start_smoke_workflow
+
+        start_smoke_workflow()
+    if "tiny_results" in fixtures:
+        start_tiny_workflow()
     module, fixtures = _background_module(session)
     if module is not None:
         module.start_background(fixtures)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The session's fork servers (:func:`served_env`) are stopped. A SLURM run the session did not wait for
-    (interrupted, or ``-x`` stopped it first) is stopped with its jobs, not left on the cluster."""
+    """The session's fork servers (:func:`served_env`) are stopped. A background workflow the session did not wait
+    for (interrupted, or ``-x`` stopped it first) is stopped with its jobs, not left running or on the cluster."""
     for server in _SERVERS.values():
         prefork.stop(server.handle)
     _SERVERS.clear()
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    for run in BACKGROUND.values():
+        run.stop(interrupted)
     module, _ = _background_module(session)
     if module is not None:
-        module.stop_background(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        module.stop_background(interrupted)

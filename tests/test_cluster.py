@@ -16,11 +16,9 @@ never submit to another SLURM cluster the machine may belong to.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import importlib.util
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,7 @@ import yaml
 
 from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.names import RULES
-from tests.conftest import tiny_files, tiny_workflow
+from tests.conftest import interrupted_with_the_session, stop_process, tiny_files, tiny_workflow
 from tests.test_workflow import ROOT
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
@@ -193,57 +191,16 @@ def start_tiny_run() -> None:
     cmd = [sys.executable, "-m", "snakemake", "all", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
            *PROFILE_ARGS, "--configfile", str(tiny_files().profile), "--config", f"results={work / 'results'}"]
     out = (work / "snakemake.out").open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_interrupted_with_the_session)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=interrupted_with_the_session)
     _BACKGROUND["tiny"] = SimpleNamespace(work=work, proc=proc, out=out, started=time.monotonic())
-
-
-def _prctl():
-    """libc's ``prctl``, looked up in pytest's process (not in the forked child, where an import could wait on a
-    lock another thread held at the fork); None off Linux."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def _interrupted_with_the_session(prctl=_prctl()) -> None:
-    """In the background run's process before it starts Snakemake: SIGINT acts (a shell starts background jobs
-    with it ignored, and the child would inherit that), and the kernel sends SIGINT when pytest dies, however it
-    dies, so Snakemake cancels its SLURM jobs (PR_SET_PDEATHSIG, Linux; elsewhere pytest_sessionfinish's stop
-    remains)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    if prctl is not None:
-        prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG = 1
 
 
 def stop_tiny_run(interrupted: bool = False) -> None:
     """End a SLURM tiny run the session no longer waits for, with its SLURM jobs (Snakemake cancels them on SIGINT)."""
     run = _BACKGROUND.get("tiny")
     if run is not None:
-        _stop(run.proc, interrupted)
+        stop_process(run.proc, interrupted)
         run.out.close()
-
-
-def _stop(proc: subprocess.Popen | None, interrupted: bool) -> None:
-    """End a background Snakemake process, with its SLURM jobs (Snakemake cancels them on SIGINT).
-    ``interrupted``: a Ctrl-C in the terminal has sent it SIGINT already (it shares pytest's process group), so it
-    gets time to finish that first; otherwise (``-x``, a failed wait) SIGINT now. SIGKILL two minutes later."""
-    if proc is None or proc.poll() is not None:
-        return
-    if not interrupted:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        if interrupted:  # the terminal's SIGINT did not reach it, or did not end it
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                pass
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +305,7 @@ def _child(state: SimpleNamespace, cmd: list[str], log: Path) -> subprocess.Pope
         raise RuntimeError("the session stopped the cancelled-job run")
     with log.open("w") as out:
         state.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                      preexec_fn=_interrupted_with_the_session)
+                                      preexec_fn=interrupted_with_the_session)
     return state.proc
 
 
@@ -364,10 +321,13 @@ def _cancelled_run(state: SimpleNamespace) -> None:
         raw["results"] = str(cancelled / "results")
         config = cancelled / "config.yaml"
         config.write_text(yaml.safe_dump(raw))
-        wf = load_workflow_file(config)
-        run = next(r for r in wf.runs.values() if r.method == "sfprompt")
-        target = wf.path(f"{run.dir}/metrics.csv")
-        run_dir = Path(target).parent
+        # the run's folder from the grid verb, in its own process: loading the profile here would register its
+        # method file's class in this process's registry while other tests run (own_registry cannot see a thread)
+        grid = subprocess.run([sys.executable, "-m", "benchmark", "grid", "-w", str(config)], capture_output=True,
+                              text=True, check=True, cwd=ROOT).stdout
+        (folder,) = re.findall(r"^(\S+)  \[method:sfprompt\]$", grid, re.M)
+        run_dir = cancelled / "results" / folder
+        target = str(run_dir / "metrics.csv")
         smk = [sys.executable, "-m", "snakemake", target, "--snakefile", str(ROOT / "Snakefile"), "--directory",
                str(cancelled), "--configfile", str(config)]
 
@@ -391,11 +351,12 @@ def _cancelled_run(state: SimpleNamespace) -> None:
         (job_id,) = [q.split("|")[0] for q in queued if q.split("|")[1].startswith("rule_train")]
         assert _run("scancel", job_id).returncode == 0
         assert sm.wait(timeout=900) == 0, out.read_text()[-6000:]
-        state.result = SimpleNamespace(log=out.read_text(), uuid=uuid, job_id=job_id, train_log=wf_log(wf, run),
+        train_log = (cancelled / "results" / "logs" / "train" / f"{Path(folder).relative_to('runs')}.log").read_text()
+        state.result = SimpleNamespace(log=out.read_text(), uuid=uuid, job_id=job_id, train_log=train_log,
                                        run_dir=run_dir, ref_dir=ref_dir)
     except BaseException as exc:  # noqa: BLE001 (handed to the test that reads the run)
         state.error = exc
-        _stop(state.proc, interrupted=False)
+        stop_process(state.proc, interrupted=False)
 
 
 def stop_cancelled_run(interrupted: bool = False) -> None:
@@ -404,7 +365,7 @@ def stop_cancelled_run(interrupted: bool = False) -> None:
     if state is None or not state.thread.is_alive():
         return
     state.stopping = True
-    _stop(state.proc, interrupted)
+    stop_process(state.proc, interrupted)
     state.thread.join(timeout=60)
 
 
@@ -438,11 +399,6 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster_cancelled):
     assert not (run.run_dir / "checkpoint.pt").exists()
     for name in ("metrics.csv", "comm.csv", "flops.csv"):
         assert (run.run_dir / name).read_bytes() == (run.ref_dir / name).read_bytes(), name
-
-
-def wf_log(wf, run) -> str:
-    return Path(wf.path(f"logs/train/{run.backbone}/{run.dataset}/{run.partition}/{run.variant}/seed{run.seed}.log")
-                ).read_text()
 
 
 @needs_cluster

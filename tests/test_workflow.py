@@ -30,15 +30,22 @@ from benchmark.errors import ConfigError
 from benchmark.overrides import set_args, yaml_scalar
 from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.schema import SCHEMA_PATH
+from tests.conftest import BACKGROUND, Background
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {name: ROOT / "config" / f"{name}.yaml" for name in ("smoke", "default", "paper")}
 
 
+def snakemake_cmd(*args: str, workdir: Path | None = None) -> list[str]:
+    """The command that runs Snakemake from this interpreter (so jobs use the same environment) on the repository's
+    Snakefile in ``workdir`` (its ``--directory``)."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+            str(workdir or ROOT), *args]
+
+
 def snakemake(*args: str, workdir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run Snakemake from this interpreter (so jobs use the same environment) on the repository's Snakefile."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(workdir or ROOT), *args]
+    """Run Snakemake (:func:`snakemake_cmd`) and wait for it."""
+    cmd = snakemake_cmd(*args, workdir=workdir)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
     proc.log = proc.stdout + proc.stderr  # Snakemake logs to stderr
     if check and proc.returncode != 0:
@@ -68,13 +75,37 @@ def job_counts(output: str) -> dict[str, int]:
 _SMOKE: dict[str, Path] = {}
 
 
+def _smoke_args(work: Path) -> tuple[str, ...]:
+    return ("all", "--cores", "2", "--configfile", str(CONFIGS["smoke"]), "--config", f"results={work / 'results'}")
+
+
+def _smoke_folder() -> Path:
+    work = Path(tempfile.mkdtemp(prefix="sfprompt-smoke-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
+
+
+def start_smoke_workflow() -> None:
+    """Start the smoke workflow in the background (tests/conftest.py's ``Background``, when collection ends);
+    :func:`smoke_workflow` waits for it."""
+    if _SMOKE or "smoke" in BACKGROUND:
+        return
+    work = _smoke_folder()
+    BACKGROUND["smoke"] = Background("the smoke workflow", snakemake_cmd(*_smoke_args(work), workdir=work),
+                                     work / "snakemake.out")
+    BACKGROUND["smoke"].work = work
+
+
 def smoke_workflow() -> tuple[Path, Path]:
-    """(working directory, results folder) of one finished smoke workflow (run on first use)."""
+    """(working directory, results folder) of one finished smoke workflow (run on first use, or started in the
+    background when collection ended)."""
     if not _SMOKE:
-        work = Path(tempfile.mkdtemp(prefix="sfprompt-smoke-"))
-        atexit.register(shutil.rmtree, work, ignore_errors=True)
-        snakemake("all", "--cores", "2", "--configfile", str(CONFIGS["smoke"]), "--config",
-                  f"results={work / 'results'}", workdir=work)
+        if "smoke" in BACKGROUND:
+            BACKGROUND["smoke"].wait()
+            work = BACKGROUND["smoke"].work
+        else:
+            work = _smoke_folder()
+            snakemake(*_smoke_args(work), workdir=work)
         _SMOKE.update(work=work, results=work / "results")
     return _SMOKE["work"], _SMOKE["results"]
 
