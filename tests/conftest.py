@@ -2,8 +2,8 @@
 
 Two workflows run end to end in a test session, each at most once: the smoke profile (``smoke_results`` in
 tests/test_workflow.py: every section, table and figure) and the *tiny* profile below (plumbing: three methods
-in one cell, one round). They start in the background when collection ends (:class:`Background`), and the modules
-that read them run after the others, whose tests mostly use one core. Tests that need either, or the local SLURM
+in one cell, one round). They start in the background when collection ends (:class:`Background`), and the tests
+that read them run after the others, which mostly use one core. Tests that need either, or the local SLURM
 cluster, are put in one xdist group (``workflows``), so under ``pytest -n N --dist loadgroup`` they share one
 worker and each workflow still runs once (there, on first use).
 """
@@ -316,16 +316,15 @@ def pytest_collection_modifyitems(config, items):
     ``--dist loadgroup`` one worker runs them all, so each workflow runs once (a session fixture runs once per
     worker). Without xdist the marker does nothing.
 
-    Order (stable, whole modules, so module fixtures are set up once): first the modules none of whose tests reads
-    a session workflow, then the others, then the SLURM tests. The workflows start in the background when
-    collection ends (:func:`pytest_collection_finish`), and the later a test waits for one, the more of its time the
-    other tests fill."""
-    late = set()
+    Order (stable: each group keeps the collected order): first the tests that read no session workflow, then
+    those that do, then the SLURM tests. The workflows start in the background when collection ends
+    (:func:`pytest_collection_finish`), and the later a test waits for one, the more of its time the other tests
+    fill. A module whose tests fall in two groups sets its module fixtures up once per group (none of those is
+    used on both sides but ``own_registry``, a snapshot of the registry)."""
     for item in items:
         if _reads_a_workflow(item):
             item.add_marker(pytest.mark.xdist_group("workflows"))
-            late.add(item.path)
-    items.sort(key=lambda item: 2 if item.path.name == "test_cluster.py" else int(item.path in late))
+    items.sort(key=lambda item: 2 if item.path.name == "test_cluster.py" else int(_reads_a_workflow(item)))
 
 
 BACKGROUND_FIXTURES = {"cluster_tiny", "cluster_cancelled"}
