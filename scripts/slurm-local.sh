@@ -168,6 +168,8 @@ JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 KillWait=5
+# a job runs at the nice value of the process that submitted it (a test session's background runs yield)
+PropagatePrioProcess=1
 InactiveLimit=0
 MinJobAge=300
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN

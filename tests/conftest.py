@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import importlib
 import json
 import os
 import shutil
@@ -173,14 +174,21 @@ def _prctl():
         return None
 
 
+BACKGROUND_NICE = 10
+"""The nice value of the background workflows: the tests in the foreground run one at a time, so they are the
+session's critical path, and the background ones fill whatever core they leave (on the local SLURM cluster too:
+scripts/slurm-local.sh propagates a submitter's nice value to its jobs). Scheduling only: no result depends on it."""
+
+
 def interrupted_with_the_session(prctl=_prctl()) -> None:
     """In a background process before it starts Snakemake: SIGINT acts (a shell starts background jobs with it
     ignored, and the child would inherit that), and the kernel sends SIGINT when pytest dies, however it dies, so
     Snakemake stops its jobs, on a SLURM cluster too (PR_SET_PDEATHSIG, Linux; elsewhere pytest_sessionfinish's
-    stop remains)."""
+    stop remains). It runs at :data:`BACKGROUND_NICE`."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if prctl is not None:
         prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG = 1
+    os.nice(BACKGROUND_NICE)
 
 
 def stop_process(proc: subprocess.Popen | None, interrupted: bool = False) -> None:
@@ -211,10 +219,10 @@ class Background:
     (:func:`pytest_collection_modifyitems`); the function that returns the workflow waits for it. Its output goes
     to ``log``. The same command, run the same way: only when it starts changes."""
 
-    def __init__(self, what: str, cmd: list[str], log: Path) -> None:
+    def __init__(self, what: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.what, self.cmd, self.log = what, cmd, log
         with log.open("w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          preexec_fn=interrupted_with_the_session)
         self.started = time.monotonic()
 
@@ -236,7 +244,8 @@ class Background:
 
 
 BACKGROUND: dict[str, Background] = {}
-"""The session's background workflows by name (``smoke``: tests/test_workflow.py, ``tiny``: above)."""
+"""The session's background workflows by name (``smoke``: tests/test_workflow.py, ``tiny``: above, ``declared``:
+tests/test_declared_data.py)."""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -303,7 +312,13 @@ def pytest_cmdline_main(config):
             config.option.numprocesses = 0
 
 
-WORKFLOW_FIXTURES = {"smoke_results", "tiny_results", "cluster", "cluster_tiny", "cluster_cancelled"}
+WORKFLOW_FIXTURES = {"smoke_results", "tiny_results", "declared_workflow", "cluster", "cluster_tiny",
+                     "cluster_cancelled"}
+BACKGROUND_STARTS = {"smoke_results": "tests.test_workflow:start_smoke_workflow",
+                     "tiny_results": "tests.conftest:start_tiny_workflow",
+                     "declared_workflow": "tests.test_declared_data:start_declared_workflow"}
+"""The session workflows that start in the background when a selected test uses their fixture (the SLURM runs:
+tests/test_cluster.py's ``start_background``)."""
 WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow() outside fixtures too
 
 
@@ -342,19 +357,17 @@ def _background_module(session):
 
 
 def pytest_collection_finish(session):
-    """Start in the background the session workflows the selected tests read (:class:`Background`): the smoke
-    workflow (``smoke_results``), the tiny one (``tiny_results``), and the SLURM runs of tests/test_cluster.py (the
-    tiny run, the cancelled-job run) where the local cluster is up. Not under pytest-xdist (the fixtures then run
+    """Start in the background the session workflows the selected tests read (:class:`Background`): those of
+    :data:`BACKGROUND_STARTS` (smoke, tiny, declared data), and the SLURM runs of tests/test_cluster.py (the tiny
+    run, the cancelled-job run) where the local cluster is up. Not under pytest-xdist (the fixtures then run
     them on the worker of the ``workflows`` group) or ``--collect-only``."""
     if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
         return
     fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    if "smoke_results" in fixtures:
-        from tests.test_workflow import start_smoke_workflow
-
-        start_smoke_workflow()
-    if "tiny_results" in fixtures:
-        start_tiny_workflow()
+    for fixture, start in BACKGROUND_STARTS.items():
+        if fixture in fixtures:
+            module, _, function = start.partition(":")
+            getattr(importlib.import_module(module), function)()
     module, fixtures = _background_module(session)
     if module is not None:
         module.start_background(fixtures)

@@ -8,7 +8,11 @@ Covers auto-detection, the held-out split, image modes and sizes, one-line error
 
 from __future__ import annotations
 
+import atexit
+import os
 import re
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from benchmark.config import DataConfig
 from benchmark.data.cache import build_cache, cache_path, read_cache
 from benchmark.data.datasets import DatasetSpec, load_dataset_spec, spec_from_config
 from benchmark.errors import DatasetError
+from tests.conftest import BACKGROUND, Background
 
 CLASSES = ["oak", "elm", "yew"]
 TINY_MODEL = {"backbone": "vit_tiny_patch16_224", "img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 4,
@@ -292,16 +297,15 @@ def test_train_runs_on_a_declared_dataset_by_run_config_alone(tmp_path, capsys, 
 # done when: the workflow on declared datasets by a profile alone (one Snakemake run for both folders)
 
 
-def test_workflow_runs_declared_datasets_by_profile_alone(tmp_path):
-    """The smoke profile's settings with a `datasets:` override: a parquet folder (odd columns, no test split)
-    and an image folder, one partition, two methods, a scratch backbone. Then: nothing left to do, and a
-    changed declaration re-decodes that dataset (and reruns what reads it) only."""
-    from tests.test_workflow import CONFIGS, job_counts, snakemake
+def _declared_profile(base: Path) -> tuple[Path, dict]:
+    """The smoke profile's settings with a `datasets:` override: a parquet folder (odd columns, no test split) and an
+    image folder, one partition, two methods, a scratch backbone; results in ``base/results``."""
+    from tests.test_workflow import CONFIGS
 
-    leaves = write_parquet(tmp_path / "data" / "leaves", per_class=12)
-    pets = write_image_folder(tmp_path / "data" / "pets", per_class=12, classes=["cat", "dog", "emu"])
+    leaves = write_parquet(base / "data" / "leaves", per_class=12)
+    pets = write_image_folder(base / "data" / "pets", per_class=12, classes=["cat", "dog", "emu"])
     raw = yaml.safe_load(CONFIGS["smoke"].read_text())
-    raw.update(results=str(tmp_path / "results"), ablations={}, sensitivity={}, methods=["fedavg", "sfprompt"],
+    raw.update(results=str(base / "results"), ablations={}, sensitivity={}, methods=["fedavg", "sfprompt"],
                partitions={"iid": {"scheme": "iid"}},
                datasets={"leaves": {"source": f"parquet:{leaves}", "max_train_samples": 24},
                          "pets": {"source": f"imagefolder:{pets}"}})
@@ -313,13 +317,47 @@ def test_workflow_runs_declared_datasets_by_profile_alone(tmp_path):
     for section in ("strength", "tuning"):  # a scratch backbone has no trajectory; tuning is tested elsewhere
         raw.pop(section, None)
     raw["privacy"].update(dataset="leaves", partition="iid", images=4, aux_samples=8, methods=["sfprompt"])
-    profile = tmp_path / "profile.yaml"
+    profile = base / "profile.yaml"
     profile.write_text(yaml.safe_dump(raw))
-    work = tmp_path / "work"
-    work.mkdir()
-    snakemake("all", "--cores", "2", "--configfile", str(profile), workdir=work)
+    return profile, raw
 
-    results = tmp_path / "results"
+
+def start_declared_workflow() -> None:
+    """Start the declared-data workflow in the background (tests/conftest.py's ``Background``, when collection
+    ends), offline, with its own HF cache; ``declared_workflow`` waits for it."""
+    if "declared" in BACKGROUND:
+        return
+    from tests.test_workflow import snakemake_cmd
+
+    base = Path(tempfile.mkdtemp(prefix="sfprompt-declared-"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    profile, raw = _declared_profile(base)
+    work = base / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "BENCHMARK_DATA_ROOT"}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(base / "hf_cache"))
+    run = Background("the declared-data workflow", snakemake_cmd("all", "--cores", "2", "--configfile", str(profile),
+                                                                 workdir=work), base / "snakemake.out", env=env)
+    run.base, run.profile, run.raw, run.work = base, profile, raw, work
+    BACKGROUND["declared"] = run
+
+
+@pytest.fixture(scope="module")
+def declared_workflow() -> Background:
+    """The declared-data workflow, finished: ``base`` (its folder; results in ``base/results``), ``profile``,
+    ``raw`` (the profile as a dict) and ``work`` (Snakemake's --directory)."""
+    start_declared_workflow()
+    BACKGROUND["declared"].wait()
+    return BACKGROUND["declared"]
+
+
+def test_workflow_runs_declared_datasets_by_profile_alone(declared_workflow):
+    """The profile of :func:`_declared_profile`, run end to end. Then: nothing left to do, and a changed
+    declaration re-decodes that dataset (and reruns what reads it) only."""
+    from tests.test_workflow import job_counts, snakemake
+
+    raw, profile, work = declared_workflow.raw, declared_workflow.profile, declared_workflow.work
+    results = declared_workflow.base / "results"
     accuracy = (results / "tables" / "accuracy.csv").read_text()
     assert "leaves" in accuracy and "pets" in accuracy
     for name, classes in (("leaves", CLASSES), ("pets", ["cat", "dog", "emu"])):
