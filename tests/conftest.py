@@ -174,7 +174,7 @@ def _prctl():
         return None
 
 
-BACKGROUND_NICE = 10
+BACKGROUND_NICE = 19
 """The nice value of the background workflows: the tests in the foreground run one at a time, so they are the
 session's critical path, and the background ones fill whatever core they leave (on the local SLURM cluster too:
 scripts/slurm-local.sh propagates a submitter's nice value to its jobs). Scheduling only: no result depends on it."""
