@@ -180,7 +180,7 @@ session's critical path, and the background ones fill whatever core they leave (
 scripts/slurm-local.sh propagates a submitter's nice value to its jobs). Scheduling only: no result depends on it."""
 
 
-def interrupted_with_the_session(prctl=_prctl()) -> None:
+def as_a_background_process(prctl=_prctl()) -> None:
     """In a background process before it starts Snakemake: SIGINT acts (a shell starts background jobs with it
     ignored, and the child would inherit that), and the kernel sends SIGINT when pytest dies, however it dies, so
     Snakemake stops its jobs, on a SLURM cluster too (PR_SET_PDEATHSIG, Linux; elsewhere pytest_sessionfinish's
@@ -223,7 +223,7 @@ class Background:
         self.what, self.cmd, self.log = what, cmd, log
         with log.open("w") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                         preexec_fn=interrupted_with_the_session)
+                                         preexec_fn=as_a_background_process)
         self.started = time.monotonic()
 
     def wait(self, timeout: float = WORKFLOW_TIMEOUT) -> str:

@@ -33,7 +33,7 @@ import yaml
 
 from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.names import RULES
-from tests.conftest import interrupted_with_the_session, stop_process, tiny_files, tiny_workflow
+from tests.conftest import as_a_background_process, stop_process, tiny_files, tiny_workflow
 from tests.test_workflow import ROOT
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
@@ -191,7 +191,7 @@ def start_tiny_run() -> None:
     cmd = [sys.executable, "-m", "snakemake", "all", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
            *PROFILE_ARGS, "--configfile", str(tiny_files().profile), "--config", f"results={work / 'results'}"]
     out = (work / "snakemake.out").open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=interrupted_with_the_session)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=as_a_background_process)
     _BACKGROUND["tiny"] = SimpleNamespace(work=work, proc=proc, out=out, started=time.monotonic())
 
 
@@ -305,7 +305,7 @@ def _child(state: SimpleNamespace, cmd: list[str], log: Path) -> subprocess.Pope
         raise RuntimeError("the session stopped the cancelled-job run")
     with log.open("w") as out:
         state.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                      preexec_fn=interrupted_with_the_session)
+                                      preexec_fn=as_a_background_process)
     return state.proc
 
 
