@@ -33,8 +33,8 @@ import yaml
 
 from benchmark.workflow.grid import load_workflow, load_workflow_file
 from benchmark.workflow.names import RULES
-from tests.conftest import as_a_background_process, stop_process, tiny_files, tiny_workflow
-from tests.test_workflow import ROOT
+from tests.conftest import Background, as_a_background_process, stop_process, tiny_files, tiny_workflow
+from tests.test_workflow import ROOT, snakemake_cmd
 
 CLUSTER, ACCOUNT, PARTITION = "sfb", "sfb", "local"  # scripts/slurm-local.sh
 PROFILE_ARGS = ("--profile", str(ROOT / "profiles" / "slurm"), "--workflow-profile", str(ROOT / "profiles" / "slurm-local"),
@@ -158,7 +158,7 @@ def cluster():
         pytest.skip(f"no local SLURM cluster: {reason}")
 
 
-_BACKGROUND: dict[str, SimpleNamespace] = {}
+_BACKGROUND: dict[str, Background | SimpleNamespace] = {}
 TINY_TIMEOUT = 1500
 """Seconds the SLURM tiny run may take from its start."""
 
@@ -182,25 +182,22 @@ def stop_background(interrupted: bool = False) -> None:
 
 
 def start_tiny_run() -> None:
-    """Start the tiny workflow through profiles/slurm in the background, once per session, where the local cluster
-    is up (:func:`start_background`); ``cluster_tiny`` waits for it."""
+    """Start the tiny workflow through profiles/slurm in the background (tests/conftest.py's ``Background``), once
+    per session, where the local cluster is up (:func:`start_background`); ``cluster_tiny`` waits for it."""
     if "tiny" in _BACKGROUND or cluster_unavailable():
         return
     work = Path(tempfile.mkdtemp(prefix="sfprompt-slurm-tiny-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
-    cmd = [sys.executable, "-m", "snakemake", "all", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
-           *PROFILE_ARGS, "--configfile", str(tiny_files().profile), "--config", f"results={work / 'results'}"]
-    out = (work / "snakemake.out").open("w")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=as_a_background_process)
-    _BACKGROUND["tiny"] = SimpleNamespace(work=work, proc=proc, out=out, started=time.monotonic())
+    cmd = snakemake_cmd("all", *PROFILE_ARGS, "--configfile", str(tiny_files().profile), "--config",
+                        f"results={work / 'results'}", workdir=work)
+    _BACKGROUND["tiny"] = Background("the SLURM tiny run", cmd, work / "snakemake.out")
+    _BACKGROUND["tiny"].work = work
 
 
 def stop_tiny_run(interrupted: bool = False) -> None:
     """End a SLURM tiny run the session no longer waits for, with its SLURM jobs (Snakemake cancels them on SIGINT)."""
-    run = _BACKGROUND.get("tiny")
-    if run is not None:
-        stop_process(run.proc, interrupted)
-        run.out.close()
+    if "tiny" in _BACKGROUND:
+        _BACKGROUND["tiny"].stop(interrupted)
 
 
 @pytest.fixture(scope="module")
@@ -209,15 +206,7 @@ def cluster_tiny(cluster):
     ended (:func:`start_tiny_run`), or here."""
     start_tiny_run()
     run = _BACKGROUND["tiny"]
-    try:
-        code = run.proc.wait(timeout=max(1.0, TINY_TIMEOUT - (time.monotonic() - run.started)))
-    except subprocess.TimeoutExpired:
-        stop_tiny_run()
-        tail = (run.work / "snakemake.out").read_text()[-6000:]
-        pytest.fail(f"the SLURM tiny run took more than {TINY_TIMEOUT} s; the end of its log:\n{tail}")
-    run.out.close()
-    log = (run.work / "snakemake.out").read_text()
-    assert code == 0, log[-6000:]
+    log = run.wait(TINY_TIMEOUT)
     return run.work, run.work / "results", log
 
 
