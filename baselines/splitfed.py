@@ -24,38 +24,16 @@ clipped (one norm over both), which is what clipping the unsplit model does, so 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from benchmark.accounting.flops import FlopCount, training_flops
 from benchmark.config import RunConfig
-from benchmark.errors import ConfigError
-from benchmark.federation.method import (ClientUpdate, Method, SplitParams, Transfer, image_input, register_method,
-                                        token_input)
+from benchmark.federation.method import ClientUpdate, Method, Transfer, image_input, register_method, token_input
+from benchmark.federation.params import SplitFedParams
 from benchmark.models.split import SplitViT
 from benchmark import seeding
-
-
-@dataclass(frozen=True)
-class SplitFedParams(SplitParams):
-    """SplitFed's own hyper-parameters (``method_params`` when ``train.method`` is ``sfl_v1`` or ``sfl_v2``), and the
-    noise defence every split method shares (``smashed_noise_sigma``, :class:`SplitParams`)."""
-
-    client_order: str = "random"
-    """Order in which a round's clients are served: ``random`` (seeded per round, as the reference code) or
-    ``sorted``. Changes nothing for SFL-V1, whose server copies are independent."""
-    server_optimizer: str = "per_client"
-    """Lifetime of the server's optimiser: ``per_client`` (fresh for each client's round, our default) or
-    ``per_batch`` (fresh for every batch, as in the reference code: no server momentum)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for key, allowed in (("client_order", ("random", "sorted")), ("server_optimizer", ("per_client", "per_batch"))):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"config key 'method_params.{key}' must be one of {', '.join(allowed)}, "
-                                  f"got {getattr(self, key)!r}")
 
 
 class SplitFed(Method):

@@ -27,7 +27,6 @@ without gradients (except ``el2n_timing: local_loss_pass``, which takes the scor
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -36,78 +35,16 @@ import torch.nn.functional as F
 
 from benchmark.accounting.flops import FlopCount, forward_flops, training_flops
 from benchmark.config import RunConfig
-from benchmark.errors import ConfigError
 from benchmark.federation.method import (
     ClientUpdate,
     Method,
-    SplitParams,
     Transfer,
     image_input,
     register_method,
     token_input,
 )
+from benchmark.federation.params import SFPromptParams
 from benchmark.models.split import SplitViT
-
-EL2N_TIMINGS = ("before_local_loss", "after_local_loss", "local_loss_pass")
-LOCAL_LOSS_SAMPLES = ("all", "kept")
-
-
-def _one_of(value: Any, allowed: tuple, key: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"config key 'method_params.{key}' must be one of {', '.join(allowed)}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class SFPromptParams(SplitParams):
-    """SFPrompt's own hyper-parameters (config section ``method_params`` when ``train.method: sfprompt``), and the
-    noise defence every split method shares (``smashed_noise_sigma``, :class:`SplitParams`: split training only;
-    the self-update phase sends nothing, so it never sees noise)."""
-
-    keep_ratio: float = 0.5
-    """γ: fraction of local samples kept for split training, highest EL2N first (Paul et al. keep the hardest;
-    our reading of the paper's pruning ratio)."""
-    local_loss_epochs: int = 1
-    """Epochs of the local-loss update (head -> tail, body skipped); 0 disables it."""
-    local_loss_samples: str = "all"
-    """``all`` (the paper's L_C over D_k, default) or ``kept`` (only the samples pruning kept)."""
-    el2n_timing: str = "after_local_loss"
-    """When EL2N is scored: ``after_local_loss`` (with the locally updated model, in the paper's listed order
-    (a) then (b); default), ``before_local_loss`` (with the received model; in round 0 its classifier is
-    untrained, so pruning is noise) or ``local_loss_pass`` (from the logits of the local-loss update's last
-    epoch, before each step: no extra forward pass)."""
-    el2n_every_round: bool = True
-    """Re-score every round (default) or only the first time a client is sampled (later rounds reuse its kept
-    set: a steady-state round then has no scoring cost)."""
-    el2n_warmup_epochs: int = 0
-    """Local-loss epochs on all samples before a client's first scoring, so round-0 pruning does not rank
-    samples with a freshly initialised classifier (0: score the received model as it is)."""
-    split_epochs: int = 1
-    """Epochs of split training on the kept samples."""
-    prompt_grad_via_server: bool = True
-    """Prompts get gradients in split training through the server's frozen body (our choice)."""
-    minimal_traffic: bool = False
-    """Send only the rows the receiver uses: with no tail block and token (CLS) pooling the tail reads only the
-    prefix (CLS) rows of the body output (and their gradient is the only non-zero one); with no head block the
-    client needs the gradient at the prompt rows only (everything else upstream is frozen). Results are
-    identical; the ledger counts what is sent. Off: whole activations, as a naive implementation sends."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.keep_ratio <= 1:
-            raise ConfigError(f"config key 'method_params.keep_ratio' must be in (0, 1], got {self.keep_ratio!r}")
-        for key in ("local_loss_epochs", "el2n_warmup_epochs"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"config key 'method_params.{key}' must be >= 0, got {getattr(self, key)!r}")
-        if self.split_epochs < 1:
-            raise ConfigError(f"config key 'method_params.split_epochs' must be >= 1, got {self.split_epochs!r}")
-        _one_of(self.el2n_timing, EL2N_TIMINGS, "el2n_timing")
-        _one_of(self.local_loss_samples, LOCAL_LOSS_SAMPLES, "local_loss_samples")
-        if self.el2n_timing != "before_local_loss" and self.local_loss_samples == "kept":
-            raise ConfigError(f"config key 'method_params.local_loss_samples': kept needs el2n_timing "
-                              f"before_local_loss (with {self.el2n_timing} the kept set does not exist yet)")
-        if self.el2n_timing == "local_loss_pass" and self.local_loss_epochs < 1:
-            raise ConfigError("config key 'method_params.el2n_timing': local_loss_pass needs local_loss_epochs >= 1")
-
 
 def el2n_scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """EL2N (Paul et al. 2021, Eq. 2): L2 norm of the error vector softmax(logits) - onehot(labels)."""

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from benchmark.errors import ConfigError
-from benchmark.federation.method import SplitParams, gaussian_noise
+from benchmark.federation.method import gaussian_noise
+from benchmark.federation.params import SplitParams
 from benchmark.methods import create_method, method_class
 from benchmark.privacy import add_noise
 from tests.test_methods import ALL, make_cfg, make_data

@@ -41,6 +41,7 @@ from benchmark.config import RunConfig, build_section
 from benchmark.data.federated import FederatedData
 from benchmark.errors import ConfigError, NumericError
 from benchmark.federation import rounds
+from benchmark.federation.params import NoParams
 from benchmark.federation.rounds import ClientUpdate
 from benchmark.federation.trace import TRACED, TRACED_FIRST, trace_rounds
 from benchmark.models.split import SplitViT
@@ -97,30 +98,6 @@ def token_input(model: SplitViT) -> tuple[torch.Tensor]:
     """A one-sample token sequence as it crosses the cut (patches + prefix + prompts, width D)."""
     dev = next(model.parameters()).device
     return (torch.zeros(1, model.num_tokens, model.embed_dim, device=dev),)
-
-
-@dataclass(frozen=True)
-class NoParams:
-    """The hyper-parameters of a method that has none beyond the shared ``train`` section."""
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    """What every split method shares (the base of SplitFed's and SFPrompt's ``Params``): the noise defence.
-    A ``method_params`` key, not a RunConfig one, because only a method that sends smashed data has it:
-    FedAvg and FedPrompt reject the key instead of silently ignoring it."""
-
-    smashed_noise_sigma: float = 0.0
-    """σ of the Gaussian-noise defence (issue #12): i.i.d. N(0, σ²) noise added to every element of the smashed
-    data (the head's output, every token row) before it is sent, at every send site (:meth:`Method.send_smashed`).
-    Absolute, in activation units, exactly as ``privacy.noise_sigma`` is applied in the privacy evaluation
-    (:func:`benchmark.privacy.attacks.add_noise`), so a run trained at σ is attacked at the same σ. 0: no
-    noise and no random draws (bit-identical to a run without the knob). Bytes sent are unchanged."""
-
-    def __post_init__(self) -> None:
-        if not (self.smashed_noise_sigma >= 0 and math.isfinite(self.smashed_noise_sigma)):
-            raise ConfigError("config key 'method_params.smashed_noise_sigma' must be a finite number >= 0, "
-                              f"got {self.smashed_noise_sigma!r}")
 
 
 def gaussian_noise(tensor: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -386,9 +363,10 @@ class Method(abc.ABC):
 
     def send_smashed(self, rnd: int, client: int, phase: str, smashed: torch.Tensor) -> torch.Tensor:
         """The one send site of smashed data (client -> server): add the noise defence
-        (``method_params.smashed_noise_sigma``, :class:`SplitParams`), record the message in the ledger and return
-        exactly what the server receives (detached; the caller sets ``requires_grad``). The noise is additive,
-        so the gradient the server returns at the cut is also the gradient w.r.t. the head's output.
+        (``method_params.smashed_noise_sigma``, :class:`~benchmark.federation.params.SplitParams`), record the
+        message in the ledger and return exactly what the server receives (detached; the caller sets
+        ``requires_grad``). The noise is additive, so the gradient the server returns at the cut is also the
+        gradient w.r.t. the head's output.
 
         The draws come from one generator per (seed, round, client), consumed in batch order: a run is
         bit-reproducible, and a run resumed at a round boundary draws what an uninterrupted one does."""

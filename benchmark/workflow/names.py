@@ -29,7 +29,7 @@ RUNNER_UP = "runner_up"
 """Role kind of the learning-rate recheck runs (``tuning.recheck``): the method under study and the reference
 method trained at their search's runner-up rate, so that a verdict stands only where it holds at both rates."""
 NOISE_KEY = "method_params.smashed_noise_sigma"
-"""The split methods' noise-defence knob (:class:`benchmark.federation.method.SplitParams`): the privacy section
+"""The split methods' noise-defence knob (:class:`benchmark.federation.params.SplitParams`): the privacy section
 trains a variant of each privacy method at every σ > 0 of ``privacy.noise_sigma`` (role ``noise``)."""
 SENSITIVITY_KEYS = {"keep_ratio": ("method_params.keep_ratio",), "prompt_len": ("model.prompt_len",),
                     "split": ("model.head_blocks", "model.tail_blocks")}
