@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("benchmark.config", "benchmark.overrides", "benchmark.system.profiles", "benchmark.workflow.names")),
     ("data, models, accounting", ("benchmark.data", "benchmark.models", "benchmark.accounting")),
     ("federation", ("benchmark.federation",)),
-    ("methods", ("benchmark.sfprompt", "baselines", "benchmark.methods", "benchmark.method_refs")),
+    ("methods", ("benchmark.sfprompt", "baselines", "benchmark.methods", "benchmark.method_refs",
+                 "benchmark.method_catalog")),
     ("runs", ("benchmark.run", "benchmark.preflight", "benchmark.pretrain", "benchmark.backbone_cache",
               "benchmark.tuning", "benchmark.perf", "benchmark.analytic")),
     ("privacy, system", ("benchmark.privacy", "benchmark.system")),
@@ -47,6 +48,8 @@ DEFERRED_INTERNAL: dict[tuple[str, str], str] = {
     ("benchmark.backbone_cache", "benchmark.models.vit"): "the workflow imports backbone_cache; models.vit: timm",
     ("benchmark.backbone_cache", "benchmark.io"): "the workflow imports backbone_cache; io imports pandas",
     ("benchmark.data.sampling", "benchmark.seeding"): "seeding imports torch; the data verb and the workflow don't",
+    ("benchmark.method_catalog", "benchmark.methods"): "the workflow's parse asks the catalogue; the registry: torch",
+    ("benchmark.workflow.data", "benchmark.models.vit"): "timm's input size, for a profile without img_size: torch",
 }
 
 
@@ -242,11 +245,23 @@ def test_a_function_level_import_says_why_it_is_deferred(path):
 
 
 def test_parsing_the_workflow_imports_no_model_library():
-    """Every Snakemake process (a dry run, the main process, each cluster job step) parses the Snakefile, which
-    imports ``benchmark.workflow.grid`` and through the method registry the model code; it builds no model, so timm
-    (and with it torchvision and ``torch._dynamo``, ~3 s of a ~7 s parse) must stay unimported until a run builds
-    one (benchmark/models/vit.py)."""
+    """A process that imports the method registry without building a model (the accounting, the report, the parse
+    of a profile that names a method file) must not import timm (and with it torchvision and ``torch._dynamo``,
+    ~3 s of what was a ~7 s parse) until a run builds one (benchmark/models/vit.py)."""
     code = ("import sys, benchmark.workflow.grid, benchmark.methods; "
             "print(' '.join(m for m in ('timm', 'torchvision', 'torch._dynamo') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"the workflow's parse imported {out.stdout.strip()}"
+
+
+def test_parsing_a_profile_of_built_in_methods_imports_neither_torch_nor_pandas():
+    """Every Snakemake process parses the Snakefile (workflow/rules/common.smk imports these modules and loads the
+    profile); for the package's own methods the parse checks names and ``method_params`` through
+    :mod:`benchmark.method_catalog`, so it imports no torch, pandas or method registry (~2.5 s of a 3.5 s parse)."""
+    code = ("import sys; from benchmark import prefork; from benchmark.errors import ConfigError; "
+            "from benchmark.workflow.names import RULES; from benchmark.workflow.grid import load_workflow_file; "
+            "wfs = [load_workflow_file(f'config/{p}.yaml') for p in ('smoke', 'default')]; "
+            "assert all(wf.runs for wf in wfs); "
+            "print(' '.join(m for m in ('torch', 'pandas', 'timm', 'benchmark.methods') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"parsing the smoke and default profiles imported {out.stdout.strip()}"

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark import seeding
+from benchmark import method_catalog, seeding
 from benchmark.analytic import FLOP_CONVENTION, accounting_table, comm_rows, format_table, method_round
 from benchmark.accounting.flops import unfused_attention
 from benchmark.config import from_dict
@@ -62,6 +62,30 @@ def test_registry_lists_all_methods():
     assert ordered()[:5] == ["fedavg", "fedprompt", "sfl_v1", "sfl_v2", "sfprompt"]
     with pytest.raises(UnknownNameError, match="valid: .*fedavg.*sfprompt"):
         method_class("fedsgd")
+
+
+def test_the_catalogue_is_the_registrys_built_in_methods_with_their_params():
+    """A workflow's parse checks method names and ``method_params`` through benchmark.method_catalog, without the
+    registry (torch): for every method of the package it must say what the registry says."""
+    builtin = {n: METHODS.get(n) for n in METHODS.names()
+               if METHODS.get(n).__module__.split(".")[0] in ("baselines", "benchmark")}
+    assert {n: cls.Params for n, cls in builtin.items()} == method_catalog.BUILTIN
+    for name, cls in builtin.items():
+        assert method_catalog.method_name(name) == name
+        assert cls.params.__func__ is Method.params.__func__, f"{name} overrides params(); the catalogue would not"
+    assert method_catalog.federated_methods() == federated_methods()
+    good, bad, unknown = ({"keep_ratio": 0.25}, {"keep_ratio": 2.0}, {"keep_rato": 0.5})
+    for params in (good, bad, unknown):
+        cfg = make_cfg("sfprompt", method_params=params)
+        outcomes = []
+        for check in (method_catalog.method_params, METHODS.get("sfprompt").params):
+            try:
+                outcomes.append(check(cfg))
+            except ConfigError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1], params
+    with pytest.raises(UnknownNameError, match="valid: .*fedavg.*sfprompt"):
+        method_catalog.method_name("fedsgd")
 
 
 def test_register_method_names_the_class_and_labels_it_unless_it_has_a_label(monkeypatch):

@@ -7,10 +7,8 @@ real devices and networks.
 * :mod:`~benchmark.system.analysis`: time and energy to a target accuracy, the uplink crossover, paper-scale
   per-round time from the analytic accounting.
 * :mod:`~benchmark.system.calibrate`: the ``local`` profile against this machine's measured compute time.
+
+Import the submodules themselves: this package imports none of them, so the workflow's parse, which needs only
+:mod:`~benchmark.system.plan` and :mod:`~benchmark.system.profiles`, does not import the model (pandas and the
+method registry, with torch).
 """
-
-from benchmark.system.model import CRITICAL_PATHS, client_times, client_usage, round_times
-from benchmark.system.profiles import Device, Link, SystemProfile, load_profiles
-
-__all__ = ["CRITICAL_PATHS", "client_times", "client_usage", "round_times", "Device", "Link",
-           "SystemProfile", "load_profiles"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.errors import ConfigError
-from benchmark.methods import federated_methods
+from benchmark.method_catalog import federated_methods
 from benchmark.overrides import set_args, yaml_scalar
 from benchmark.workflow.names import ARCH_KEYS, METHOD_PARAMS, split_file, split_label
 from benchmark.workflow.runs import WorkflowState

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from benchmark.config import from_dict
 from benchmark.data.datasets import spec_from_config
 from benchmark.errors import ConfigError
-from benchmark.methods import method_name
+from benchmark.method_catalog import method_name
 from benchmark.overrides import flatten
 from benchmark.workflow.names import (ARCH_KEYS, ARCH_SETTINGS, METHOD_PARAMS, POOLED, SENSITIVITY_KEYS, STRENGTH,
                                       UNDER_STUDY)

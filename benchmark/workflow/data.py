@@ -9,10 +9,16 @@ from typing import Any
 from benchmark.backbone_cache import checkpoint_pct
 from benchmark.config import DECLARATION_KEYS, RunConfig, cache_file_name, from_dict
 from benchmark.errors import ConfigError
-from benchmark.models.vit import input_spec
 from benchmark.overrides import set_args, unflatten
 from benchmark.workflow.names import ARCH_SETTINGS
 from benchmark.workflow.runs import WorkflowState
+
+
+def _input_size(cfg: RunConfig) -> int:
+    """The backbone's input resolution from timm's pretrained config, for a profile that sets no ``img_size``."""
+    from benchmark.models.vit import input_spec  # deferred: torch; a profile with img_size never calls this
+
+    return input_spec(cfg.model)[0]
 
 
 class DataSection(WorkflowState):
@@ -73,7 +79,7 @@ class DataSection(WorkflowState):
     def cache_file(cfg: RunConfig, dataset: str | None = None) -> str:
         """The decoded-data cache a job reads (the ``cache`` rule's output): ``dataset`` (default
         ``cfg.data.dataset``) at ``data.cache_img_size``, else the model's input size."""
-        size = cfg.data.cache_size(lambda: cfg.model.img_size or input_spec(cfg.model)[0])
+        size = cfg.data.cache_size(lambda: cfg.model.img_size or _input_size(cfg))
         return str(Path(cfg.data.cache_dir) / cache_file_name(dataset or cfg.data.dataset, size))
 
     def cache_dirs(self) -> list[str]:

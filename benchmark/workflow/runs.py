@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping
 
 from benchmark.config import RunConfig, check_split_depth, from_dict
 from benchmark.errors import ConfigError
-from benchmark.methods import method_class
+from benchmark.method_catalog import method_params
 from benchmark.overrides import flatten, set_args, unflatten
 from benchmark.workflow.names import (POOLED, POOLED_PARTITION, RUNNER_UP, SENSITIVITY_KEYS, UNDER_STUDY, Role,
                                       split_label, tuning_file, variant_name)
@@ -128,7 +128,7 @@ class RunsCore(WorkflowState):
         try:
             cfg = from_dict(unflatten(flat))
             if cfg.method_params:  # a method's own keys: checked against its Params
-                method_class(cfg.train.method).params(cfg)
+                method_params(cfg)
         except ConfigError as exc:
             raise where_error(where, exc) from None
         resolved, defaults = flatten(cfg.to_dict()), flatten(RunConfig().to_dict())
