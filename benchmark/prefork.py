@@ -66,7 +66,7 @@ PRELOAD = ("numpy", "torch", "torchvision", "timm", "pandas", "yaml", "tqdm", "s
 HEAVY_VERBS = frozenset({"cache", "partition", "pretrain", "train", "tune", "accounting", "system", "privacy",
                          "report", "grid"})
 """Verbs whose import cost the server saves (every workflow job's: ``grid`` builds the workflow, which imports the
-method classes and so torch); the others (``data``, ``compare``, ``costs``, ``runconfig``) run in their own
+method classes and so torch where a profile names a method file, and writes its files with pandas); the others (``data``, ``compare``, ``costs``, ``runconfig``) run in their own
 process: no workflow job calls them."""
 
 OWN_PACKAGES = ("benchmark", "baselines")
