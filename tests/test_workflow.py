@@ -29,6 +29,7 @@ from benchmark.config import RunConfig, parse_overrides
 from benchmark.errors import ConfigError
 from benchmark.overrides import set_args, yaml_scalar
 from benchmark.workflow.grid import load_workflow, load_workflow_file
+from benchmark.workflow.privacy import PRIVACY_RUN_PRIORITY
 from benchmark.workflow.schema import SCHEMA_PATH
 from tests.conftest import BACKGROUND, Background
 
@@ -357,6 +358,19 @@ def test_pretrained_backbones_must_share_checkpoint_percents():
 def test_lint_is_clean():
     proc = snakemake("--lint", "--configfile", str(CONFIGS["smoke"]))
     assert "Lints for" not in proc.log and "Congratulations" in proc.log
+
+
+@pytest.mark.parametrize("name", ["smoke", "default"])
+def test_the_runs_a_privacy_job_reads_train_first(name):
+    """The train rule's priority (scheduling only) is PRIVACY_RUN_PRIORITY exactly for the runs whose final head a
+    privacy job reads (its inputs), so the long privacy job can start while the other runs train."""
+    wf = load_workflow_file(CONFIGS[name])
+    read = {str(Path(h).parent) for split, cases in wf.privacy_cases.items() for h in
+            wf.privacy_input(SimpleNamespace(backbone=wf.privacy_cell()[0], split=split)).get("heads", [])}
+    first = {wf.path(r.dir) for r in wf.runs.values() if wf.train_priority(run_wildcards(r)) == PRIVACY_RUN_PRIORITY}
+    others = {wf.train_priority(run_wildcards(r)) for r in wf.runs.values() if wf.path(r.dir) not in first}
+    assert read and first == read and others == {0}
+    assert 10 < PRIVACY_RUN_PRIORITY < 20  # above the privacy job, below tuning (workflow/rules/*.smk)
 
 
 @pytest.mark.parametrize("name", ["default", "paper"])

@@ -42,6 +42,9 @@ rule partition:
         f"{R}/logs/partition/{{dataset}}/{{partition}}/seed{{seed}}.benchmark.tsv",
     params:
         sets=WF.partition_args,
+    # with the data: every train and tune job of its cell waits for it, and it takes a fraction of a second
+    # (scheduling only)
+    priority: 30
     threads: RES["partition"]["threads"]
     resources:
         cpus=WF.cpus,

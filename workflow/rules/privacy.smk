@@ -16,8 +16,8 @@ rule privacy_attack:
     params:
         spec=WF.privacy_spec,
         out=lambda wildcards, output: output.csv[: -len(".csv")],
-    # as soon as the runs it attacks are done (scheduling only); they are its cell's SFPrompt runs, which often
-    # finish late, so a privacy job may still run last
+    # as soon as the runs it attacks are done (scheduling only); those runs go first among the training jobs
+    # (the train rule's priority), so the job overlaps the rest of the training instead of running last
     priority: 10
     threads: RES["privacy"]["threads"]
     resources:

@@ -21,6 +21,9 @@ rule train:
         weights=WF.weights_arg,
         lr=WF.lr_arg,
         dir=WF.run_dir,
+    # the runs a privacy job reads go first, so that the long privacy job overlaps the other runs' training
+    # (benchmark/workflow/privacy.py, scheduling only)
+    priority: WF.train_priority
     threads: RES["train"]["threads"]
     resources:
         cpus=WF.cpus,
