@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cached_property
 from typing import Any, Iterator, Mapping
 
 from benchmark.config import from_dict
@@ -28,9 +29,6 @@ then starts as soon as they are done), below the data, the backbone (30) and tun
 
 class PrivacySection(WorkflowState):
     """The privacy cell, its attack cases per split, the noise runs, and the privacy rule's spec and inputs."""
-
-    _privacy_runs: frozenset[str] | None = None
-
 
     def _noise_candidates(self, cell: tuple) -> Iterator[Candidate]:
         """The noise defence's training runs: in the privacy cell's backbone, dataset and partition, on every seed
@@ -154,26 +152,26 @@ class PrivacySection(WorkflowState):
         out: dict[str, Any] = {"cache": self.cache_file(from_dict(unflatten(cases[0]["settings"])))}
         if self.backbones[backbone]["weights"] == "pretrain":
             out["weights"] = self.path(f"backbones/{backbone}.safetensors")
-        runs = sorted({r for c in cases for r in case_runs(c)})
-        if runs and "final" in self.privacy["rounds"]:
+        runs = self._read_runs(cases)
+        if runs:
             out["heads"] = [self.path(f"{r}/head_state.safetensors") for r in runs]
         return out
 
-    def privacy_read_runs(self) -> frozenset[str]:
-        """Every run folder a privacy job reads (the final head state of the runs its cases attack); none when
-        ``privacy.rounds`` has no ``final``."""
-        if "final" not in self.privacy["rounds"]:
-            return frozenset()
-        return frozenset(r for cases in self.privacy_cases.values() for c in cases for r in case_runs(c))
+    def _read_runs(self, cases: list[dict[str, Any]]) -> list[str]:
+        """The run folders whose final head state these cases read (none when ``privacy.rounds`` has no
+        ``final``)."""
+        return sorted({r for c in cases for r in case_runs(c)}) if "final" in self.privacy["rounds"] else []
+
+    @cached_property
+    def _privacy_read_runs(self) -> frozenset[str]:
+        return frozenset(r for cases in self.privacy_cases.values() for r in self._read_runs(cases))
 
     def train_priority(self, wc: Any) -> int:
         """The train rule's priority: :data:`PRIVACY_RUN_PRIORITY` for a run a privacy job reads, else 0. A privacy
         job is long and takes a core of its own; with its runs trained first it overlaps the rest of the training
         instead of running alone after it (the smoke profile's last ~9 s). Scheduling only: no result depends on
         the order jobs run in."""
-        if self._privacy_runs is None:
-            self._privacy_runs = self.privacy_read_runs()
-        return PRIVACY_RUN_PRIORITY if self.run(wc).dir in self._privacy_runs else 0
+        return PRIVACY_RUN_PRIORITY if self.run(wc).dir in self._privacy_read_runs else 0
 
 
 __all__ = ["PrivacySection"]
