@@ -262,6 +262,13 @@ def _server_env(extra: dict[str, str]) -> tuple[dict[str, str], str]:
     return env, json.dumps(prefork.fingerprint(env), sort_keys=True)
 
 
+CLI_ENV = {"PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+"""What a test's ``python -m benchmark`` adds to ``os.environ``: no warnings on its stderr, and this checkout's
+package first on the path (so a job started outside the checkout runs this code). One environment for
+tests/test_run.py's ``cli``, tests/test_prefork.py and tests/test_extending.py, so one session server serves them."""
+
+
 def served_env(**extra: str) -> dict[str, str]:
     """The environment for a test's ``python -m benchmark`` process: ``os.environ`` plus ``extra``, and the socket of
     a fork server (benchmark/prefork.py, as a local workflow starts one) that this session started with exactly that
@@ -287,6 +294,12 @@ def served_env(**extra: str) -> dict[str, str]:
         _SERVERS[key] = SimpleNamespace(handle=handle, usage=usage)
     handle = _SERVERS[key].handle
     return env if handle is None else {**env, prefork.SOCKET_ENV: handle.socket}
+
+
+def served_handle(**extra: str) -> prefork.Handle | None:
+    """The session's server for ``served_env(**extra)`` (started by that call; None where none came up)."""
+    served_env(**extra)
+    return _SERVERS[_server_env(extra)[1]].handle
 
 
 def served_jobs(**extra: str) -> list[dict[str, str]]:

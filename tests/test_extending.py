@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -29,6 +28,7 @@ from benchmark.methods import create_method, method_class, ordered
 from benchmark.models.split import SplitViT
 from benchmark.models.vit import create_backbone
 from benchmark.workflow.grid import load_workflow
+from tests.conftest import CLI_ENV, served_env
 from tests.test_methods import make_cfg, make_data
 from tests.test_run import write_cfg
 from tests.test_workflow import CONFIGS
@@ -79,9 +79,10 @@ def methods_file(tmp_path_factory) -> Path:
 
 
 def env_with_checkout() -> dict[str, str]:
-    """The environment of a job started outside the checkout: this checkout's package first on the path."""
-    return dict(os.environ, PYTHONWARNINGS="ignore",
-                PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    """The environment of a job started outside the checkout: this checkout's package first on the path
+    (tests/conftest.py: ``CLI_ENV``), its heavy verb run in the session's fork server (whose child imports the
+    suite and the method file from disk, as a process of its own does: tests/test_prefork.py)."""
+    return served_env(**CLI_ENV)
 
 
 # ---------------------------------------------------------------------------------------------------- the factory

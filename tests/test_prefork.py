@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from benchmark import prefork
-from tests.conftest import served_jobs
+from tests.conftest import CLI_ENV, served_env, served_handle, served_jobs
 from tests.test_run import cli, write_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,16 +27,14 @@ pytestmark = pytest.mark.skipif(not prefork.enabled({}), reason="the fork server
 
 @pytest.fixture(scope="module")
 def server():
-    """A server owned by this test process, with the environment the jobs below are given; stopped after this
-    module's tests. One for all of them: each start imports torch, timm and the rest again (7-8 s), and each test
-    leaves it as it found it (no child left: checked where a test could leave one)."""
-    env = prefork.job_env(1, {k: v for k, v in os.environ.items() if k != prefork.SOCKET_ENV})
-    handle = prefork.start(env=env, preload=prefork.PRELOAD)
+    """The session's fork server for tests/test_run.py's ``cli`` (tests/conftest.py: ``served_env``), and the
+    environment it serves. Any environment does for what these tests compare (a job in the server's child against
+    the same job in its own process, with the same environment), and sharing it saves a second import of torch,
+    timm and the rest (8-15 s); each test leaves it as it found it (no child left: checked where a test could
+    leave one)."""
+    handle = served_handle(**CLI_ENV)
     assert handle is not None, "the fork server did not come up"
-    try:
-        yield handle, {**env, prefork.SOCKET_ENV: handle.socket}
-    finally:
-        prefork.stop(handle)
+    yield handle, served_env(**CLI_ENV)
     assert prefork.SOCKET_ENV not in os.environ
 
 
@@ -216,9 +214,9 @@ def test_the_tests_cli_runs_its_heavy_verbs_in_the_sessions_server(tmp_path):
     """tests/test_run.py's ``cli`` (about 25 processes a session) hands its heavy verbs to the session's fork server
     (tests/conftest.py: ``served_env``): a fallback to a process of its own would silently cost ~4-5 s of imports
     a process again (the subset of test_run.py and test_tuning.py that uses it: 237 s without the server)."""
-    before = len(served_jobs(PYTHONWARNINGS="ignore"))
+    before = len(served_jobs(**CLI_ENV))
     cli("train", "-c", str(write_cfg(tmp_path, rounds=1)), "--out", str(tmp_path / "r"), "-q")
-    jobs = served_jobs(PYTHONWARNINGS="ignore")
+    jobs = served_jobs(**CLI_ENV)
     assert len(jobs) == before + 1, jobs
     assert (jobs[-1]["verb"], jobs[-1]["exit"]) == ("train", "0")
     assert (tmp_path / "r" / "metrics.csv").exists()

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import served_env
+from tests.conftest import CLI_ENV, served_env
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("metrics.csv", "comm.csv", "flops.csv", "config.resolved.yaml", "env.json")
@@ -40,7 +40,7 @@ def write_cfg(tmp_path: Path, **train) -> Path:
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m benchmark ARGS`` in a process of its own, whose heavy verb runs in the session's fork server
     (tests/conftest.py: ``served_env``)."""
-    proc = subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=ROOT, env=served_env(PYTHONWARNINGS="ignore"),
+    proc = subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=ROOT, env=served_env(**CLI_ENV),
                           capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stderr[-2000:])
