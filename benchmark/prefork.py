@@ -424,32 +424,47 @@ class Handle:
         return str(self.folder / "socket")
 
 
-def start(log: str | Path | None = None, timeout: float = 120.0, preload: Sequence[str] = PRELOAD,
-          env: dict[str, str] | None = None, usage: str | Path | None = None) -> Handle | None:
-    """Start a server owned by this process and wait until it listens; set :data:`SOCKET_ENV` in this process's
-    environment (jobs started afterwards inherit it). None, and no server, where :func:`enabled` says no or the
-    server does not come up within ``timeout`` seconds (then jobs simply run in their own processes)."""
+def spawn(log: str | Path | None = None, preload: Sequence[str] = PRELOAD, env: dict[str, str] | None = None,
+          usage: str | Path | None = None) -> Handle | None:
+    """Start a server owned by this process and return at once, while it imports (:func:`ready` waits for it to
+    listen); None, and no server, where :func:`enabled` says no. This process's environment is left as it is."""
     if not enabled(env):
         return None
     folder = Path(tempfile.mkdtemp(prefix="sfp-prefork-"))  # 0700: only this user's jobs can connect
-    sock = folder / "socket"
     if log:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
     out = open(log if log else os.devnull, "ab")  # noqa: SIM115 (handed to the server process)
     cmd = [sys.executable, "-c", "import sys; from benchmark.prefork import serve; "
                                  "serve(sys.argv[1], int(sys.argv[2]), sys.argv[4:], sys.argv[3] or None)",
-           str(sock), str(os.getpid()), str(Path(usage).resolve()) if usage else "", *preload]
+           str(folder / "socket"), str(os.getpid()), str(Path(usage).resolve()) if usage else "", *preload]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                             cwd=str(Path(__file__).resolve().parents[1]), start_new_session=True)
     out.close()
-    handle = Handle(proc, folder)
+    return Handle(proc, folder)
+
+
+def ready(handle: Handle, timeout: float = 120.0) -> bool:
+    """Wait until a spawned server listens: True; False, and the server stopped, where it exits first or does not
+    listen within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not sock.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
+    while not Path(handle.socket).exists():
+        if handle.proc.poll() is not None or time.monotonic() > deadline:
             stop(handle)
-            return None
+            return False
         time.sleep(0.05)
-    os.environ[SOCKET_ENV] = str(sock)
+    return True
+
+
+def start(log: str | Path | None = None, timeout: float = 120.0, preload: Sequence[str] = PRELOAD,
+          env: dict[str, str] | None = None, usage: str | Path | None = None) -> Handle | None:
+    """Start a server owned by this process and wait until it listens (:func:`spawn`, :func:`ready`); set
+    :data:`SOCKET_ENV` in this process's environment (jobs started afterwards inherit it). None, and no server,
+    where :func:`enabled` says no or the server does not come up within ``timeout`` seconds (then jobs simply run
+    in their own processes)."""
+    handle = spawn(log, preload, env, usage)
+    if handle is None or not ready(handle, timeout):
+        return None
+    os.environ[SOCKET_ENV] = handle.socket
     return handle
 
 
@@ -471,5 +486,5 @@ def stop(handle: Handle | None) -> None:
         handle.folder.rmdir()
 
 
-__all__ = ["delegate", "enabled", "job_env", "USAGE_COLUMNS", "USAGE_FILE", "fingerprint", "fingerprint_difference", "serve", "start", "stop", "Handle",
+__all__ = ["delegate", "enabled", "job_env", "USAGE_COLUMNS", "USAGE_FILE", "fingerprint", "fingerprint_difference", "serve", "spawn", "ready", "start", "stop", "Handle",
            "PRELOAD", "HEAVY_VERBS", "SOCKET_ENV", "SWITCH_ENV"]

@@ -11,6 +11,7 @@ worker and each workflow still runs once (there, on first use).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import importlib
 import json
@@ -214,15 +215,17 @@ def stop_process(proc: subprocess.Popen | None, interrupted: bool = False) -> No
 
 
 class Background:
-    """A session workflow (one Snakemake process) started when collection ends (:func:`pytest_collection_finish`),
-    so that its jobs overlap the tests that need no workflow, which mostly use one core and run first
-    (:func:`pytest_collection_modifyitems`); the function that returns the workflow waits for it. Its output goes
-    to ``log``. The same command, run the same way: only when it starts changes."""
+    """A session workflow (one Snakemake process), or one test's own long ``python -m benchmark`` process, started
+    when collection ends (:func:`pytest_collection_finish`), so that it overlaps the tests that need no workflow,
+    which mostly use one core and run first (:func:`pytest_collection_modifyitems`); the function that returns its
+    result waits for it. Its output goes to ``log`` (its standard error too, unless ``stderr`` names a file). The
+    same command, run the same way: only when it starts changes."""
 
-    def __init__(self, what: str, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.what, self.cmd, self.log = what, cmd, log
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+    def __init__(self, what: str, cmd: list[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None, stderr: Path | None = None) -> None:
+        self.what, self.cmd, self.log, self.stderr = what, cmd, log, stderr
+        with log.open("w") as out, (stderr.open("w") if stderr else contextlib.nullcontext()) as err:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err or subprocess.STDOUT, env=env, cwd=cwd,
                                          preexec_fn=as_a_background_process)
         self.started = time.monotonic()
 
@@ -236,7 +239,8 @@ class Background:
                                  f"{self.log.read_text()[-6000:]}") from None
         text = self.log.read_text()
         if code != 0:
-            raise AssertionError(f"{self.what} failed ({code}): {' '.join(self.cmd)}\n{text[-6000:]}")
+            err = self.stderr.read_text() if self.stderr else ""
+            raise AssertionError(f"{self.what} failed ({code}): {' '.join(self.cmd)}\n{text[-3000:]}\n{err[-3000:]}")
         return text
 
     def stop(self, interrupted: bool = False) -> None:
@@ -269,6 +273,19 @@ package first on the path (so a job started outside the checkout runs this code)
 tests/test_run.py's ``cli``, tests/test_prefork.py and tests/test_extending.py, so one session server serves them."""
 
 
+def spawn_server(**extra: str) -> SimpleNamespace:
+    """The session's fork server for ``os.environ`` plus ``extra`` (:data:`_SERVERS`), started now, without
+    waiting for its imports, if it was not started yet. :func:`served_env` waits for it."""
+    env, key = _server_env(extra)
+    if key not in _SERVERS:
+        folder = Path(tempfile.mkdtemp(prefix="sfprompt-test-prefork-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        usage = folder / prefork.USAGE_FILE
+        _SERVERS[key] = SimpleNamespace(handle=prefork.spawn(env=env, log=folder / "prefork.log", usage=usage),
+                                        usage=usage, ready=False)
+    return _SERVERS[key]
+
+
 def served_env(**extra: str) -> dict[str, str]:
     """The environment for a test's ``python -m benchmark`` process: ``os.environ`` plus ``extra``, and the socket of
     a fork server (benchmark/prefork.py, as a local workflow starts one) that this session started with exactly that
@@ -278,22 +295,16 @@ def served_env(**extra: str) -> dict[str, str]:
     (tests/test_prefork.py compares them); tests about a user's plain process (no warning printed, the exit status
     of a real process, a killed run) start theirs without this. ``SFPROMPT_PREFORK=0``, or a server that does not
     come up: the plain environment, and each process imports for itself. Each server logs to ``prefork.log`` and
-    records its jobs in ``prefork-jobs.tsv`` (:func:`served_jobs`), in a temporary folder of its own."""
-    env, key = _server_env(extra)
-    if key not in _SERVERS:
-        before = os.environ.get(prefork.SOCKET_ENV)
-        folder = Path(tempfile.mkdtemp(prefix="sfprompt-test-prefork-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        usage = folder / prefork.USAGE_FILE
-        handle = prefork.start(env=env, log=folder / "prefork.log", usage=usage)
-        # start() points this process's environment at the server; only the processes given this env use it
-        if before is None:
-            os.environ.pop(prefork.SOCKET_ENV, None)
-        else:
-            os.environ[prefork.SOCKET_ENV] = before
-        _SERVERS[key] = SimpleNamespace(handle=handle, usage=usage)
-    handle = _SERVERS[key].handle
-    return env if handle is None else {**env, prefork.SOCKET_ENV: handle.socket}
+    records its jobs in ``prefork-jobs.tsv`` (:func:`served_jobs`), in a temporary folder of its own. The server
+    for :data:`CLI_ENV` is started when collection ends (:func:`pytest_collection_finish`), so its imports overlap
+    the first tests; any other on first use."""
+    env, _ = _server_env(extra)
+    server = spawn_server(**extra)
+    if server.handle is not None and not server.ready:
+        server.ready = prefork.ready(server.handle)  # stopped if it did not come up
+        if not server.ready:
+            server.handle = None
+    return env if server.handle is None else {**env, prefork.SOCKET_ENV: server.handle.socket}
 
 
 def served_handle(**extra: str) -> prefork.Handle | None:
@@ -333,10 +344,24 @@ BACKGROUND_STARTS = {"smoke_results": "tests.test_workflow:start_smoke_workflow"
 """The session workflows that start in the background when a selected test uses their fixture (the SLURM runs:
 tests/test_cluster.py's ``start_background``)."""
 WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow() outside fixtures too
+PROCESS_STARTS = {"clean_train_run": "tests.test_quiet:start_clean_train_run",
+                  "paper_accounting_cli": "tests.test_run:start_paper_accounting_cli"}
+"""Fixtures whose test reads one long ``python -m benchmark`` process of its own (20-55 s in CI runs, a plain
+process each, which its subject needs or which no fork server shortens): the process starts in the background
+with the workflows and the test runs with the workflows' tests, when it has long finished. Under pytest-xdist, or
+for a test run alone, the fixture runs it on first use."""
+CLI_SERVER_MODULES = {"test_run.py", "test_tuning.py", "test_prefork.py", "test_extending.py"}
+"""Modules whose tests run ``python -m benchmark`` in the session's server for :data:`CLI_ENV`: where one is
+selected, that server starts importing when collection ends (elsewhere: on first use, which waits ~8 s)."""
 
 
 def _reads_a_workflow(item) -> bool:
     return bool(WORKFLOW_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.path.name in WORKFLOW_MODULES
+
+
+def _runs_late(item) -> bool:
+    """A test that reads a session workflow or a background process of its own (:data:`PROCESS_STARTS`)."""
+    return _reads_a_workflow(item) or bool(set(PROCESS_STARTS) & set(getattr(item, "fixturenames", ())))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -345,14 +370,14 @@ def pytest_collection_modifyitems(config, items):
     worker). Without xdist the marker does nothing.
 
     Order (stable: each group keeps the collected order): first the tests that read no session workflow, then
-    those that do, then the SLURM tests. The workflows start in the background when collection ends
+    those that do (and those that read a process of :data:`PROCESS_STARTS`), then the SLURM tests. The workflows start in the background when collection ends
     (:func:`pytest_collection_finish`), and the later a test waits for one, the more of its time the other tests
     fill. A module whose tests fall in two groups sets its module fixtures up once per group (none of those is
     used on both sides but ``own_registry``, a snapshot of the registry)."""
     for item in items:
         if _reads_a_workflow(item):
             item.add_marker(pytest.mark.xdist_group("workflows"))
-    items.sort(key=lambda item: 2 if item.path.name == "test_cluster.py" else int(_reads_a_workflow(item)))
+    items.sort(key=lambda item: 2 if item.path.name == "test_cluster.py" else int(_runs_late(item)))
 
 
 BACKGROUND_FIXTURES = {"cluster_tiny", "cluster_cancelled"}
@@ -371,13 +396,16 @@ def _background_module(session):
 
 def pytest_collection_finish(session):
     """Start in the background the session workflows the selected tests read (:class:`Background`): those of
-    :data:`BACKGROUND_STARTS` (smoke, tiny, declared data), and the SLURM runs of tests/test_cluster.py (the tiny
-    run, the cancelled-job run) where the local cluster is up. Not under pytest-xdist (the fixtures then run
+    :data:`BACKGROUND_STARTS` (smoke, tiny, declared data), the tests' own long processes of
+    :data:`PROCESS_STARTS`, and the SLURM runs of tests/test_cluster.py (the tiny run, the cancelled-job run) where
+    the local cluster is up; and spawn the fork server of :data:`CLI_ENV` where a test that uses it is selected. Not under pytest-xdist (the fixtures then run
     them on the worker of the ``workflows`` group) or ``--collect-only``."""
     if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
         return
+    if any(item.path.name in CLI_SERVER_MODULES for item in session.items):
+        spawn_server(**CLI_ENV)
     fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    for fixture, start in BACKGROUND_STARTS.items():
+    for fixture, start in {**BACKGROUND_STARTS, **PROCESS_STARTS}.items():
         if fixture in fixtures:
             module, _, function = start.partition(":")
             getattr(importlib.import_module(module), function)()
