@@ -308,7 +308,7 @@ def served_env(**extra: str) -> dict[str, str]:
 
 
 def served_handle(**extra: str) -> prefork.Handle | None:
-    """The session's server for ``served_env(**extra)`` (started by that call; None where none came up)."""
+    """The session's server for ``served_env(**extra)``, ready (None where none came up)."""
     served_env(**extra)
     return _SERVERS[_server_env(extra)[1]].handle
 
@@ -346,9 +346,10 @@ tests/test_cluster.py's ``start_background``)."""
 WORKFLOW_MODULES = {"test_cluster.py"}  # calls smoke_workflow()/tiny_workflow() outside fixtures too
 PROCESS_STARTS = {"clean_train_run": "tests.test_quiet:start_clean_train_run",
                   "paper_accounting_cli": "tests.test_run:start_paper_accounting_cli"}
-"""Fixtures whose test reads one long ``python -m benchmark`` process of its own (20-55 s in CI runs, a plain
-process each, which its subject needs or which no fork server shortens): the process starts in the background
-with the workflows and the test runs with the workflows' tests, when it has long finished. Under pytest-xdist, or
+"""Fixtures whose test reads one long ``python -m benchmark`` process of its own (20-55 s each in CI runs; plain
+processes: the quiet test's subject is one, and the accounting verb starts before the server is up): the process
+starts in the background with the workflows, and the test runs with the workflows' tests, when it has long
+finished. Under pytest-xdist, or
 for a test run alone, the fixture runs it on first use."""
 CLI_SERVER_MODULES = {"test_run.py", "test_tuning.py", "test_prefork.py", "test_extending.py"}
 """Modules whose tests run ``python -m benchmark`` in the session's server for :data:`CLI_ENV`: where one is
@@ -369,11 +370,11 @@ def pytest_collection_modifyitems(config, items):
     ``--dist loadgroup`` one worker runs them all, so each workflow runs once (a session fixture runs once per
     worker). Without xdist the marker does nothing.
 
-    Order (stable: each group keeps the collected order): first the tests that read no session workflow, then
-    those that do (and those that read a process of :data:`PROCESS_STARTS`), then the SLURM tests. The workflows start in the background when collection ends
-    (:func:`pytest_collection_finish`), and the later a test waits for one, the more of its time the other tests
-    fill. A module whose tests fall in two groups sets its module fixtures up once per group (none of those is
-    used on both sides but ``own_registry``, a snapshot of the registry)."""
+    Order (stable: each group keeps the collected order): first the tests that read no session workflow, then those
+    that do (and those that read a process of :data:`PROCESS_STARTS`), then the SLURM tests. The workflows start in
+    the background when collection ends (:func:`pytest_collection_finish`), and the later a test waits for one, the
+    more of its time the other tests fill. A module whose tests fall in two groups sets its module fixtures up once
+    per group (none of those is used on both sides but ``own_registry``, a snapshot of the registry)."""
     for item in items:
         if _reads_a_workflow(item):
             item.add_marker(pytest.mark.xdist_group("workflows"))
@@ -398,8 +399,9 @@ def pytest_collection_finish(session):
     """Start in the background the session workflows the selected tests read (:class:`Background`): those of
     :data:`BACKGROUND_STARTS` (smoke, tiny, declared data), the tests' own long processes of
     :data:`PROCESS_STARTS`, and the SLURM runs of tests/test_cluster.py (the tiny run, the cancelled-job run) where
-    the local cluster is up; and spawn the fork server of :data:`CLI_ENV` where a test that uses it is selected. Not under pytest-xdist (the fixtures then run
-    them on the worker of the ``workflows`` group) or ``--collect-only``."""
+    the local cluster is up; and spawn the fork server of :data:`CLI_ENV` where a test that uses it is selected.
+    Not under pytest-xdist (the fixtures then run them on the worker of the ``workflows`` group) or
+    ``--collect-only``."""
     if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
         return
     if any(item.path.name in CLI_SERVER_MODULES for item in session.items):
