@@ -19,10 +19,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -250,6 +252,19 @@ class Background:
 BACKGROUND: dict[str, Background] = {}
 """The session's background workflows by name (``smoke``: tests/test_workflow.py, ``tiny``: above, ``declared``:
 tests/test_declared_data.py)."""
+
+
+def start_process(name: str, what: str, args: Callable[[Path], list[str]], env: dict[str, str]) -> None:
+    """Start ``python -m benchmark ARGS`` in the background as :data:`BACKGROUND` ``[name]`` (once a session), from
+    the checkout, in a temporary folder of its own (``.folder``; ``args(folder)`` gives the arguments), its standard
+    output in ``stdout.log`` and its standard error in ``stderr.log`` there (:data:`PROCESS_STARTS`)."""
+    if name in BACKGROUND:
+        return
+    folder = Path(tempfile.mkdtemp(prefix=f"sfprompt-test-{name}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    BACKGROUND[name] = Background(what, [sys.executable, "-m", "benchmark", *args(folder)], folder / "stdout.log",
+                                  env=env, cwd=ROOT, stderr=folder / "stderr.log")
+    BACKGROUND[name].folder = folder
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -7,19 +7,16 @@ so a library warning raised at import time, such as torch's ``torch.jit.script``
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from benchmark import prefork
-from tests.conftest import BACKGROUND, Background
+from tests.conftest import BACKGROUND, start_process
 from tests.test_bad_input import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,21 +38,17 @@ def test_help_prints_no_warning():
     assert "Warning" not in _stderr("--help")
 
 
+def _clean_train_args(folder: Path) -> list[str]:
+    (folder / "run.yaml").write_text(yaml.safe_dump(GOOD))
+    return ["train", "-c", str(folder / "run.yaml"), "--set", f"data.cache_dir={folder}/cache", "--out",
+            str(folder / "run"), "-q"]
+
+
 def start_clean_train_run() -> None:
     """Start the clean train run in the background (tests/conftest.py: ``PROCESS_STARTS``): a plain process that
     imports everything itself, ~10 s alone and 20 s beside the workflows, which no fork server may shorten (its
     warnings at import time are the subject)."""
-    if "clean_train_run" in BACKGROUND:
-        return
-    folder = Path(tempfile.mkdtemp(prefix="sfprompt-test-quiet-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    cfg = folder / "run.yaml"
-    cfg.write_text(yaml.safe_dump(GOOD))
-    cmd = [sys.executable, "-m", "benchmark", "train", "-c", str(cfg), "--set", f"data.cache_dir={folder}/cache",
-           "--out", str(folder / "run"), "-q"]
-    BACKGROUND["clean_train_run"] = Background("a clean train run", cmd, folder / "stdout.log", env=_plain_env(),
-                                               cwd=ROOT, stderr=folder / "stderr.log")
-    BACKGROUND["clean_train_run"].folder = folder
+    start_process("clean_train_run", "a clean train run", _clean_train_args, _plain_env())
 
 
 @pytest.fixture(scope="session")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import torch
 import yaml
 
 from benchmark import prefork
-from tests.conftest import BACKGROUND, CLI_ENV, Background, served_env
+from tests.conftest import BACKGROUND, CLI_ENV, served_env, start_process
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("metrics.csv", "comm.csv", "flops.csv", "config.resolved.yaml", "env.json")
@@ -110,14 +107,8 @@ def start_paper_accounting_cli() -> None:
     """Start the paper-scale accounting verb in the background (tests/conftest.py: ``PROCESS_STARTS``): ~20 s alone,
     20-55 s in CI runs beside the workflows, nearly all of it tracing ViT-B/16. A process of its own (``cli``'s
     environment without the server: it starts while the server is still importing)."""
-    if "paper_accounting_cli" in BACKGROUND:
-        return
-    folder = Path(tempfile.mkdtemp(prefix="sfprompt-test-accounting-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     env = {k: v for k, v in {**os.environ, **CLI_ENV}.items() if k != prefork.SOCKET_ENV}
-    BACKGROUND["paper_accounting_cli"] = Background(
-        "the paper-scale accounting verb", [sys.executable, "-m", "benchmark", *PAPER_ACCOUNTING],
-        folder / "stdout.log", env=env, cwd=ROOT, stderr=folder / "stderr.log")
+    start_process("paper_accounting_cli", "the paper-scale accounting verb", lambda _: list(PAPER_ACCOUNTING), env)
 
 
 @pytest.fixture(scope="session")
